@@ -1,0 +1,171 @@
+"""The one checkpoint format: safetensors (tensors) + JSON metadata, digest-checked, written atomically.
+
+File layout (safetensors): tensors named `model.*` (weights, fp32), `optim.*` (optimizer moments),
+`rng.*` (generator states); header metadata holds four strings:
+  format = "charrnn-checkpoint", format_version = "1", digest = sha256 (hex), meta = JSON.
+The digest covers `meta` and every tensor's name, dtype, shape and bytes, so any flipped byte or
+truncation is caught on load. Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from charrnn.errors import CheckpointError
+from charrnn.model import ModelConfig
+from charrnn.vocab import Vocab
+
+FORMAT = "charrnn-checkpoint"
+FORMAT_VERSION = 1
+SUFFIX = ".safetensors"
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a checkpoint holds, already validated."""
+
+    config: ModelConfig
+    vocab: Vocab
+    weights: dict[str, Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Tensor] = field(default_factory=dict)
+    path: str = ""
+
+
+def payload_digest(meta_json: str, tensors: dict[str, Tensor]) -> str:
+    """sha256 over the metadata JSON and each tensor's name, dtype, shape and raw bytes."""
+    digest = hashlib.sha256(meta_json.encode("utf-8"))
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Temp file in the same directory, fsync, rename over the target, fsync the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(
+    path: str | Path,
+    config: ModelConfig,
+    vocab: Vocab,
+    weights: dict[str, Tensor],
+    meta: dict[str, Any] | None = None,
+    extra: dict[str, Tensor] | None = None,
+) -> None:
+    """Write one checkpoint file atomically; weights are stored on CPU so any device can load them."""
+    from safetensors.torch import save
+
+    tensors = {f"model.{k}": v.detach().float().cpu().contiguous() for k, v in weights.items()}
+    for name, tensor in (extra or {}).items():
+        tensors[name] = tensor.detach().cpu().contiguous()
+    body = dict(meta or {})
+    body["model_config"] = config.to_dict()
+    body["vocab"] = vocab.chars
+    meta_json = json.dumps(body, ensure_ascii=False, allow_nan=False, sort_keys=True)
+    header = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "digest": payload_digest(meta_json, tensors),
+        "meta": meta_json,
+    }
+    atomic_write(Path(path), save(tensors, metadata=header))
+
+
+def read_header(data: bytes, where: str) -> dict[str, str]:
+    """The safetensors metadata of `data`, checked to be a charrnn checkpoint of a known version."""
+    if len(data) < 8:
+        raise CheckpointError(f"{where}: not a charrnn checkpoint (file too short)")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > min(MAX_HEADER_BYTES, len(data) - 8):
+        raise CheckpointError(f"{where}: not a charrnn checkpoint, or truncated (bad header length)")
+    try:
+        header = json.loads(data[8 : 8 + header_len].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{where}: not a charrnn checkpoint (unreadable header)") from None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{where}: not a charrnn checkpoint (no charrnn metadata)")
+    version = metadata.get("format_version", "")
+    if version != str(FORMAT_VERSION):
+        raise CheckpointError(
+            f"{where}: checkpoint format version {version!r} is not supported by this charrnn "
+            f"(reads version {FORMAT_VERSION}); upgrade charrnn to load it"
+        )
+    return metadata
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read, verify and unpack a checkpoint. Every failure is a one-line CheckpointError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    where = str(path)
+    target = Path(path)
+    if target.is_dir():
+        raise CheckpointError(f"{where}: is a directory; pass a checkpoint file such as {where}/best{SUFFIX}")
+    try:
+        data = target.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{where}: checkpoint not found; check the path or run `charrnn runs`") from None
+    except OSError as exc:
+        raise CheckpointError(f"{where}: cannot read checkpoint ({exc.strerror or exc})") from None
+    metadata = read_header(data, where)
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{where}: corrupted checkpoint ({reason})") from None
+    meta_json = metadata.get("meta", "")
+    if payload_digest(meta_json, tensors) != metadata.get("digest"):
+        raise CheckpointError(f"{where}: corrupted checkpoint (digest mismatch); use another copy")
+    try:
+        meta = json.loads(meta_json)
+        config = ModelConfig.from_dict(meta.pop("model_config"))
+        vocab = Vocab(meta.pop("vocab"))
+    except Exception as exc:  # malformed fields inside a well-formed file
+        raise CheckpointError(f"{where}: malformed checkpoint metadata ({exc})") from None
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    extra = {k: v for k, v in tensors.items() if not k.startswith("model.")}
+    return Checkpoint(config=config, vocab=vocab, weights=weights, meta=meta, extra=extra, path=where)
+
+
+def load_model(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """A CharRNN in eval mode with the checkpoint's weights, on `device`."""
+    from charrnn.model import CharRNN
+
+    model = CharRNN(checkpoint.config)
+    try:
+        model.load_state_dict(checkpoint.weights, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"{checkpoint.path}: weights do not match the stored config ({first})") from None
+    return model.to(device).eval()

@@ -1,0 +1,356 @@
+"""The `charrnn` command: parse flags, call the library, print results, map errors to exit codes.
+
+This is the only layer that prints. Heavy imports (torch) happen inside the commands so that
+`charrnn --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from charrnn import __version__
+from charrnn.errors import CharRNNError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+MODEL, OPTIM, BUDGET, CKPTS, SYSTEM, OUTPUT = "Model", "Optimisation", "Budget", "Checkpoints", "System", "Output"
+
+app = typer.Typer(
+    name="charrnn",
+    help="Train character-level language models on your own text and generate from them.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def err(message: str) -> None:
+    """One line on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def guarded() -> Iterator[None]:
+    """Turn domain errors into one line and the documented exit code; Ctrl-C into 130."""
+    try:
+        yield
+    except CharRNNError as exc:
+        err(f"charrnn: error: {exc}")
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err("charrnn: interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except MemoryError:
+        err("charrnn: error: out of memory; use a smaller --batch-size, --hidden or corpus")
+        raise typer.Exit(EXIT_FAILURE) from None
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        print(f"charrnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Train character-level language models on your own text and generate from them.
+
+    Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 bad input data or checkpoint, 130 interrupted.
+    """
+
+
+# -- train ------------------------------------------------------------------------------------
+
+
+@app.command(epilog="Examples:  charrnn train poems.txt --time 10m   |   charrnn train src/ --hidden 768 --steps 20000")
+def train(
+    corpus: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Text files, a directory of .txt files, or - for stdin. Default: Python's stdlib source."),
+    ] = None,
+    out: Annotated[
+        Optional[str], typer.Option(help="Run directory. [default: checkpoints/<corpus name>]", rich_help_panel=CKPTS)
+    ] = None,
+    cell: Annotated[str, typer.Option(help="Recurrent cell: lstm, gru or rnn.", rich_help_panel=MODEL)] = "lstm",
+    layers: Annotated[
+        Optional[int], typer.Option(min=1, help="Stacked layers. [default: 2]", rich_help_panel=MODEL)
+    ] = None,
+    hidden: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Hidden units per layer. [default: by corpus size and budget]", rich_help_panel=MODEL),
+    ] = None,
+    embed: Annotated[
+        Optional[int], typer.Option(min=1, help="Character embedding size. [default: 64]", rich_help_panel=MODEL)
+    ] = None,
+    dropout: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0, max=0.95, help="Dropout between layers. [default: by expected epochs]", rich_help_panel=MODEL
+        ),
+    ] = None,
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Parallel streams per step. [default: 32 on CPU]", rich_help_panel=OPTIM),
+    ] = None,
+    seq_len: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Characters per window (BPTT length). [default: 64 on CPU]", rich_help_panel=OPTIM),
+    ] = None,
+    lr: Annotated[
+        Optional[float], typer.Option(help="Peak learning rate. [default: 2e-3]", rich_help_panel=OPTIM)
+    ] = None,
+    grad_clip: Annotated[
+        float, typer.Option(min=0.0, help="Clip the gradient norm to this (0: off).", rich_help_panel=OPTIM)
+    ] = 1.0,
+    weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW weight decay.", rich_help_panel=OPTIM)] = 0.01,
+    val_frac: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=0.9, help="Last fraction of the text held out for validation.", rich_help_panel=OPTIM
+        ),
+    ] = 0.1,
+    time: Annotated[
+        Optional[str],
+        typer.Option(
+            "--time", help="Wall-clock budget: 90s, 10m, 1h30m. [default: 10m if no budget]", rich_help_panel=BUDGET
+        ),
+    ] = None,
+    steps: Annotated[
+        Optional[int], typer.Option(min=1, help="Stop after this many steps.", rich_help_panel=BUDGET)
+    ] = None,
+    epochs: Annotated[
+        Optional[float], typer.Option(help="Stop after this many passes over the text.", rich_help_panel=BUDGET)
+    ] = None,
+    patience: Annotated[
+        Optional[int], typer.Option(min=1, help="Stop after N validations without improvement.", rich_help_panel=BUDGET)
+    ] = None,
+    eval_every: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Validate every N steps or every DURATION. [default: 1/5 of the budget]", rich_help_panel=BUDGET
+        ),
+    ] = None,
+    save_every: Annotated[
+        str, typer.Option(help="Save last every N steps or every DURATION.", rich_help_panel=CKPTS)
+    ] = "5m",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=SYSTEM)] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="auto (bf16 where the hardware has it), fp32, bf16, fp16.", rich_help_panel=SYSTEM)
+    ] = "auto",
+    threads: Annotated[
+        Optional[int], typer.Option(min=1, help="CPU threads. [default: usable cores]", rich_help_panel=SYSTEM)
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (weights, dropout).", rich_help_panel=SYSTEM)] = 1337,
+    errors: Annotated[
+        str,
+        typer.Option(help="Invalid UTF-8 in the corpus: strict (error), replace or ignore.", rich_help_panel=SYSTEM),
+    ] = "strict",
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only warnings and the summary.", rich_help_panel=OUTPUT)
+    ] = False,
+) -> None:
+    """Train a model on CORPUS and keep its best and last checkpoints in the run directory."""
+    with guarded():
+        from charrnn.cli.report import TrainReport
+        from charrnn.train import Trainer, TrainOptions
+
+        sources = tuple(corpus or ())
+        if not sources:
+            from charrnn.default_corpus import build_default_corpus
+
+            err("charrnn: no corpus given; using Python's standard library source (charrnn corpus)")
+            sources = (str(build_default_corpus()),)
+        options = TrainOptions(
+            corpus=sources,
+            out=out,
+            cell=cell,
+            num_layers=layers,
+            hidden_size=hidden,
+            embed_size=embed,
+            dropout=dropout,
+            batch_size=batch_size,
+            seq_len=seq_len,
+            lr=lr,
+            grad_clip=grad_clip,
+            weight_decay=weight_decay,
+            val_frac=val_frac,
+            time=time,
+            steps=steps,
+            epochs=epochs,
+            patience=patience,
+            eval_every=eval_every,
+            save_every=save_every,
+            device=device,
+            dtype=dtype,
+            threads=threads,
+            seed=seed,
+            errors=errors,
+            command=shlex.join(["charrnn", *sys.argv[1:]]),
+        )
+        Trainer(options, TrainReport(quiet=quiet)).run()
+
+
+# -- sample -----------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog="Examples:  charrnn sample --temp 0.8   |   charrnn sample -c run/best.safetensors --prime 'def ' | head"
+)
+def sample(
+    checkpoint: Annotated[
+        Optional[str],
+        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. [default: newest run's best]"),
+    ] = None,
+    temp: Annotated[
+        float,
+        typer.Option("--temp", "--temperature", "-t", min=0.0, help="Temperature; 0 picks the likeliest character."),
+    ] = 1.0,
+    length: Annotated[int, typer.Option("--length", "-l", min=0, help="Characters to generate.")] = 1000,
+    prime: Annotated[str, typer.Option("--prime", "-p", help="Text to start from (printed first).")] = "",
+    top_k: Annotated[Optional[int], typer.Option(min=1, help="Sample only from the K likeliest characters.")] = None,
+    top_p: Annotated[
+        Optional[float], typer.Option(help="Sample from the smallest set with this much probability.")
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "cpu",
+) -> None:
+    """Generate text from a checkpoint, streamed to stdout as it is produced."""
+    with guarded():
+        from charrnn.checkpoint import load_checkpoint, load_model
+        from charrnn.device import resolve_device
+        from charrnn.runs import resolve_checkpoint
+        from charrnn.sample import SampleSettings, generate
+
+        settings = SampleSettings(temperature=temp, top_k=top_k, top_p=top_p)
+        target = resolve_device(device)
+        ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
+        model = load_model(ckpt, target)
+        chunks = generate(model, ckpt.vocab, prime, length, settings, seed, target)
+        stream_to_stdout([prime] if prime else [], chunks)
+
+
+def stream_to_stdout(head: list[str], chunks: Iterator[str]) -> None:
+    """Write text to stdout as UTF-8, flushing each chunk; a closed pipe ends quietly."""
+    out = sys.stdout.buffer
+    try:
+        for text in head:
+            out.write(text.encode("utf-8"))
+        for text in chunks:
+            out.write(text.encode("utf-8"))
+            out.flush()
+        if sys.stdout.isatty():
+            out.write(b"\n")
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly and keep Python from complaining at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(EXIT_OK) from None
+
+
+# -- eval -------------------------------------------------------------------------------------
+
+
+@app.command(name="eval", epilog="Example:  charrnn eval held_out.txt -c checkpoints/poems/best.safetensors --json")
+def evaluate(
+    files: Annotated[list[str], typer.Argument(help="Text files (or - for stdin) to score.")],
+    checkpoint: Annotated[
+        Optional[str],
+        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. [default: newest run's best]"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+    errors: Annotated[str, typer.Option(help="Invalid UTF-8: strict, replace or ignore.")] = "strict",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+) -> None:
+    """Score text under a model: loss in nats/char, bits/char and perplexity."""
+    with guarded():
+        from charrnn.checkpoint import load_checkpoint, load_model
+        from charrnn.corpus import load_corpus
+        from charrnn.device import resolve_device
+        from charrnn.evaluate import evaluate_ids
+        from charrnn.runs import resolve_checkpoint
+
+        target = resolve_device(device)
+        ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
+        corpus = load_corpus(files, errors, vocab=ckpt.vocab)
+        result = evaluate_ids(load_model(ckpt, target), corpus.ids, target)
+        if as_json:
+            print(json.dumps(result.to_dict()))
+        else:
+            print(
+                f"loss {result.loss:.4f} nats/char  bpc {result.bpc:.4f}  "
+                f"perplexity {result.perplexity:.3f}  ({result.chars:,} chars)"
+            )
+
+
+# -- info -------------------------------------------------------------------------------------
+
+
+@app.command(epilog="Example:  charrnn info checkpoints/poems/best.safetensors --json")
+def info(
+    checkpoint: Annotated[
+        Optional[str], typer.Argument(help="Checkpoint file or run directory. [default: newest run's best]")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+) -> None:
+    """Describe a checkpoint: model, vocabulary, parameters, training progress."""
+    with guarded():
+        from charrnn.checkpoint import load_checkpoint
+        from charrnn.cli.describe import checkpoint_summary, format_summary
+        from charrnn.runs import resolve_checkpoint
+
+        summary = checkpoint_summary(load_checkpoint(resolve_checkpoint(checkpoint)))
+        print(json.dumps(summary, ensure_ascii=False, indent=2) if as_json else format_summary(summary))
+
+
+# -- corpus -----------------------------------------------------------------------------------
+
+
+@app.command()
+def corpus(
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Write the corpus here instead of the cache.")
+    ] = None,
+) -> None:
+    """Build the default corpus (this Python's standard library source) and print its path."""
+    with guarded():
+        from charrnn.default_corpus import build_default_corpus
+
+        path = build_default_corpus(output)
+        err(f"charrnn: default corpus: {path.stat().st_size:,} bytes")
+        print(path)
+
+
+def main() -> None:
+    """Console entry point: usage errors as one line (exit 2), everything else through `guarded`."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        err("charrnn: interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:
+        # Typer's usage errors (bad flag, bad value) carry `format_message` and `exit_code`.
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        message = exc.format_message()
+        if message:  # empty when the help text was already shown (no arguments given)
+            err(f"charrnn: error: {message}{hint}")
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -1,0 +1,29 @@
+"""Domain errors. Library code raises these; only the CLI turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+
+class CharRNNError(Exception):
+    """Base class: a failure the user can act on. `exit_code` follows the CLI contract."""
+
+    exit_code: int = 1
+
+
+class InputError(CharRNNError):
+    """Bad input data: a corpus, a prompt or a file that cannot be used as given."""
+
+    exit_code = 3
+
+
+class CorpusError(InputError):
+    """A corpus that is missing, empty, binary, badly encoded or too short."""
+
+
+class CheckpointError(InputError):
+    """A file that is not a charrnn checkpoint, is corrupted, or comes from an unknown format."""
+
+
+class ConfigError(CharRNNError):
+    """Options that are each valid but do not fit together (or do not fit the data)."""
+
+    exit_code = 2

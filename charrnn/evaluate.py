@@ -1,0 +1,101 @@
+"""Loss of a text under a model: full pass, state carried, in nats, bits per char and perplexity."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charrnn.device import autocast
+from charrnn.model import CharRNN, detach_state
+
+MIN_CHARS_PER_STREAM = 2048
+MAX_STREAMS = 64
+BURN_IN = 256
+WINDOW = 512
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Mean next-character loss over `chars` predictions."""
+
+    loss: float
+    chars: int
+
+    @property
+    def bpc(self) -> float:
+        return self.loss / math.log(2)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(min(self.loss, 700.0))
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"loss": self.loss, "bpc": self.bpc, "perplexity": self.perplexity, "chars": self.chars}
+
+
+def stream_layout(num_predictions: int, streams: int | None) -> tuple[int, int]:
+    """(streams, chunk): how many parallel streams to score and how many predictions each scores."""
+    if streams is None:
+        streams = max(1, min(MAX_STREAMS, num_predictions // MIN_CHARS_PER_STREAM))
+    streams = max(1, min(streams, num_predictions))
+    return streams, math.ceil(num_predictions / streams)
+
+
+@torch.no_grad()
+def evaluate_ids(
+    model: CharRNN,
+    ids: np.ndarray,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    streams: int | None = None,
+    burn_in: int = BURN_IN,
+) -> EvalResult:
+    """Score every prediction ids[i] -> ids[i+1] once, as one long pass would, but in parallel.
+
+    The predictions are cut into S contiguous chunks scored side by side. Chunk s > 0 first
+    reads the `burn_in` characters before it (unscored) so its state is warm, which makes the
+    result match a single sequential pass closely while running S times fewer steps.
+
+        inputs  ids[0 .. n-2], targets ids[1 .. n-1]
+        chunk 0:            [scored.......]
+        chunk 1:      [warm][scored.......]
+        chunk 2:                    [warm][scored...]   (right-padded, mask 0)
+    """
+    n_pred = int(ids.size) - 1
+    if n_pred < 1:
+        return EvalResult(loss=float("nan"), chars=0)
+    num_streams, chunk = stream_layout(n_pred, streams)
+    starts = [s * chunk for s in range(num_streams)]
+    warm = [min(burn_in, start) for start in starts]
+    lengths = [min(chunk, n_pred - start) + w for start, w in zip(starts, warm)]
+    width = max(lengths)
+    inputs = np.zeros((num_streams, width), dtype=np.int64)
+    targets = np.zeros((num_streams, width), dtype=np.int64)
+    scored = np.zeros((num_streams, width), dtype=bool)
+    for s, (start, w, length) in enumerate(zip(starts, warm, lengths)):
+        begin = start - w
+        inputs[s, :length] = ids[begin : begin + length]
+        targets[s, :length] = ids[begin + 1 : begin + length + 1]
+        scored[s, w:length] = True
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    state = None
+    x_all = torch.from_numpy(inputs).to(device)
+    y_all = torch.from_numpy(targets).to(device)
+    m_all = torch.from_numpy(scored).to(device)
+    for pos in range(0, width, WINDOW):
+        x = x_all[:, pos : pos + WINDOW]
+        with autocast(device, dtype):
+            logits, state = model(x, state)
+        losses = F.cross_entropy(
+            logits.float().reshape(-1, logits.size(-1)), y_all[:, pos : pos + WINDOW].reshape(-1), reduction="none"
+        )
+        total += (losses * m_all[:, pos : pos + WINDOW].reshape(-1)).sum(dtype=torch.float64)
+        state = detach_state(state)
+    model.train(was_training)
+    return EvalResult(loss=float(total.item()) / n_pred, chars=n_pred)

@@ -1,0 +1,100 @@
+"""ModelConfig and CharRNN: embedding -> stacked nn.LSTM/GRU/RNN -> linear head."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Union
+
+import torch
+from torch import Tensor, nn
+
+from charrnn.errors import ConfigError
+
+CELLS = ("lstm", "gru", "rnn")
+
+# LSTM state is (h, c), each [num_layers, B, hidden]; GRU/RNN state is h alone.
+State = Union[tuple[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes the shape of the network. Stored in every checkpoint."""
+
+    vocab_size: int
+    cell: str = "lstm"
+    num_layers: int = 2
+    hidden_size: int = 512
+    embed_size: int = 64
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ConfigError(f"unknown cell {self.cell!r}; use one of {', '.join(CELLS)}")
+        for name in ("vocab_size", "num_layers", "hidden_size", "embed_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return cls(**data)
+
+
+class CharRNN(nn.Module):
+    """A character language model; PyTorch's fused recurrent layers so oneDNN/cuDNN kernels run.
+
+    ids [B, T] -> embed [B, T, E] -> rnn [B, T, H] -> dropout -> head [B, T, V]
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        rnn_class = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[config.cell]
+        self.embed = nn.Embedding(config.vocab_size, config.embed_size)
+        self.rnn = rnn_class(
+            config.embed_size,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        x = self.embed(ids)  # [B, T, E]
+        out, state = self.rnn(x, state)  # [B, T, H]
+        return self.head(self.drop(out)), state  # [B, T, V]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def detach_state(state: State) -> State:
+    """Cut the graph between windows (truncated BPTT) while keeping the values."""
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)  # type: ignore[return-value]
+    return state.detach()
+
+
+def select_streams(state: State, keep: Tensor) -> State:
+    """State rows for the streams in `keep` (used when streams finish at different times)."""
+    if isinstance(state, tuple):
+        return tuple(s[:, keep] for s in state)  # type: ignore[return-value]
+    return state[:, keep]
+
+
+def count_parameters(config: ModelConfig) -> int:
+    """Parameter count without building the model (for planning sizes)."""
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[config.cell]
+    h, e, v = config.hidden_size, config.embed_size, config.vocab_size
+    rnn = sum(gates * h * ((e if layer == 0 else h) + h + 2) for layer in range(config.num_layers))
+    return v * e + rnn + h * v + v
+
+
+def build_model(config: ModelConfig, device: torch.device | str = "cpu") -> CharRNN:
+    return CharRNN(config).to(device)

@@ -1,0 +1,87 @@
+"""Default sizes for a run: what model, batch and schedule a corpus and a time budget can afford.
+
+Every value here is only a default; each has a `train` flag that overrides it. The rules come from
+measurements on Tiny Shakespeare on a 2-core CPU (README, "Measured"): a 2x384 LSTM is the best
+buy for a minute or two, 2x512 with dropout for ten minutes, and small corpora need small models
+with dropout or they memorise the text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from charrnn.model import ModelConfig, count_parameters
+
+DEFAULT_TIME_S = 600.0
+# Training FLOP/s (6 x params x chars/s) measured for 2-layer LSTMs on this project's 2-core CPU.
+CPU_TRAIN_FLOPS = {torch.bfloat16: 2.1e11, torch.float32: 1.3e11}
+GPU_TRAIN_FLOPS = 2.0e13
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Resolved sizes for one run, before flags override them."""
+
+    hidden_size: int
+    num_layers: int
+    embed_size: int
+    dropout: float
+    batch_size: int
+    seq_len: int
+    lr: float
+    expected_epochs: float
+
+
+def train_flops(device: torch.device, dtype: torch.dtype) -> float:
+    if device.type == "cpu":
+        return CPU_TRAIN_FLOPS.get(dtype, CPU_TRAIN_FLOPS[torch.float32])
+    return GPU_TRAIN_FLOPS
+
+
+def hidden_for_corpus(train_chars: int) -> int:
+    """The largest hidden size the corpus can feed without gross overfitting."""
+    for limit, hidden in ((50_000, 128), (250_000, 256), (600_000, 384)):
+        if train_chars < limit:
+            return hidden
+    return 512 if train_chars < 20_000_000 else 1024
+
+
+def hidden_for_time(seconds: float, device: torch.device) -> int:
+    """The largest hidden size that sees enough text in the budget to beat a smaller one."""
+    if device.type != "cpu":
+        return 1024
+    return 384 if seconds < 180 else 512
+
+
+def make_plan(
+    train_chars: int,
+    vocab_size: int,
+    seconds: float | None,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Plan:
+    """Sizes for `train_chars` of text and a budget of `seconds` (None: the default budget)."""
+    budget = seconds or DEFAULT_TIME_S
+    hidden = min(hidden_for_corpus(train_chars), hidden_for_time(budget, device))
+    batch = 32 if device.type == "cpu" else 128
+    seq_len = 64 if device.type == "cpu" else 128
+    while batch > 1 and (train_chars - 1) // batch < seq_len:
+        batch //= 2
+    while seq_len > 8 and (train_chars - 1) // batch < seq_len:
+        seq_len //= 2
+    config = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=2, embed_size=64)
+    chars_per_s = train_flops(device, dtype) / (6 * count_parameters(config))
+    epochs = chars_per_s * budget / max(train_chars, 1)
+    dropout = 0.25 if epochs > 3 else (0.1 if epochs > 2 else 0.0)
+    return Plan(
+        hidden_size=hidden,
+        num_layers=2,
+        embed_size=64,
+        dropout=dropout,
+        batch_size=batch,
+        seq_len=seq_len,
+        lr=2e-3,
+        expected_epochs=epochs,
+    )
