@@ -121,5 +121,5 @@ def split_train_val(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.nd
     """Train = the first (1 - val_frac) of the text, validation = the last val_frac, contiguous."""
     if not 0.0 <= val_frac < 1.0:
         raise CorpusError(f"--val-frac must be in [0, 1), got {val_frac}")
-    n_val = int(round(ids.size * val_frac))
+    n_val = round(ids.size * val_frac)
     return ids[: ids.size - n_val], ids[ids.size - n_val :]

@@ -34,7 +34,7 @@ def parse_duration(text: str) -> float:
 
 def format_duration(seconds: float) -> str:
     """`95.2` -> `1m35s`: short and readable for banners and summaries."""
-    total = int(round(seconds))
+    total = round(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

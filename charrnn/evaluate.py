@@ -71,12 +71,12 @@ def evaluate_ids(
     num_streams, chunk = stream_layout(n_pred, streams)
     starts = [s * chunk for s in range(num_streams)]
     warm = [min(burn_in, start) for start in starts]
-    lengths = [min(chunk, n_pred - start) + w for start, w in zip(starts, warm)]
+    lengths = [min(chunk, n_pred - start) + w for start, w in zip(starts, warm, strict=False)]
     width = max(lengths)
     inputs = np.zeros((num_streams, width), dtype=np.int64)
     targets = np.zeros((num_streams, width), dtype=np.int64)
     scored = np.zeros((num_streams, width), dtype=bool)
-    for s, (start, w, length) in enumerate(zip(starts, warm, lengths)):
+    for s, (start, w, length) in enumerate(zip(starts, warm, lengths, strict=False)):
         begin = start - w
         inputs[s, :length] = ids[begin : begin + length]
         targets[s, :length] = ids[begin + 1 : begin + length + 1]

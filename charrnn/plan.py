@@ -58,23 +58,33 @@ def hidden_for_time(seconds: float, device: torch.device) -> int:
 def make_plan(
     train_chars: int,
     vocab_size: int,
-    seconds: float | None,
     device: torch.device,
     dtype: torch.dtype,
+    seconds: float | None = None,
+    steps: int | None = None,
+    epochs: float | None = None,
 ) -> Plan:
-    """Sizes for `train_chars` of text and a budget of `seconds` (None: the default budget)."""
-    budget = seconds or DEFAULT_TIME_S
-    hidden = min(hidden_for_corpus(train_chars), hidden_for_time(budget, device))
+    """Sizes for `train_chars` of text under a budget (the first one to run out counts)."""
+    if seconds is None and steps is None and epochs is None:
+        seconds = DEFAULT_TIME_S
     batch = 32 if device.type == "cpu" else 128
     seq_len = 64 if device.type == "cpu" else 128
     while batch > 1 and (train_chars - 1) // batch < seq_len:
         batch //= 2
     while seq_len > 8 and (train_chars - 1) // batch < seq_len:
         seq_len //= 2
+    hidden = hidden_for_corpus(train_chars)
+    if seconds is not None:
+        hidden = min(hidden, hidden_for_time(seconds, device))
     config = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=2, embed_size=64)
     chars_per_s = train_flops(device, dtype) / (6 * count_parameters(config))
-    epochs = chars_per_s * budget / max(train_chars, 1)
-    dropout = 0.25 if epochs > 3 else (0.1 if epochs > 2 else 0.0)
+    budgets = [] if seconds is None else [chars_per_s * seconds]
+    if steps is not None:
+        budgets.append(steps * batch * seq_len)
+    if epochs is not None:
+        budgets.append(epochs * train_chars)
+    expected_epochs = min(budgets) / max(train_chars, 1)
+    dropout = 0.25 if expected_epochs > 3 else (0.1 if expected_epochs > 2 else 0.0)
     return Plan(
         hidden_size=hidden,
         num_layers=2,
@@ -83,5 +93,5 @@ def make_plan(
         batch_size=batch,
         seq_len=seq_len,
         lr=2e-3,
-        expected_epochs=epochs,
+        expected_epochs=expected_epochs,
     )

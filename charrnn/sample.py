@@ -78,7 +78,6 @@ def new_seed() -> int:
     return int.from_bytes(os.urandom(4), "little")
 
 
-@torch.no_grad()
 def generate(
     model: CharRNN,
     vocab: Vocab,
@@ -88,16 +87,30 @@ def generate(
     seed: int | None = None,
     device: torch.device | str = "cpu",
 ) -> Iterator[str]:
-    """Yield generated text in small chunks as it is produced (the prime itself is not yielded)."""
-    settings = settings or SampleSettings()
+    """Text in small chunks as it is produced (the prime itself is not yielded).
+
+    Arguments are checked here, before the first chunk is asked for, so a bad prime fails
+    before anything is printed.
+    """
     if length < 0:
         raise ConfigError(f"--length must not be negative, got {length}")
     check_prime(vocab, prime)
-    device = torch.device(device)
-    generator = torch.Generator(device=device)
+    generator = torch.Generator(device=torch.device(device))
     generator.manual_seed(new_seed() if seed is None else seed)
+    return _generate(model, vocab, start_ids(vocab, prime), length, settings or SampleSettings(), generator)
+
+
+@torch.no_grad()
+def _generate(
+    model: CharRNN,
+    vocab: Vocab,
+    start: list[int],
+    length: int,
+    settings: SampleSettings,
+    generator: torch.Generator,
+) -> Iterator[str]:
     model.eval()
-    ids = torch.tensor([start_ids(vocab, prime)], dtype=torch.long, device=device)
+    ids = torch.tensor([start], dtype=torch.long, device=generator.device)
     logits, state = model(ids, None)
     last: torch.Tensor = logits[:, -1]
     pending: list[int] = []

@@ -124,6 +124,9 @@ def train(
             min=0.0, max=0.9, help="Last fraction of the text held out for validation.", rich_help_panel=OPTIM
         ),
     ] = 0.1,
+    val_max_chars: Annotated[
+        int, typer.Option(min=2, help="Validate on at most this many held-out chars.", rich_help_panel=OPTIM)
+    ] = 131_072,
     time: Annotated[
         Optional[str],
         typer.Option(
@@ -189,6 +192,7 @@ def train(
             grad_clip=grad_clip,
             weight_decay=weight_decay,
             val_frac=val_frac,
+            val_max_chars=val_max_chars,
             time=time,
             steps=steps,
             epochs=epochs,

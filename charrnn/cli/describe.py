@@ -40,10 +40,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     best = summary["best_val_loss"]
     lines = [
         f"checkpoint  {summary['path']} ({summary['kind'] or 'unknown'})",
-        f"model       {model['num_layers']}x{model['hidden_size']} {model['cell'].upper()}, embed {model['embed_size']}, "
-        f"dropout {model['dropout']:g}",
+        f"model       {model['num_layers']}x{model['hidden_size']} {model['cell'].upper()}, "
+        f"embed {model['embed_size']}, dropout {model['dropout']:g}",
         f"parameters  {summary['parameters']:,}",
-        f"vocab       {summary['vocab_size']} characters: {summary['vocab'][:60]!r}{'...' if summary['vocab_size'] > 60 else ''}",
+        f"vocab       {summary['vocab_size']} characters: {summary['vocab'][:60]!r}"
+        + ("..." if summary["vocab_size"] > 60 else ""),
         f"trained     {summary['step']} steps, epoch {summary['epoch']}, {summary['elapsed_s'] or 0:.0f} s",
         "best val    "
         + (

@@ -45,8 +45,8 @@ class TrainReport:
             f"train {corpus['train_chars']:,} / val {corpus['val_chars']:,}"
         )
         self.write(
-            f"model   {model['num_layers']}x{model['hidden_size']} {model['cell'].upper()}, embed {model['embed_size']}, "
-            f"dropout {model['dropout']:g}, {info['parameters']:,} parameters"
+            f"model   {model['num_layers']}x{model['hidden_size']} {model['cell'].upper()}, "
+            f"embed {model['embed_size']}, dropout {model['dropout']:g}, {info['parameters']:,} parameters"
         )
         self.write(
             f"train   {info['device']} {info['dtype']} x{info['threads']} threads, batch {info['batch_size']} x "

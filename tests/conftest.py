@@ -1,0 +1,72 @@
+"""Shared fixtures: a small corpus of our own, tiny model options, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
+
+# Our own text: a few made-up lines repeated with variation, enough for a tiny model to learn.
+LINES = [
+    "the cat sat on the mat.",
+    "a dog ran in the fog!",
+    "we sing of rain and grain,",
+    "and the fox jumps over the box.",
+    "is it true? it is true.",
+]
+
+
+def make_text(n_lines: int = 400) -> str:
+    return "\n".join(f"{LINES[i % len(LINES)]} {i % 7}" for i in range(n_lines)) + "\n"
+
+
+@pytest.fixture
+def corpus_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.txt"
+    path.write_text(make_text(), encoding="utf-8")
+    return path
+
+
+TINY_TRAIN = ["--hidden", "16", "--embed", "8", "--batch-size", "4", "--seq-len", "16", "--threads", "1"]
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, input: bytes | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run the real `charrnn` CLI in a subprocess (python -m charrnn), capturing bytes."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="100", NO_COLOR="1")
+    return subprocess.run(
+        [sys.executable, "-m", "charrnn", *args],
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny model trained through the library, shared by tests that only read it."""
+    from charrnn.train import TrainOptions, train
+
+    root = tmp_path_factory.mktemp("trained")
+    corpus = root / "tiny.txt"
+    corpus.write_text(make_text(), encoding="utf-8")
+    options = TrainOptions(
+        corpus=(str(corpus),),
+        out=str(root / "run"),
+        hidden_size=32,
+        embed_size=8,
+        batch_size=4,
+        seq_len=16,
+        steps=40,
+        threads=1,
+    )
+    return train(options).run_dir

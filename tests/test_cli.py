@@ -1,0 +1,182 @@
+"""End to end through the real CLI in a subprocess: train -> sample -> eval -> info, and the errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, TINY_TRAIN, make_text, run_cli
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
+    stderr = proc.stderr.decode()
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("charrnn: error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert proc.stdout == b""
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`charrnn train` run once through the CLI; cwd is the returned directory."""
+    work = tmp_path_factory.mktemp("cli")
+    (work / "tiny.txt").write_text(make_text(), encoding="utf-8")
+    proc = run_cli("train", "tiny.txt", "--steps", "30", *TINY_TRAIN, cwd=work)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == b""  # progress and banners belong on stderr
+    stderr = proc.stderr.decode()
+    assert "corpus" in stderr and "val" in stderr and "done" in stderr
+    return work
+
+
+def test_train_creates_run_under_checkpoints(cli_run: Path) -> None:
+    run = cli_run / "checkpoints" / "tiny"
+    assert (run / "best.safetensors").is_file() and (run / "last.safetensors").is_file()
+    config = json.loads((run / "config.json").read_text())
+    assert config["command"].startswith("charrnn train tiny.txt")
+
+
+def test_sample_defaults_to_newest_run_and_streams_only_text(cli_run: Path) -> None:
+    proc = run_cli("sample", "--temp", "0.8", "--length", "120", "--seed", "3", cwd=cli_run)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stderr == b""
+    text = proc.stdout.decode("utf-8")
+    assert len(text) == 120
+    assert set(text) <= set(make_text())
+    again = run_cli("sample", "--temp", "0.8", "--length", "120", "--seed", "3", cwd=cli_run)
+    assert again.stdout == proc.stdout
+
+
+def test_sample_prime_is_printed_first(cli_run: Path) -> None:
+    proc = run_cli("sample", "-c", "checkpoints/tiny", "--prime", "the ", "--length", "10", "--top-k", "3", cwd=cli_run)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().startswith("the ") and len(proc.stdout.decode()) == 14
+
+
+def test_sample_into_head_exits_quietly(cli_run: Path) -> None:
+    cmd = f"{sys.executable} -m charrnn sample --temp 0.8 --length 20000 | head -c 100"
+    proc = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", cmd], cwd=cli_run, capture_output=True, env={"PYTHONPATH": str(REPO)}
+    )
+    assert len(proc.stdout) == 100
+    assert proc.stderr == b""
+    assert proc.returncode == 0
+
+
+def test_eval_text_and_json(cli_run: Path) -> None:
+    text = run_cli("eval", "tiny.txt", "-c", "checkpoints/tiny/best.safetensors", cwd=cli_run)
+    assert text.returncode == 0, text.stderr.decode()
+    assert "nats/char" in text.stdout.decode() and "perplexity" in text.stdout.decode()
+    proc = run_cli("eval", "tiny.txt", "--json", cwd=cli_run)
+    result = json.loads(proc.stdout)
+    assert set(result) == {"loss", "bpc", "perplexity", "chars"}
+    assert result["chars"] == len(make_text()) - 1
+    assert 0 < result["loss"] < 4.0
+
+
+def test_info_text_and_json(cli_run: Path) -> None:
+    proc = run_cli("info", "checkpoints/tiny/best.safetensors", "--json", cwd=cli_run)
+    assert proc.returncode == 0, proc.stderr.decode()
+    info = json.loads(proc.stdout)
+    assert info["model"]["hidden_size"] == 16 and info["vocab_size"] == len(set(make_text()))
+    assert info["parameters"] > 0 and info["step"] == 30 and info["best_val_loss"] > 0
+    text = run_cli("info", cwd=cli_run).stdout.decode()
+    assert "parameters" in text and "best val" in text
+
+
+def test_help_and_version() -> None:
+    assert run_cli("--help").returncode == 0
+    version = run_cli("--version")
+    assert version.returncode == 0 and version.stdout.decode().startswith("charrnn ")
+    for command in ("train", "sample", "eval", "info", "corpus"):
+        assert run_cli(command, "--help").returncode == 0
+
+
+# -- errors: one line on stderr, documented exit code, no traceback ---------------------------
+
+
+def test_missing_corpus(tmp_path: Path) -> None:
+    assert_clean_error(run_cli("train", "nope.txt", cwd=tmp_path), 3, "nope.txt", "not found")
+
+
+def test_empty_corpus(tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert_clean_error(run_cli("train", "empty.txt", cwd=tmp_path), 3, "empty")
+
+
+def test_unreadable_corpus(tmp_path: Path) -> None:
+    path = tmp_path / "secret.txt"
+    path.write_text("x" * 1000)
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("running as a user who can read any file (root)")
+        proc = run_cli("train", "secret.txt", cwd=tmp_path)
+    finally:
+        path.chmod(0o644)
+    assert_clean_error(proc, 3, "secret.txt", "permission denied")
+
+
+def test_binary_corpus(tmp_path: Path) -> None:
+    (tmp_path / "img.txt").write_bytes(b"\x89PNG\x00\x00" + bytes(range(256)))
+    assert_clean_error(run_cli("train", "img.txt", cwd=tmp_path), 3, "binary")
+
+
+def test_corpus_shorter_than_a_window(tmp_path: Path) -> None:
+    (tmp_path / "short.txt").write_text("hello world")
+    assert_clean_error(run_cli("train", "short.txt", "--seq-len", "64", cwd=tmp_path), 3, "--seq-len")
+
+
+def test_invalid_utf8_then_replace(tmp_path: Path) -> None:
+    (tmp_path / "latin.txt").write_bytes(make_text().encode() + b"caf\xe9\n" + make_text().encode())
+    line = assert_clean_error(run_cli("train", "latin.txt", *TINY_TRAIN, "--steps", "2", cwd=tmp_path), 3)
+    assert f"byte {len(make_text().encode()) + 3}" in line and "--errors replace" in line
+    ok = run_cli("train", "latin.txt", *TINY_TRAIN, "--steps", "2", "--errors", "replace", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr.decode()
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("just some text, not a model")
+    assert_clean_error(run_cli("sample", "-c", "notes.txt", cwd=tmp_path), 3, "not a charrnn checkpoint")
+
+
+def test_corrupted_checkpoint(cli_run: Path, tmp_path: Path) -> None:
+    data = bytearray((cli_run / "checkpoints" / "tiny" / "best.safetensors").read_bytes())
+    data[-10] ^= 0x01
+    (tmp_path / "bad.safetensors").write_bytes(bytes(data))
+    assert_clean_error(run_cli("info", "bad.safetensors", cwd=tmp_path), 3, "corrupted")
+    assert_clean_error(run_cli("sample", "-c", "bad.safetensors", cwd=tmp_path), 3, "corrupted")
+
+
+def test_no_checkpoint_anywhere(tmp_path: Path) -> None:
+    assert_clean_error(run_cli("sample", cwd=tmp_path), 3, "charrnn train")
+
+
+def test_bad_sampling_values(cli_run: Path) -> None:
+    assert_clean_error(run_cli("sample", "--temp", "-1", cwd=cli_run), 2, "--temp")
+    assert_clean_error(run_cli("sample", "--top-p", "0", cwd=cli_run), 2, "--top-p")
+    assert_clean_error(run_cli("sample", "--top-p", "1.5", cwd=cli_run), 2, "--top-p")
+
+
+def test_prime_outside_vocab(cli_run: Path) -> None:
+    assert_clean_error(run_cli("sample", "--prime", "QQ€", cwd=cli_run), 3, "'Q'", "'€'")
+
+
+def test_bad_duration(tmp_path: Path, corpus_file: Path) -> None:
+    assert_clean_error(run_cli("train", str(corpus_file), "--time", "soon", cwd=tmp_path), 2, "90s")
+
+
+def test_stdin_corpus(tmp_path: Path) -> None:
+    proc = run_cli("train", "-", *TINY_TRAIN, "--steps", "3", cwd=tmp_path, input=make_text().encode())
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert (tmp_path / "checkpoints" / "stdin" / "best.safetensors").is_file()

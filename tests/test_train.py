@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from charrnn.checkpoint import load_checkpoint
+from charrnn.errors import ConfigError
+from charrnn.plan import make_plan
+from charrnn.train import TrainOptions, train
+from tests.conftest import SHAKESPEARE
+
+
+def tiny(corpus: Path, out: Path | None, **changes: object) -> TrainOptions:
+    base = dict(
+        corpus=(str(corpus),),
+        out=None if out is None else str(out),
+        hidden_size=16,
+        embed_size=8,
+        batch_size=4,
+        seq_len=16,
+        threads=1,
+    )
+    base.update(changes)
+    return TrainOptions(**base)  # type: ignore[arg-type]
+
+
+def test_train_writes_best_last_metrics_and_config(corpus_file: Path, tmp_path: Path) -> None:
+    result = train(tiny(corpus_file, tmp_path / "run", steps=30, eval_every="10"))
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {"best.safetensors", "last.safetensors", "metrics.jsonl", "config.json"}
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    vals = [r for r in rows if r["event"] == "val"]
+    assert [r["step"] for r in vals] == [10, 20, 30]
+    assert vals[-1]["val_loss"] < vals[0]["val_loss"]
+    assert result.steps == 30 and result.stop_reason == "steps"
+    assert math.isclose(result.best_val_loss, min(r["val_loss"] for r in vals))
+    last = load_checkpoint(run / "last.safetensors")
+    assert last.meta["step"] == 30 and "optim.0.exp_avg" in last.extra and "state.h" in last.extra
+    best = load_checkpoint(run / "best.safetensors")
+    assert best.meta["step"] == best.meta["best_step"]
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_other_cells_train(corpus_file: Path, tmp_path: Path, cell: str) -> None:
+    result = train(tiny(corpus_file, tmp_path / cell, steps=5, cell=cell))
+    assert load_checkpoint(result.best_path).config.cell == cell
+
+
+def test_time_budget_stops_on_time(corpus_file: Path, tmp_path: Path) -> None:
+    result = train(tiny(corpus_file, tmp_path / "timed", time="2s"))
+    assert result.stop_reason == "time"
+    assert 2.0 <= result.elapsed_s < 6.0
+
+
+def test_epoch_budget_and_patience(corpus_file: Path, tmp_path: Path) -> None:
+    result = train(tiny(corpus_file, tmp_path / "ep", epochs=1.0))
+    assert result.stop_reason == "epochs" and math.isclose(result.epochs, 1.0)
+    stopped = train(tiny(corpus_file, tmp_path / "pat", steps=10_000, eval_every="1", patience=2, lr=1e-9))
+    assert stopped.stop_reason == "patience" and stopped.steps < 100
+
+
+def test_refuses_to_overwrite_a_run(corpus_file: Path, tmp_path: Path) -> None:
+    train(tiny(corpus_file, tmp_path / "run", steps=2))
+    with pytest.raises(ConfigError, match="--resume"):
+        train(tiny(corpus_file, tmp_path / "run", steps=2))
+
+
+def test_default_run_dirs_never_collide(corpus_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    first = train(tiny(corpus_file, None, steps=2)).run_dir  # type: ignore[arg-type]
+    second = train(tiny(corpus_file, None, steps=2)).run_dir  # type: ignore[arg-type]
+    assert first == Path("checkpoints/tiny") and second == Path("checkpoints/tiny-2")
+
+
+def test_plan_scales_with_corpus_and_budget() -> None:
+    import torch
+
+    cpu = torch.device("cpu")
+    small = make_plan(20_000, 50, cpu, torch.float32, seconds=600)
+    big = make_plan(1_000_000, 65, cpu, torch.bfloat16, seconds=600)
+    short = make_plan(1_000_000, 65, cpu, torch.bfloat16, seconds=80)
+    assert small.hidden_size < short.hidden_size <= big.hidden_size
+    assert small.dropout > 0  # many epochs over a small text: regularise
+    assert short.dropout == 0
+    few_steps = make_plan(1_000_000, 65, cpu, torch.bfloat16, steps=50)
+    assert few_steps.dropout == 0
+
+
+@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="../shared/corpora/tinyshakespeare.txt not present")
+def test_reference_corpus_trains(tmp_path: Path) -> None:
+    result = train(tiny(SHAKESPEARE, tmp_path / "ts", steps=20, hidden_size=32, batch_size=8, seq_len=32))
+    ckpt = load_checkpoint(result.best_path)
+    assert ckpt.vocab.size == 65
+    assert ckpt.meta["corpus"]["chars"] == 1_115_394
+    assert ckpt.meta["corpus"]["val_chars"] == 111_539
