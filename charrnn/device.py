@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
-from typing import ContextManager
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -58,7 +57,7 @@ def dtype_name(dtype: torch.dtype) -> str:
     return {v: k for k, v in TORCH_DTYPES.items()}[dtype]
 
 
-def autocast(device: torch.device, dtype: torch.dtype) -> ContextManager[object]:
+def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager[object]:
     """Mixed precision for forward passes; a no-op in fp32. Master weights stay fp32."""
     if dtype == torch.float32:
         return nullcontext()
