@@ -1,0 +1,148 @@
+"""Training throughput: charrnn's training step vs a plain PyTorch LSTM loop, measured in one run.
+
+    python benchmarks/train_speed.py [--hidden 512 --layers 2 --batch 64 --seq 128 --seconds 20]
+
+Prints one line per case (chars/s, ratio to the plain fp32 loop, model-FLOP utilisation against
+the fp32 and bf16 GEMM peaks measured on the spot) and writes benchmarks/results/train_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import string
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import gemm_peak, write_result
+
+from charrnn.device import configure_threads
+from charrnn.model import ModelConfig, count_parameters
+from charrnn.train import Trainer, TrainOptions
+
+VOCAB = 65
+
+
+def plain_loop(config: ModelConfig, batch: int, seq: int, bf16: bool) -> Callable[[], None]:
+    """The baseline users would write: embedding, nn.LSTM, linear, AdamW, clipping."""
+    embed = nn.Embedding(VOCAB, config.embed_size)
+    rnn = nn.LSTM(config.embed_size, config.hidden_size, config.num_layers, batch_first=True)
+    head = nn.Linear(config.hidden_size, VOCAB)
+    params = [*embed.parameters(), *rnn.parameters(), *head.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    x = torch.randint(0, VOCAB, (batch, seq))
+    y = torch.randint(0, VOCAB, (batch, seq))
+    state: list[tuple[torch.Tensor, torch.Tensor] | None] = [None]
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out, new_state = rnn(embed(x), state[0])
+            logits = head(out)
+        loss = F.cross_entropy(logits.float().reshape(-1, VOCAB), y.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        state[0] = (new_state[0].detach(), new_state[1].detach())
+
+    return step
+
+
+def charrnn_step(config: ModelConfig, batch: int, seq: int, workdir: Path, dtype: str) -> Callable[[], None]:
+    """charrnn's own training step (Trainer.step), on random text with the same vocabulary size."""
+    corpus = workdir / "random.txt"
+    alphabet = (string.ascii_letters + string.digits + " \n.")[:VOCAB]
+    ids = torch.randint(0, len(alphabet), (batch * seq * 40,))
+    corpus.write_text("".join(alphabet[i] for i in ids.tolist()))
+    trainer = Trainer(
+        TrainOptions(
+            corpus=(str(corpus),),
+            out=str(workdir / f"run-{dtype}"),
+            num_layers=config.num_layers,
+            hidden_size=config.hidden_size,
+            embed_size=config.embed_size,
+            dropout=0.0,
+            batch_size=batch,
+            seq_len=seq,
+            steps=10**9,
+            dtype=dtype,
+            threads=torch.get_num_threads(),
+        )
+    )
+    trainer.model.train()
+    return lambda: trainer.step(1e-3)
+
+
+def chars_per_second(step: Callable[[], None], chars_per_step: int, seconds: float) -> float:
+    for _ in range(3):
+        step()
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        count += 1
+    return count * chars_per_step / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--embed", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds per case")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    configure_threads(args.threads)
+    config = ModelConfig(vocab_size=VOCAB, num_layers=args.layers, hidden_size=args.hidden, embed_size=args.embed)
+    flops_per_char = 6 * count_parameters(config)
+    peaks = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
+    print(
+        f"GEMM peak here: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; "
+        f"model {args.layers}x{args.hidden} LSTM, {count_parameters(config):,} params, batch {args.batch} x {args.seq}"
+    )
+    chars = args.batch * args.seq
+    cases: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cases["plain-fp32"] = chars_per_second(plain_loop(config, args.batch, args.seq, False), chars, args.seconds)
+        cases["plain-bf16-autocast"] = chars_per_second(
+            plain_loop(config, args.batch, args.seq, True), chars, args.seconds
+        )
+        cases["charrnn-fp32"] = chars_per_second(
+            charrnn_step(config, args.batch, args.seq, Path(tmp), "fp32"), chars, args.seconds
+        )
+        cases["charrnn-auto"] = chars_per_second(
+            charrnn_step(config, args.batch, args.seq, Path(tmp), "auto"), chars, args.seconds
+        )
+    baseline = cases["plain-fp32"]
+    rows = []
+    for name, rate in cases.items():
+        achieved = flops_per_char * rate
+        row = {
+            "case": name,
+            "chars_per_s": round(rate, 1),
+            "ratio_vs_plain_fp32": round(rate / baseline, 3),
+            "mfu_vs_fp32_peak": round(achieved / peaks["fp32"], 4),
+            "mfu_vs_bf16_peak": round(achieved / peaks["bf16"], 4),
+        }
+        rows.append(row)
+        print(
+            f"{name:<22} {rate:>9,.0f} chars/s  x{row['ratio_vs_plain_fp32']:.2f} vs plain fp32  "
+            f"MFU {row['mfu_vs_fp32_peak']:.0%} of fp32 peak, {row['mfu_vs_bf16_peak']:.0%} of bf16 peak"
+        )
+    path = write_result(
+        "train_speed",
+        {"config": vars(args), "params": count_parameters(config), "gemm_peak_flops": peaks, "cases": rows},
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
