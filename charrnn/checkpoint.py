@@ -158,6 +158,42 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(config=config, vocab=vocab, weights=weights, meta=meta, extra=extra, path=where)
 
 
+def all_finite(tensors: dict[str, Tensor]) -> bool:
+    """True when no floating tensor holds NaN or inf (such weights are never written or trusted)."""
+    return all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point())
+
+
+def verify_checkpoint(path: str | Path) -> Checkpoint:
+    """Load `path` and check everything a command relies on; CheckpointError names the first problem.
+
+    Beyond `load_checkpoint` (format, version, digest): the weights fit the stored config, the vocab
+    size matches, every weight is finite, and the resume state (optimizer, counters) is well formed.
+    """
+    ckpt = load_checkpoint(path)
+    where = ckpt.path
+    if ckpt.vocab.size != ckpt.config.vocab_size:
+        raise CheckpointError(
+            f"{where}: vocab has {ckpt.vocab.size} characters but the model expects {ckpt.config.vocab_size}"
+        )
+    load_model(ckpt)
+    if not all_finite(ckpt.weights):
+        raise CheckpointError(f"{where}: weights contain NaN or inf; use an earlier checkpoint")
+    for key in ("step", "epoch", "window"):
+        value = ckpt.meta.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CheckpointError(f"{where}: malformed checkpoint metadata ({key} = {value!r})")
+    groups = ckpt.meta.get("optimizer", {}).get("param_groups", [])
+    indices = {i for g in groups for i in g.get("params", [])} if isinstance(groups, list) else set()
+    for name in ckpt.extra:
+        prefix, _, rest = name.partition(".")
+        if prefix not in ("optim", "state", "rng"):
+            raise CheckpointError(f"{where}: unexpected tensor {name!r}")
+        index = rest.split(".")[0]
+        if prefix == "optim" and not (index.isdigit() and int(index) in indices):
+            raise CheckpointError(f"{where}: optimizer state {name!r} has no parameter group")
+    return ckpt
+
+
 def load_model(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> torch.nn.Module:
     """A CharRNN in eval mode with the checkpoint's weights, on `device`."""
     from charrnn.model import CharRNN
