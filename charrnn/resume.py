@@ -101,7 +101,10 @@ def resume_changes(options: Any, ckpt: Checkpoint) -> tuple[dict[str, Any], list
             "start a new run, or fine-tune with --init-from"
         )
     changes = {k: asked[k] for k in ADJUSTABLE if k in asked and asked[k] != stored.get(k)}
-    warnings = [f"resuming with {flag(k)} {v} (the run had {stored.get(k, 'the default')})" for k, v in changes.items()]
+    warnings = [
+        f"resuming with {flag(k)} {v} (the run had {'the planned default' if stored.get(k) is None else stored[k]})"
+        for k, v in changes.items()
+    ]
     return changes, warnings
 
 
