@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -29,7 +30,7 @@ from charrnn.device import autocast, configure_threads, dtype_name, resolve_devi
 from charrnn.durations import Interval, parse_duration
 from charrnn.errors import CheckpointError, ConfigError, CorpusError, Interrupted, TrainingError
 from charrnn.evaluate import evaluate_ids
-from charrnn.model import CharRNN, ModelConfig, State, detach_state
+from charrnn.model import CharRNN, ModelConfig, State, count_parameters, detach_state
 from charrnn.plan import DEFAULT_TIME_S, make_plan
 from charrnn.resume import adjust_train_config, init_from_config, resume_changes
 from charrnn.runs import BEST, CONFIG, LAST, METRICS, clean_stale_temps, new_run_dir, resolve_checkpoint, resume_target
@@ -37,6 +38,7 @@ from charrnn.runs import BEST, CONFIG, LAST, METRICS, clean_stale_temps, new_run
 HISTORY_LIMIT = 500
 LOG_EVERY_S = 2.0
 MAX_ROLLBACKS = 3
+MAX_THREADS = 1024
 ROLLBACK_LR_FACTOR = 0.5
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -231,17 +233,40 @@ def default_eval_every(time_s: float | None, steps: int | None) -> str:
 
 
 def check_positive(config: TrainConfig) -> None:
+    """Reject values that are each absurd (comparisons written so that NaN fails them too)."""
     for name in ("batch_size", "seq_len", "lr", "val_max_chars"):
-        if getattr(config, name) <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
-    if config.grad_clip < 0 or config.weight_decay < 0:
-        raise ConfigError("--grad-clip and --weight-decay must not be negative")
+        if not 0 < getattr(config, name) < math.inf:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, got {getattr(config, name)}")
+    if not (0 <= config.grad_clip < math.inf and 0 <= config.weight_decay < math.inf):
+        raise ConfigError("--grad-clip and --weight-decay must be finite and not negative")
     if config.steps is not None and config.steps < 1:
         raise ConfigError(f"--steps must be at least 1, got {config.steps}")
-    if config.epochs is not None and config.epochs <= 0:
-        raise ConfigError(f"--epochs must be positive, got {config.epochs}")
+    if config.epochs is not None and not 0 < config.epochs < math.inf:
+        raise ConfigError(f"--epochs must be a positive number, got {config.epochs}")
+    if config.time_s is not None and not 0 < config.time_s < math.inf:
+        raise ConfigError(f"--time must be a finite duration, got {config.time_s}")
+    for name in ("eval_every", "save_every"):
+        seconds = Interval.parse(getattr(config, name)).seconds
+        if seconds is not None and not seconds < math.inf:
+            raise ConfigError(f"--{name.replace('_', '-')} must be finite, got {getattr(config, name)}")
+    if not -(2**63) <= config.seed < 2**64:
+        raise ConfigError(f"--seed must fit in 64 bits, got {config.seed}")
     if config.patience is not None and config.patience < 1:
         raise ConfigError(f"--patience must be at least 1, got {config.patience}")
+
+
+def check_fits(config: ModelConfig) -> None:
+    """Refuse a model whose weights, gradients and AdamW moments exceed this machine's memory."""
+    need = count_parameters(config) * 4 * 4
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > have:
+        raise ConfigError(
+            f"the model has {count_parameters(config):,} parameters and needs about {need / 2**30:,.0f} GiB to train; "
+            f"this machine has {have / 2**30:,.0f} GiB; use a smaller --hidden, --layers or --embed"
+        )
 
 
 def make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.AdamW:
@@ -328,6 +353,8 @@ class Trainer:
         self.resumed_from = resume.path if resume else None
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.dtype, self.device)
+        if options.threads is not None and options.threads > MAX_THREADS:
+            raise ConfigError(f"--threads {options.threads}: at most {MAX_THREADS}")
         self.threads = configure_threads(options.threads)
         self.corpus = load_corpus(options.corpus, options.errors, vocab=base.vocab if base else None)
         if resume is not None:
@@ -355,6 +382,7 @@ class Trainer:
         for stale in clean_stale_temps(self.run_dir):
             self.warnings.append(f"removed {stale.name}, left by an interrupted save")
         torch.manual_seed(self.config.seed)
+        check_fits(self.model_config)
         self.model = CharRNN(self.model_config).to(self.device)
         self.optimizer = make_optimizer(self.model, self.config)
         self.state = RunState()
