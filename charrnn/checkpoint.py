@@ -107,8 +107,11 @@ def read_header(data: bytes, where: str) -> dict[str, str]:
     (header_len,) = struct.unpack("<Q", data[:8])
     if header_len > min(MAX_HEADER_BYTES, len(data) - 8):
         raise CheckpointError(f"{where}: not a charrnn checkpoint, or truncated (bad header length)")
+    raw = data[8 : 8 + header_len]
+    if any(byte in raw for byte in b"\t\n\r"):  # the header is compact JSON padded with spaces
+        raise CheckpointError(f"{where}: corrupted checkpoint (stray whitespace in the header)")
     try:
-        header = json.loads(data[8 : 8 + header_len].decode("utf-8"))
+        header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{where}: not a charrnn checkpoint (unreadable header)") from None
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
