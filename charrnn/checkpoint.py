@@ -158,6 +158,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{where}: malformed checkpoint metadata ({exc})") from None
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     extra = {k: v for k, v in tensors.items() if not k.startswith("model.")}
+    check_shapes(config, weights, where)
     return Checkpoint(config=config, vocab=vocab, weights=weights, meta=meta, extra=extra, path=where)
 
 
@@ -197,10 +198,27 @@ def verify_checkpoint(path: str | Path) -> Checkpoint:
     return ckpt
 
 
+def check_shapes(config: ModelConfig, weights: dict[str, Tensor], where: str) -> None:
+    """The weights are exactly those the config describes (built on the meta device: no memory is used,
+    so a forged config cannot make a command allocate terabytes)."""
+    from charrnn.model import CharRNN
+
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in CharRNN(config).state_dict().items()}
+    except (RuntimeError, ValueError, OverflowError) as exc:
+        raise CheckpointError(f"{where}: malformed model config ({str(exc).splitlines()[0]})") from None
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    if expected != found:
+        wrong = sorted(set(expected) ^ set(found)) or sorted(k for k in expected if expected[k] != found[k])
+        raise CheckpointError(f"{where}: weights do not match the stored config ({', '.join(wrong[:3])})")
+
+
 def load_model(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> torch.nn.Module:
     """A CharRNN in eval mode with the checkpoint's weights, on `device`."""
     from charrnn.model import CharRNN
 
+    check_shapes(checkpoint.config, checkpoint.weights, checkpoint.path)
     model = CharRNN(checkpoint.config)
     try:
         model.load_state_dict(checkpoint.weights, strict=True)

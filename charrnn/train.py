@@ -24,13 +24,20 @@ import torch.nn.functional as F
 
 from charrnn import __version__
 from charrnn.batches import StreamBatcher
-from charrnn.checkpoint import Checkpoint, all_finite, atomic_write, load_checkpoint, save_checkpoint
-from charrnn.corpus import Corpus, load_corpus, split_train_val
+from charrnn.checkpoint import (
+    Checkpoint,
+    all_finite,
+    atomic_write,
+    load_checkpoint,
+    save_checkpoint,
+    verify_checkpoint,
+)
+from charrnn.corpus import ERROR_POLICIES, Corpus, load_corpus, split_train_val
 from charrnn.device import autocast, configure_threads, dtype_name, resolve_device, resolve_dtype
 from charrnn.durations import Interval, parse_duration
 from charrnn.errors import CheckpointError, ConfigError, CorpusError, Interrupted, TrainingError
 from charrnn.evaluate import evaluate_ids
-from charrnn.model import CharRNN, ModelConfig, State, count_parameters, detach_state
+from charrnn.model import CharRNN, ModelConfig, State, detach_state
 from charrnn.plan import DEFAULT_TIME_S, make_plan
 from charrnn.resume import adjust_train_config, init_from_config, resume_changes
 from charrnn.runs import BEST, CONFIG, LAST, METRICS, clean_stale_temps, new_run_dir, resolve_checkpoint, resume_target
@@ -255,17 +262,53 @@ def check_positive(config: TrainConfig) -> None:
         raise ConfigError(f"--patience must be at least 1, got {config.patience}")
 
 
+def parameter_estimate(config: ModelConfig) -> int:
+    """Parameter count in closed form (no loop over layers, so absurd --layers values stay cheap)."""
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}.get(config.cell, 4)
+    h, e, v, layers = config.hidden_size, config.embed_size, config.vocab_size, config.num_layers
+    rnn = gates * h * (e + h + 2) + (layers - 1) * gates * h * (2 * h + 2)
+    return v * e + rnn + h * v + v
+
+
+def check_options(options: TrainOptions) -> None:
+    """Refuse absurd option values before any work (comparisons written so NaN fails them too)."""
+    if not 0 <= options.val_frac < 1:
+        raise ConfigError(f"--val-frac must be in [0, 1), got {options.val_frac}")
+    if options.errors not in ERROR_POLICIES:
+        raise ConfigError(f"--errors must be one of {', '.join(ERROR_POLICIES)}, got {options.errors!r}")
+    if options.threads is not None and not 1 <= options.threads <= MAX_THREADS:
+        raise ConfigError(f"--threads must be between 1 and {MAX_THREADS}, got {options.threads}")
+    if options.lr is not None and not 0 < options.lr < math.inf:
+        raise ConfigError(f"--lr must be a positive number, got {options.lr}")
+    if options.dropout is not None and not 0 <= options.dropout < 1:
+        raise ConfigError(f"--dropout must be in [0, 1), got {options.dropout}")
+    if options.epochs is not None and not 0 < options.epochs < math.inf:
+        raise ConfigError(f"--epochs must be a positive number, got {options.epochs}")
+    for name in ("time", "eval_every", "save_every"):
+        text = getattr(options, name)
+        try:
+            seconds = None if text is None else Interval.parse(text).seconds if name != "time" else parse_duration(text)
+        except ConfigError as exc:
+            raise ConfigError(f"--{name.replace('_', '-')}: {exc}") from None
+        if seconds is not None and not seconds < math.inf:
+            raise ConfigError(f"--{name.replace('_', '-')} must be finite, got {text}")
+    for name in ("num_layers", "hidden_size", "embed_size", "batch_size", "seq_len", "steps", "warmup_steps"):
+        value = getattr(options, name)
+        if value is not None and value < (0 if name == "warmup_steps" else 1):
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
 def check_fits(config: ModelConfig) -> None:
     """Refuse a model whose weights, gradients and AdamW moments exceed this machine's memory."""
-    need = count_parameters(config) * 4 * 4
+    need = parameter_estimate(config) * 4 * 4
     try:
         have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return
     if need > have:
         raise ConfigError(
-            f"the model has {count_parameters(config):,} parameters and needs about {need / 2**30:,.0f} GiB to train; "
-            f"this machine has {have / 2**30:,.0f} GiB; use a smaller --hidden, --layers or --embed"
+            f"the model has {parameter_estimate(config):,} parameters and needs about {need / 2**30:,.0f} GiB "
+            f"to train; this machine has {have / 2**30:,.0f} GiB; use a smaller --hidden, --layers or --embed"
         )
 
 
@@ -343,18 +386,20 @@ class Trainer:
             run_dir, path = resume_target(options.resume)
             if options.out is not None and Path(options.out).resolve() != run_dir.resolve():
                 raise ConfigError(f"--resume continues {run_dir} in place; drop --out {options.out}")
-            resume = load_checkpoint(path)
+            resume = verify_checkpoint(path)
             changes, warnings = resume_changes(options, resume)
             self.warnings += warnings
             options = resumed_options(options, resume, run_dir, changes)
         if options.init_from is not None:
-            base = load_checkpoint(resolve_checkpoint(options.init_from))
+            base = verify_checkpoint(resolve_checkpoint(options.init_from))
         self.options = options
         self.resumed_from = resume.path if resume else None
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.dtype, self.device)
-        if options.threads is not None and options.threads > MAX_THREADS:
-            raise ConfigError(f"--threads {options.threads}: at most {MAX_THREADS}")
+        try:
+            check_options(options)
+        except TypeError:  # only stored options can have wrong types: the file is broken
+            raise CheckpointError(f"{self.resumed_from}: malformed stored options") from None
         self.threads = configure_threads(options.threads)
         self.corpus = load_corpus(options.corpus, options.errors, vocab=base.vocab if base else None)
         if resume is not None:
@@ -362,7 +407,7 @@ class Trainer:
         self.train_ids, val_ids = split_train_val(self.corpus.ids, options.val_frac)
         if resume is not None:
             self.model_config = resume.config
-            stored = TrainConfig(**resume.meta["train_config"])
+            stored = stored_train_config(resume)
             self.config = adjust_train_config(stored, changes)
             Interval.parse(self.config.eval_every)
             Interval.parse(self.config.save_every)
@@ -485,9 +530,7 @@ class Trainer:
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{ckpt.path}: optimizer state does not fit the model ({exc})") from None
         self.optimizer.param_groups[0]["weight_decay"] = self.config.weight_decay
-        meta, names = ckpt.meta, {f.name for f in fields(RunState)}
-        self.state = RunState(**{k: meta[k] for k in names if k in meta and k != "history"})
-        self.state.history = list(meta.get("history", []))
+        self.state = run_state(ckpt)
         self.carried = carried_state(ckpt, self.device)
         if "rng.torch" in ckpt.extra:
             torch.set_rng_state(ckpt.extra["rng.torch"])
@@ -789,6 +832,39 @@ def resumed_options(options: TrainOptions, ckpt: Checkpoint, run_dir: Path, chan
         command=options.command,
     )
     return replace(TrainOptions(corpus=()), **merged)
+
+
+RUN_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "step": (int,),
+    "epoch": (int,),
+    "window": (int,),
+    "elapsed_s": (int, float),
+    "best_val_loss": (int, float, type(None)),
+    "best_step": (int, type(None)),
+    "evals_without_improvement": (int,),
+    "last_eval_step": (int,),
+    "lr_scale": (int, float),
+    "rollbacks": (int,),
+    "history": (list,),
+}
+
+
+def run_state(ckpt: Checkpoint) -> RunState:
+    """The counters stored in `ckpt`, type-checked (metadata is data from a file, not trusted code)."""
+    values = {k: ckpt.meta[k] for k in RUN_STATE_TYPES if k in ckpt.meta}
+    for key, value in values.items():
+        if not isinstance(value, RUN_STATE_TYPES[key]) or isinstance(value, bool):
+            raise CheckpointError(f"{ckpt.path}: malformed checkpoint metadata ({key} = {str(value)[:40]!r})")
+    return RunState(**values)
+
+
+def stored_train_config(ckpt: Checkpoint) -> TrainConfig:
+    try:
+        config = TrainConfig(**ckpt.meta["train_config"])
+        check_positive(config)
+        return config
+    except (KeyError, TypeError, AttributeError):
+        raise CheckpointError(f"{ckpt.path}: holds no usable training schedule; it cannot be resumed") from None
 
 
 def check_same_corpus(ckpt: Checkpoint, corpus: Corpus) -> None:
