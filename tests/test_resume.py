@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -279,3 +280,46 @@ def test_kill_9_leaves_a_resumable_checkpoint(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr.decode()
     assert load_checkpoint(tmp_path / "run" / LAST).meta["step"] == step + 3
     assert not list((tmp_path / "run").glob(".*tmp-*"))
+
+
+def test_periodic_saves_by_steps_and_by_time(corpus_file: Path, tmp_path: Path) -> None:
+    saves: list[tuple[int, float]] = []
+
+    class Counting(Trainer):
+        def try_save(self, name: str) -> None:
+            if name == LAST:
+                saves.append((self.state.step, time.perf_counter()))
+            super().try_save(name)
+
+    Counting(tiny(corpus_file, tmp_path / "steps", steps=23, save_every="5", eval_every="100")).run()
+    assert [step for step, _ in saves] == [5, 10, 15, 20]  # and the final save at 23
+    assert load_checkpoint(tmp_path / "steps" / LAST).meta["step"] == 23
+    saves.clear()
+    Counting(tiny(corpus_file, tmp_path / "time", time="1.6s", save_every="0.4s", eval_every="100")).run()
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(saves)]
+    assert len(saves) >= 2 and all(gap >= 0.39 for gap in gaps)
+
+
+def test_every_run_counter_is_restored() -> None:
+    from dataclasses import fields as dataclass_fields
+
+    from charrnn.train import RUN_STATE_TYPES, RunState
+
+    assert set(RUN_STATE_TYPES) == {f.name for f in dataclass_fields(RunState)}
+
+
+def test_malformed_resume_state_is_refused(corpus_file: Path, tmp_path: Path) -> None:
+    from charrnn.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    train(tiny(corpus_file, run, steps=3))
+    ckpt = load_checkpoint(run / LAST)
+    for bad in (
+        {"lr_scale": "half"},
+        {"train_config": {"lr": 1}},
+        {"options": {**ckpt.meta["options"], "threads": "x"}},
+    ):
+        meta = {**ckpt.meta, **bad}
+        save_checkpoint(run / LAST, ckpt.config, ckpt.vocab, ckpt.weights, meta, ckpt.extra)
+        with pytest.raises(CheckpointError):
+            Trainer(TrainOptions(corpus=(), resume=str(run)))
