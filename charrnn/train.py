@@ -732,7 +732,9 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         loss_count = 0
         grad_norm = torch.zeros((), device=self.device)
-        stop_reason: str | None = None
+        stop_reason = self.budget_reason(state.elapsed_s)  # a resumed run may have no budget left
+        if stop_reason:
+            self.observer.on_warning(f"the run's {stop_reason} budget is already spent; give a larger one to go on")
         with self.stop_on_signals():
             while stop_reason is None:
                 now = time.perf_counter()

@@ -194,6 +194,15 @@ def test_resume_refuses_a_different_run(corpus_file: Path, tmp_path: Path) -> No
         Trainer(TrainOptions(corpus=(), resume=str(empty)))
 
 
+def test_resuming_a_finished_run_trains_no_further(corpus_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny(corpus_file, run, steps=5))
+    recorder = Recorder()
+    result = Trainer(TrainOptions(corpus=(), resume=str(run)), recorder).run()
+    assert result.steps == 5 and load_checkpoint(run / LAST).meta["step"] == 5
+    assert any("already spent" in w for w in recorder.warnings)
+
+
 def test_resume_allows_budget_and_lr_changes_with_warnings(corpus_file: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train(tiny(corpus_file, run, steps=5))
