@@ -128,9 +128,6 @@ def read_header(data: bytes, where: str) -> dict[str, str]:
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read, verify and unpack a checkpoint. Every failure is a one-line CheckpointError."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
     where = str(path)
     target = Path(path)
     if target.is_dir():
@@ -141,6 +138,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{where}: checkpoint not found; check the path or run `charrnn runs`") from None
     except OSError as exc:
         raise CheckpointError(f"{where}: cannot read checkpoint ({exc.strerror or exc})") from None
+    return parse_checkpoint(data, where)
+
+
+def parse_checkpoint(data: bytes, where: str) -> Checkpoint:
+    """The checks of `load_checkpoint` on bytes already in memory (`where` names them in errors)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
     metadata = read_header(data, where)
     try:
         tensors = load(data)
