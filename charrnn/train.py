@@ -435,11 +435,13 @@ class Trainer:
         self.bad_steps = 0  # NaN/inf steps in a row
         self.save_failures = 0  # failed checkpoint writes in a row
         self.interrupted: int | None = None  # the signal that asked us to stop
+        self.best_on_disk: float | None = None  # a best saved after the checkpoint we resumed from
         if base is not None:
             self.load_weights(base)
         if resume is not None:
             self.restore(resume)
             self.truncate_metrics(self.state.step)
+            self.best_on_disk = newer_best(self.run_dir / BEST, self.state.step)
         self.eval_every = Interval.parse(self.config.eval_every)
         self.save_every = Interval.parse(self.config.save_every)
         self.write_config()
@@ -658,7 +660,9 @@ class Trainer:
         if improved and math.isfinite(val_loss):
             state.best_val_loss, state.best_step = val_loss, state.step
             state.evals_without_improvement = 0
-            self.try_save(BEST)
+            if self.best_on_disk is None or val_loss < self.best_on_disk:  # never replace a better best
+                self.try_save(BEST)
+                self.best_on_disk = None
         else:
             state.evals_without_improvement += 1
         row = {
@@ -858,6 +862,17 @@ def run_state(ckpt: Checkpoint) -> RunState:
         if not isinstance(value, RUN_STATE_TYPES[key]) or isinstance(value, bool):
             raise CheckpointError(f"{ckpt.path}: malformed checkpoint metadata ({key} = {str(value)[:40]!r})")
     return RunState(**values)
+
+
+def newer_best(path: Path, step: int) -> float | None:
+    """Loss of a best checkpoint written after `step` (by a run killed before its next `last`)."""
+    try:
+        meta = load_checkpoint(path).meta
+    except CheckpointError:
+        return None
+    loss = meta.get("best_val_loss")
+    later = isinstance(meta.get("step"), int) and meta["step"] > step
+    return float(loss) if later and isinstance(loss, (int, float)) and not isinstance(loss, bool) else None
 
 
 def stored_train_config(ckpt: Checkpoint) -> TrainConfig:
