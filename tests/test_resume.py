@@ -147,19 +147,23 @@ def dead_pid() -> int:
 
 
 def test_resume_never_replaces_a_newer_better_best(corpus_file: Path, tmp_path: Path) -> None:
+    from charrnn.checkpoint import save_checkpoint
+
     class CrashAt17(CrashAt):
         crash_step = 17
 
     run = tmp_path / "run"
     with pytest.raises(SystemExit):
-        CrashAt17(tiny(corpus_file, run, steps=20, save_every="10", eval_every="5", lr=1e-2)).run()
-    best = load_checkpoint(run / "best.safetensors").meta
-    assert best["step"] == 15 and load_checkpoint(run / LAST).meta["step"] == 10
-    # Resumed with a frozen model: its validations (at 14, then 20) are all worse than the lost best at 15.
-    train(TrainOptions(corpus=(), resume=str(run), lr=1e-12, eval_every="7"))
+        CrashAt17(tiny(corpus_file, run, steps=20, save_every="10", eval_every="5")).run()
+    best = load_checkpoint(run / "best.safetensors")
+    assert best.meta["step"] == 15 and load_checkpoint(run / LAST).meta["step"] == 10
+    # Make the lost-from-`last` best clearly better than anything the resumed run will reach.
+    meta = {**best.meta, "best_val_loss": 0.001}
+    save_checkpoint(run / "best.safetensors", best.config, best.vocab, best.weights, meta, best.extra)
+    train(TrainOptions(corpus=(), resume=str(run)))
     vals = [r for r in rows(run) if r["event"] == "val" and r["step"] > 10]
-    assert vals and all(r["val_loss"] > best["best_val_loss"] for r in vals)
-    assert load_checkpoint(run / "best.safetensors").meta["best_val_loss"] == best["best_val_loss"]
+    assert [r["best"] for r in vals] == [True, True]  # improvements over the state resumed at step 10...
+    assert load_checkpoint(run / "best.safetensors").meta["best_val_loss"] == 0.001  # ...that do not overwrite
 
 
 def test_resume_keeps_the_time_budget(corpus_file: Path, tmp_path: Path) -> None:
