@@ -401,7 +401,12 @@ class Trainer:
         except TypeError:  # only stored options can have wrong types: the file is broken
             raise CheckpointError(f"{self.resumed_from}: malformed stored options") from None
         self.threads = configure_threads(options.threads)
-        self.corpus = load_corpus(options.corpus, options.errors, vocab=base.vocab if base else None)
+        try:
+            self.corpus = load_corpus(options.corpus, options.errors, vocab=base.vocab if base else None)
+        except CorpusError as exc:
+            if base is None or "vocabulary" not in str(exc):
+                raise
+            raise CorpusError(f"--init-from {base.path}: {exc}; fine-tune only on text it can spell") from None
         if resume is not None:
             check_same_corpus(resume, self.corpus)
         self.train_ids, val_ids = split_train_val(self.corpus.ids, options.val_frac)

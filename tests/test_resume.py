@@ -352,3 +352,18 @@ def test_malformed_resume_state_is_refused(corpus_file: Path, tmp_path: Path) ->
         save_checkpoint(run / LAST, ckpt.config, ckpt.vocab, ckpt.weights, meta, ckpt.extra)
         with pytest.raises(CheckpointError):
             Trainer(TrainOptions(corpus=(), resume=str(run)))
+
+
+def test_cli_init_from_and_resume_flags(trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_fuzz import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.txt").write_text(make_text(), encoding="utf-8")
+    args = ["tiny.txt", "--out", "tuned", "--steps", "2", "--threads", "1", "-q"]
+    code, out, err = cli("train", *args, "--init-from", str(trained_run), monkeypatch=monkeypatch)
+    assert code == 0 and out == "", err
+    tuned = load_checkpoint(tmp_path / "tuned" / LAST)
+    assert tuned.config == load_checkpoint(trained_run / "best.safetensors").config and tuned.meta["step"] == 2
+    code, _, err = cli("train", "--resume", "tuned", "--steps", "4", "-q", monkeypatch=monkeypatch)
+    assert code == 0 and "resuming tuned at step 2" in err and "--steps 4" in err
+    assert load_checkpoint(tmp_path / "tuned" / LAST).meta["step"] == 4
