@@ -290,10 +290,20 @@ def test_signal_saves_and_exits(tmp_path: Path, sig: signal.Signals, code: int) 
 
 
 def test_kill_9_leaves_a_resumable_checkpoint(tmp_path: Path) -> None:
+    kill_and_resume(tmp_path, 0.7)  # mid-run, most likely mid-save: a save happens every step
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.13, 0.31, 0.52, 0.9, 1.37, 2.2])
+def test_kill_9_at_many_moments(tmp_path: Path, delay: float) -> None:
+    kill_and_resume(tmp_path, delay)
+
+
+def kill_and_resume(tmp_path: Path, delay: float) -> None:
     (tmp_path / "tiny.txt").write_text(make_text(), encoding="utf-8")
     proc = start_training(tmp_path, "--steps", "100000", "--save-every", "1", "--eval-every", "7")
     wait_for(tmp_path / "run" / LAST, proc)
-    time.sleep(0.7)  # mid-run, most likely mid-save: a save happens every step
+    time.sleep(delay)
     proc.kill()
     proc.communicate(timeout=30)
     step = verify_checkpoint(tmp_path / "run" / LAST).meta["step"]
