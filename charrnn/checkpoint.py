@@ -107,8 +107,11 @@ def read_header(data: bytes, where: str) -> dict[str, str]:
     (header_len,) = struct.unpack("<Q", data[:8])
     if header_len > min(MAX_HEADER_BYTES, len(data) - 8):
         raise CheckpointError(f"{where}: not a charrnn checkpoint, or truncated (bad header length)")
+    raw = data[8 : 8 + header_len]
+    if any(byte in raw for byte in b"\t\n\r"):  # the header is compact JSON padded with spaces
+        raise CheckpointError(f"{where}: corrupted checkpoint (stray whitespace in the header)")
     try:
-        header = json.loads(data[8 : 8 + header_len].decode("utf-8"))
+        header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{where}: not a charrnn checkpoint (unreadable header)") from None
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
@@ -125,9 +128,6 @@ def read_header(data: bytes, where: str) -> dict[str, str]:
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read, verify and unpack a checkpoint. Every failure is a one-line CheckpointError."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
     where = str(path)
     target = Path(path)
     if target.is_dir():
@@ -138,6 +138,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{where}: checkpoint not found; check the path or run `charrnn runs`") from None
     except OSError as exc:
         raise CheckpointError(f"{where}: cannot read checkpoint ({exc.strerror or exc})") from None
+    return parse_checkpoint(data, where)
+
+
+def parse_checkpoint(data: bytes, where: str) -> Checkpoint:
+    """The checks of `load_checkpoint` on bytes already in memory (`where` names them in errors)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
     metadata = read_header(data, where)
     try:
         tensors = load(data)
@@ -155,13 +163,67 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{where}: malformed checkpoint metadata ({exc})") from None
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     extra = {k: v for k, v in tensors.items() if not k.startswith("model.")}
+    check_shapes(config, weights, where)
     return Checkpoint(config=config, vocab=vocab, weights=weights, meta=meta, extra=extra, path=where)
+
+
+def all_finite(tensors: dict[str, Tensor]) -> bool:
+    """True when no floating tensor holds NaN or inf (such weights are never written or trusted)."""
+    return all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point())
+
+
+def verify_checkpoint(path: str | Path) -> Checkpoint:
+    """Load `path` and check everything a command relies on; CheckpointError names the first problem.
+
+    Beyond `load_checkpoint` (format, version, digest): the weights fit the stored config, the vocab
+    size matches, every weight is finite, and the resume state (optimizer, counters) is well formed.
+    """
+    ckpt = load_checkpoint(path)
+    where = ckpt.path
+    if ckpt.vocab.size != ckpt.config.vocab_size:
+        raise CheckpointError(
+            f"{where}: vocab has {ckpt.vocab.size} characters but the model expects {ckpt.config.vocab_size}"
+        )
+    load_model(ckpt)
+    if not all_finite(ckpt.weights):
+        raise CheckpointError(f"{where}: weights contain NaN or inf; use an earlier checkpoint")
+    for key in ("step", "epoch", "window"):
+        value = ckpt.meta.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CheckpointError(f"{where}: malformed checkpoint metadata ({key} = {value!r})")
+    groups = ckpt.meta.get("optimizer", {}).get("param_groups", [])
+    indices = {i for g in groups for i in g.get("params", [])} if isinstance(groups, list) else set()
+    for name in ckpt.extra:
+        prefix, _, rest = name.partition(".")
+        if prefix not in ("optim", "state", "rng"):
+            raise CheckpointError(f"{where}: unexpected tensor {name!r}")
+        index = rest.split(".")[0]
+        if prefix == "optim" and not (index.isdigit() and int(index) in indices):
+            raise CheckpointError(f"{where}: optimizer state {name!r} has no parameter group")
+    return ckpt
+
+
+def check_shapes(config: ModelConfig, weights: dict[str, Tensor], where: str) -> None:
+    """The weights are exactly those the config describes (built on the meta device: no memory is used,
+    so a forged config cannot make a command allocate terabytes)."""
+    from charrnn.model import CharRNN
+
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in CharRNN(config).state_dict().items()}
+    except (RuntimeError, ValueError, OverflowError) as exc:
+        raise CheckpointError(f"{where}: malformed model config ({str(exc).splitlines()[0]})") from None
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    if expected != found:
+        wrong = sorted(set(expected) ^ set(found)) or sorted(k for k in expected if expected[k] != found[k])
+        raise CheckpointError(f"{where}: weights do not match the stored config ({', '.join(wrong[:3])})")
 
 
 def load_model(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> torch.nn.Module:
     """A CharRNN in eval mode with the checkpoint's weights, on `device`."""
     from charrnn.model import CharRNN
 
+    check_shapes(checkpoint.config, checkpoint.weights, checkpoint.path)
     model = CharRNN(checkpoint.config)
     try:
         model.load_state_dict(checkpoint.weights, strict=True)

@@ -27,3 +27,15 @@ class ConfigError(CharRNNError):
     """Options that are each valid but do not fit together (or do not fit the data)."""
 
     exit_code = 2
+
+
+class TrainingError(CharRNNError):
+    """Training cannot go on: checkpoints cannot be written, or the loss keeps diverging."""
+
+
+class Interrupted(CharRNNError):
+    """Training stopped on Ctrl-C (exit 130) or SIGTERM (exit 143) after saving its last checkpoint."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

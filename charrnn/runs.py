@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ BEST = f"best{SUFFIX}"
 LAST = f"last{SUFFIX}"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
+TEMP_FILE = re.compile(r"^\..+\.tmp-(\d+)$")  # what checkpoint.atomic_write leaves if killed mid-write
 
 
 def run_name(sources: tuple[str, ...]) -> str:
@@ -67,3 +69,49 @@ def resolve_checkpoint(path: str | None, root: Path = DEFAULT_ROOT) -> Path:
                 return target / name
         raise CheckpointError(f"{path}: directory holds no {BEST} or {LAST}; pass a checkpoint file")
     return target
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temps(directory: Path) -> list[Path]:
+    """Remove temp files left by a writer that was killed mid-save (its process is gone)."""
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for path in directory.iterdir():
+        match = TEMP_FILE.match(path.name)
+        if match and path.is_file() and (int(match.group(1)) == os.getpid() or not pid_alive(int(match.group(1)))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def newest_run(root: Path = DEFAULT_ROOT) -> Path:
+    """The run directory under `root` whose last checkpoint was written most recently."""
+    candidates = [p for p in root.glob(f"*/{LAST}") if p.is_file()] if root.is_dir() else []
+    if not candidates:
+        raise CheckpointError(f"--resume: no run with a {LAST} under {root}/; pass the run directory")
+    return max(candidates, key=lambda p: p.stat().st_mtime).parent
+
+
+def resume_target(path: str, root: Path = DEFAULT_ROOT) -> tuple[Path, Path]:
+    """(run directory, checkpoint) for `--resume PATH`: a run directory continues from its last.
+
+    An empty PATH means the newest run under `root`.
+    """
+    target = Path(path) if path else newest_run(root)
+    if target.is_dir():
+        if (target / LAST).is_file():
+            return target, target / LAST
+        raise CheckpointError(f"--resume {target}: directory holds no {LAST}; nothing to resume")
+    if not target.exists():
+        raise CheckpointError(f"--resume {path}: not found; pass a run directory or a checkpoint file")
+    return target.parent, target

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import sys
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,18 +24,30 @@ import torch.nn.functional as F
 
 from charrnn import __version__
 from charrnn.batches import StreamBatcher
-from charrnn.checkpoint import save_checkpoint
-from charrnn.corpus import Corpus, load_corpus, split_train_val
+from charrnn.checkpoint import (
+    Checkpoint,
+    all_finite,
+    atomic_write,
+    load_checkpoint,
+    save_checkpoint,
+    verify_checkpoint,
+)
+from charrnn.corpus import ERROR_POLICIES, Corpus, load_corpus, split_train_val
 from charrnn.device import autocast, configure_threads, dtype_name, resolve_device, resolve_dtype
 from charrnn.durations import Interval, parse_duration
-from charrnn.errors import ConfigError
+from charrnn.errors import CheckpointError, ConfigError, CorpusError, Interrupted, TrainingError
 from charrnn.evaluate import evaluate_ids
 from charrnn.model import CharRNN, ModelConfig, State, detach_state
 from charrnn.plan import DEFAULT_TIME_S, make_plan
-from charrnn.runs import BEST, CONFIG, LAST, METRICS, new_run_dir
+from charrnn.resume import adjust_train_config, init_from_config, resume_changes
+from charrnn.runs import BEST, CONFIG, LAST, METRICS, clean_stale_temps, new_run_dir, resolve_checkpoint, resume_target
 
 HISTORY_LIMIT = 500
 LOG_EVERY_S = 2.0
+MAX_ROLLBACKS = 3
+MAX_THREADS = 1024
+ROLLBACK_LR_FACTOR = 0.5
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 @dataclass(frozen=True)
@@ -64,6 +81,10 @@ class TrainOptions:
     seed: int = 1337
     errors: str = "strict"
     command: str = ""
+    resume: str | None = None  # run directory or checkpoint to continue; "" = the newest run
+    init_from: str | None = None  # checkpoint whose weights and vocab start a new run (fine-tuning)
+    max_bad_steps: int = 5  # NaN/inf steps in a row before rolling back to the last checkpoint
+    max_save_failures: int = 3  # failed checkpoint writes in a row before giving up
 
 
 @dataclass(frozen=True)
@@ -131,6 +152,9 @@ class RunState:
     best_val_loss: float | None = None
     best_step: int | None = None
     evals_without_improvement: int = 0
+    last_eval_step: int = 0
+    lr_scale: float = 1.0  # halved at each rollback after non-finite losses
+    rollbacks: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -216,17 +240,76 @@ def default_eval_every(time_s: float | None, steps: int | None) -> str:
 
 
 def check_positive(config: TrainConfig) -> None:
+    """Reject values that are each absurd (comparisons written so that NaN fails them too)."""
     for name in ("batch_size", "seq_len", "lr", "val_max_chars"):
-        if getattr(config, name) <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
-    if config.grad_clip < 0 or config.weight_decay < 0:
-        raise ConfigError("--grad-clip and --weight-decay must not be negative")
+        if not 0 < getattr(config, name) < math.inf:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, got {getattr(config, name)}")
+    if not (0 <= config.grad_clip < math.inf and 0 <= config.weight_decay < math.inf):
+        raise ConfigError("--grad-clip and --weight-decay must be finite and not negative")
     if config.steps is not None and config.steps < 1:
         raise ConfigError(f"--steps must be at least 1, got {config.steps}")
-    if config.epochs is not None and config.epochs <= 0:
-        raise ConfigError(f"--epochs must be positive, got {config.epochs}")
+    if config.epochs is not None and not 0 < config.epochs < math.inf:
+        raise ConfigError(f"--epochs must be a positive number, got {config.epochs}")
+    if config.time_s is not None and not 0 < config.time_s < math.inf:
+        raise ConfigError(f"--time must be a finite duration, got {config.time_s}")
+    for name in ("eval_every", "save_every"):
+        seconds = Interval.parse(getattr(config, name)).seconds
+        if seconds is not None and not seconds < math.inf:
+            raise ConfigError(f"--{name.replace('_', '-')} must be finite, got {getattr(config, name)}")
+    if not -(2**63) <= config.seed < 2**64:
+        raise ConfigError(f"--seed must fit in 64 bits, got {config.seed}")
     if config.patience is not None and config.patience < 1:
         raise ConfigError(f"--patience must be at least 1, got {config.patience}")
+
+
+def parameter_estimate(config: ModelConfig) -> int:
+    """Parameter count in closed form (no loop over layers, so absurd --layers values stay cheap)."""
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}.get(config.cell, 4)
+    h, e, v, layers = config.hidden_size, config.embed_size, config.vocab_size, config.num_layers
+    rnn = gates * h * (e + h + 2) + (layers - 1) * gates * h * (2 * h + 2)
+    return v * e + rnn + h * v + v
+
+
+def check_options(options: TrainOptions) -> None:
+    """Refuse absurd option values before any work (comparisons written so NaN fails them too)."""
+    if not 0 <= options.val_frac < 1:
+        raise ConfigError(f"--val-frac must be in [0, 1), got {options.val_frac}")
+    if options.errors not in ERROR_POLICIES:
+        raise ConfigError(f"--errors must be one of {', '.join(ERROR_POLICIES)}, got {options.errors!r}")
+    if options.threads is not None and not 1 <= options.threads <= MAX_THREADS:
+        raise ConfigError(f"--threads must be between 1 and {MAX_THREADS}, got {options.threads}")
+    if options.lr is not None and not 0 < options.lr < math.inf:
+        raise ConfigError(f"--lr must be a positive number, got {options.lr}")
+    if options.dropout is not None and not 0 <= options.dropout < 1:
+        raise ConfigError(f"--dropout must be in [0, 1), got {options.dropout}")
+    if options.epochs is not None and not 0 < options.epochs < math.inf:
+        raise ConfigError(f"--epochs must be a positive number, got {options.epochs}")
+    for name in ("time", "eval_every", "save_every"):
+        text = getattr(options, name)
+        try:
+            seconds = None if text is None else Interval.parse(text).seconds if name != "time" else parse_duration(text)
+        except ConfigError as exc:
+            raise ConfigError(f"--{name.replace('_', '-')}: {exc}") from None
+        if seconds is not None and not seconds < math.inf:
+            raise ConfigError(f"--{name.replace('_', '-')} must be finite, got {text}")
+    for name in ("num_layers", "hidden_size", "embed_size", "batch_size", "seq_len", "steps", "warmup_steps"):
+        value = getattr(options, name)
+        if value is not None and value < (0 if name == "warmup_steps" else 1):
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
+def check_fits(config: ModelConfig) -> None:
+    """Refuse a model whose weights, gradients and AdamW moments exceed this machine's memory."""
+    need = parameter_estimate(config) * 4 * 4
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > have:
+        raise ConfigError(
+            f"the model has {parameter_estimate(config):,} parameters and needs about {need / 2**30:,.0f} GiB "
+            f"to train; this machine has {have / 2**30:,.0f} GiB; use a smaller --hidden, --layers or --embed"
+        )
 
 
 def make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.AdamW:
@@ -259,6 +342,30 @@ def state_tensors(state: State | None) -> dict[str, torch.Tensor]:
     return {"state.h": state}
 
 
+def optimizer_state(ckpt: Checkpoint) -> dict[str, Any]:
+    """Inverse of `optimizer_tensors`: a state dict `Optimizer.load_state_dict` accepts."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, tensor in ckpt.extra.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = tensor
+    groups = (ckpt.meta.get("optimizer") or {}).get("param_groups")
+    if not isinstance(groups, list):
+        raise CheckpointError(f"{ckpt.path}: holds no optimizer state; it cannot be resumed (use --init-from)")
+    return {"state": state, "param_groups": groups}
+
+
+def carried_state(ckpt: Checkpoint, device: torch.device) -> State | None:
+    h, c = ckpt.extra.get("state.h"), ckpt.extra.get("state.c")
+    if h is None:
+        return None
+    return (h.to(device), c.to(device)) if c is not None else h.to(device)
+
+
+class NonFiniteWeights(TrainingError):
+    """Raised by `Trainer.save` instead of writing NaN/inf weights."""
+
+
 def json_number(value: float | None) -> float | None:
     """Finite floats as they are; NaN/inf become None so the JSON stays valid."""
     return value if value is not None and math.isfinite(value) else None
@@ -268,27 +375,78 @@ class Trainer:
     """Owns one run: model, optimizer, data and run directory."""
 
     def __init__(self, options: TrainOptions, observer: TrainObserver | None = None) -> None:
-        self.options = options
         self.observer: TrainObserver = observer or SilentObserver()
+        self.warnings: list[str] = []  # reported once the run starts
+        if options.resume is not None and options.init_from is not None:
+            raise ConfigError("--resume continues a run and --init-from starts a new one; pass only one")
+        resume: Checkpoint | None = None
+        base: Checkpoint | None = None
+        changes: dict[str, Any] = {}
+        if options.resume is not None:
+            run_dir, path = resume_target(options.resume)
+            if options.out is not None and Path(options.out).resolve() != run_dir.resolve():
+                raise ConfigError(f"--resume continues {run_dir} in place; drop --out {options.out}")
+            resume = verify_checkpoint(path)
+            changes, warnings = resume_changes(options, resume)
+            self.warnings += warnings
+            options = resumed_options(options, resume, run_dir, changes)
+        if options.init_from is not None:
+            base = verify_checkpoint(resolve_checkpoint(options.init_from))
+        self.options = options
+        self.resumed_from = resume.path if resume else None
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.dtype, self.device)
+        try:
+            check_options(options)
+        except TypeError:  # only stored options can have wrong types: the file is broken
+            raise CheckpointError(f"{self.resumed_from}: malformed stored options") from None
         self.threads = configure_threads(options.threads)
-        self.corpus = load_corpus(options.corpus, options.errors)
+        try:
+            self.corpus = load_corpus(options.corpus, options.errors, vocab=base.vocab if base else None)
+        except CorpusError as exc:
+            if base is None or "vocabulary" not in str(exc):
+                raise
+            raise CorpusError(f"--init-from {base.path}: {exc}; fine-tune only on text it can spell") from None
+        if resume is not None:
+            check_same_corpus(resume, self.corpus)
         self.train_ids, val_ids = split_train_val(self.corpus.ids, options.val_frac)
-        self.model_config, self.config = resolve_configs(
-            options, self.corpus, int(self.train_ids.size), self.device, self.dtype
-        )
+        if resume is not None:
+            self.model_config = resume.config
+            stored = stored_train_config(resume)
+            self.config = adjust_train_config(stored, changes)
+            Interval.parse(self.config.eval_every)
+            Interval.parse(self.config.save_every)
+            check_positive(self.config)
+        else:
+            self.model_config, self.config = resolve_configs(
+                options, self.corpus, int(self.train_ids.size), self.device, self.dtype
+            )
+            if base is not None:
+                self.model_config = init_from_config(options, base)
         # Validation scores the first `val_max_chars` of the held-out text: all of it for small
         # corpora, a fixed sample for big ones, so validating never stalls training for long.
         self.val_ids = val_ids[: self.config.val_max_chars + 1]
         self.batcher = StreamBatcher(self.train_ids, self.config.batch_size, self.config.seq_len)
         self.has_val = self.val_ids.size >= 2
-        self.run_dir = new_run_dir(options.out, self.corpus.sources)
+        self.run_dir = Path(options.out) if resume is not None else new_run_dir(options.out, self.corpus.sources)
+        for stale in clean_stale_temps(self.run_dir):
+            self.warnings.append(f"removed {stale.name}, left by an interrupted save")
         torch.manual_seed(self.config.seed)
+        check_fits(self.model_config)
         self.model = CharRNN(self.model_config).to(self.device)
         self.optimizer = make_optimizer(self.model, self.config)
         self.state = RunState()
         self.carried: State | None = None
+        self.bad_steps = 0  # NaN/inf steps in a row
+        self.save_failures = 0  # failed checkpoint writes in a row
+        self.interrupted: int | None = None  # the signal that asked us to stop
+        self.best_on_disk: float | None = None  # a best saved after the checkpoint we resumed from
+        if base is not None:
+            self.load_weights(base)
+        if resume is not None:
+            self.restore(resume)
+            self.truncate_metrics(self.state.step)
+            self.best_on_disk = newer_best(self.run_dir / BEST, self.state.step)
         self.eval_every = Interval.parse(self.config.eval_every)
         self.save_every = Interval.parse(self.config.save_every)
         self.write_config()
@@ -305,11 +463,12 @@ class Trainer:
             "device": str(self.device),
             "threads": self.threads,
         }
-        (self.run_dir / CONFIG).write_text(json.dumps(resolved, indent=2, ensure_ascii=False) + "\n")
+        atomic_write(self.run_dir / CONFIG, (json.dumps(resolved, indent=2, ensure_ascii=False) + "\n").encode())
 
     def corpus_meta(self) -> dict[str, Any]:
         return {
             "sources": list(self.corpus.sources),
+            "paths": [s if s == "-" else str(Path(s).resolve()) for s in self.corpus.sources],
             "digest": self.corpus.digest,
             "chars": self.corpus.num_chars,
             "train_chars": int(self.train_ids.size),
@@ -340,25 +499,75 @@ class Trainer:
             "eval_every": str(self.eval_every),
             "windows_per_epoch": self.batcher.windows_per_epoch,
             "run_dir": str(self.run_dir),
+            "resumed_from": self.resumed_from,
+            "resumed_step": self.state.step if self.resumed_from else None,
         }
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         with open(self.run_dir / METRICS, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
 
+    def truncate_metrics(self, step: int) -> None:
+        """Drop log rows past `step` (written after the checkpoint we continue from) and torn lines."""
+        path = self.run_dir / METRICS
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+                kept.append(line + "\n")
+        atomic_write(path, "".join(kept).encode("utf-8"))
+
+    def load_weights(self, ckpt: Checkpoint) -> None:
+        try:
+            self.model.load_state_dict(ckpt.weights, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise CheckpointError(f"{ckpt.path}: weights do not match the stored config ({first})") from None
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        """Continue from `ckpt` exactly: weights, optimizer, counters, data position, state, RNG."""
+        self.load_weights(ckpt)
+        try:
+            self.optimizer.load_state_dict(optimizer_state(ckpt))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{ckpt.path}: optimizer state does not fit the model ({exc})") from None
+        self.optimizer.param_groups[0]["weight_decay"] = self.config.weight_decay
+        self.state = run_state(ckpt)
+        self.carried = carried_state(ckpt, self.device)
+        if "rng.torch" in ckpt.extra:
+            torch.set_rng_state(ckpt.extra["rng.torch"])
+        if "rng.cuda" in ckpt.extra and self.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt.extra["rng.cuda"], self.device)
+
     def save(self, name: str) -> Path:
         """Write best or last: weights, optimizer, counters, carried state, RNG, history."""
         path = self.run_dir / name
+        weights = self.model.state_dict()
+        if not all_finite(weights):
+            raise NonFiniteWeights(f"weights contain NaN/inf; {path} was not written")
         optim, groups = optimizer_tensors(self.optimizer)
         extra = {**optim, **state_tensors(self.carried), "rng.torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            extra["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        state = self.state
         meta = {
             "kind": name.split(".")[0],
-            "step": self.state.step,
-            "epoch": self.state.epoch,
-            "window": self.state.window,
-            "elapsed_s": round(self.state.elapsed_s, 3),
-            "best_val_loss": self.state.best_val_loss,
-            "best_step": self.state.best_step,
+            "step": state.step,
+            "epoch": state.epoch,
+            "window": state.window,
+            "elapsed_s": round(state.elapsed_s, 3),
+            "best_val_loss": state.best_val_loss,
+            "best_step": state.best_step,
+            "evals_without_improvement": state.evals_without_improvement,
+            "last_eval_step": state.last_eval_step,
+            "lr_scale": state.lr_scale,
+            "rollbacks": state.rollbacks,
+            "options": {**asdict(self.options), "resume": None, "init_from": None},
             "train_config": asdict(self.config),
             "optimizer": {"param_groups": groups},
             "corpus": self.corpus_meta(),
@@ -367,8 +576,79 @@ class Trainer:
             "versions": {"charrnn": __version__, "torch": torch.__version__, "python": sys.version.split()[0]},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        save_checkpoint(path, self.model_config, self.corpus.vocab, self.model.state_dict(), meta, extra)
+        save_checkpoint(path, self.model_config, self.corpus.vocab, weights, meta, extra)
         return path
+
+    def try_save(self, name: str) -> None:
+        """Save during training; a failed write keeps the previous file and training goes on, a while."""
+        path = self.run_dir / name
+        try:
+            self.save(name)
+        except NonFiniteWeights as exc:
+            self.observer.on_warning(f"step {self.state.step}: {exc}")
+            return
+        except OSError as exc:
+            self.save_failures += 1
+            reason = exc.strerror or str(exc)
+            if self.save_failures >= self.options.max_save_failures:
+                raise TrainingError(
+                    f"could not write {path} {self.save_failures} times in a row ({reason}); stopped at step "
+                    f"{self.state.step}; free space or fix permissions, then: charrnn train --resume {self.run_dir}"
+                ) from None
+            self.observer.on_warning(f"could not write {path} ({reason}); the previous file is kept, training goes on")
+            return
+        self.save_failures = 0
+
+    def final_save(self, name: str) -> Path:
+        """The save that ends a run must succeed, or the run fails saying what survives."""
+        try:
+            return self.save(name)
+        except (OSError, NonFiniteWeights) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise TrainingError(
+                f"could not write {self.run_dir / name} at step {self.state.step} ({reason}); "
+                f"the last good checkpoint in {self.run_dir} is kept"
+            ) from None
+
+    def roll_back(self) -> None:
+        """After `max_bad_steps` NaN/inf steps in a row: reload last with a lower lr, or give up."""
+        last, state = self.run_dir / LAST, self.state
+        lr_now = self.config.lr * state.lr_scale
+        if state.rollbacks >= MAX_ROLLBACKS or not last.is_file():
+            why = f"after {state.rollbacks} rollbacks" if last.is_file() else "with no checkpoint to roll back to"
+            raise TrainingError(
+                f"training diverged: loss or gradients were NaN/inf for {self.bad_steps} steps in a row at step "
+                f"{state.step} {why}; start again with a lower --lr (peak now {lr_now:.3g}) or --grad-clip"
+            )
+        scale, rollbacks = state.lr_scale * ROLLBACK_LR_FACTOR, state.rollbacks + 1
+        elapsed = state.elapsed_s
+        self.restore(load_checkpoint(last))
+        self.state.lr_scale, self.state.rollbacks, self.state.elapsed_s = scale, rollbacks, elapsed
+        self.truncate_metrics(self.state.step)
+        self.observer.on_warning(
+            f"{self.bad_steps} steps in a row had NaN/inf loss or gradients; rolled back to step "
+            f"{self.state.step} ({last.name}) with the learning rate scaled by {scale:g}"
+        )
+        self.bad_steps = 0
+
+    @contextmanager
+    def stop_on_signals(self) -> Iterator[None]:
+        """Ctrl-C / SIGTERM ask the loop to finish its step and save; a second one stops at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: object) -> None:
+            if self.interrupted is not None:
+                raise KeyboardInterrupt
+            self.interrupted = signum
+
+        previous = {sig: signal.signal(sig, handler) for sig in SIGNAL_EXIT}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -381,10 +661,13 @@ class Trainer:
         val_loss = self.validate()
         state = self.state
         improved = state.best_val_loss is None or val_loss < state.best_val_loss
+        state.last_eval_step = state.step
         if improved and math.isfinite(val_loss):
             state.best_val_loss, state.best_step = val_loss, state.step
             state.evals_without_improvement = 0
-            self.save(BEST)
+            if self.best_on_disk is None or val_loss < self.best_on_disk:  # never replace a better best
+                self.try_save(BEST)
+                self.best_on_disk = None
         else:
             state.evals_without_improvement += 1
         row = {
@@ -431,71 +714,98 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip or float("inf"))
-        self.optimizer.step()
-        self.carried = detach_state(carried)
+        if bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):  # one sync per step buys NaN safety
+            self.optimizer.step()
+            self.carried = detach_state(carried)
+            self.bad_steps = 0
+        else:  # skip the update; the window is consumed so a bad batch cannot repeat forever
+            self.optimizer.zero_grad(set_to_none=True)
+            self.bad_steps += 1
         self.state.step += 1
         self.state.window += 1
         return loss.detach(), grad_norm.detach()
 
     def run(self) -> TrainResult:
+        """Train until a budget, patience or a signal stops the run; then validate and save.
+
+        Ctrl-C / SIGTERM finish the current step, save `last` and raise `Interrupted`.
+        """
         self.model.train()
         self.observer.on_start(self.banner())
+        for message in self.warnings:
+            self.observer.on_warning(message)
         state, config = self.state, self.config
-        t0 = time.perf_counter()
-        last_log_t, last_log_step = t0, 0
-        last_eval_t, last_eval_step = t0, 0
-        last_save_t, last_save_step = t0, 0
+        t0 = time.perf_counter() - state.elapsed_s  # a resumed run keeps its clock
+        last_log_t, last_log_step = time.perf_counter(), state.step
+        last_eval_t, last_save_t, last_save_step = last_log_t, last_log_t, state.step
         loss_sum = torch.zeros((), device=self.device)
         loss_count = 0
         grad_norm = torch.zeros((), device=self.device)
-        stop_reason: str | None = None
-        while stop_reason is None:
-            now = time.perf_counter()
-            progress = config.progress(state.step, now - t0, self.epochs_done())
-            lr = config.lr_at(state.step, progress)
-            loss, grad_norm = self.step(lr)
-            loss_sum += loss
-            loss_count += 1
-            now = time.perf_counter()
-            state.elapsed_s = now - t0
-            stop_reason = self.budget_reason(state.elapsed_s)
-            if now - last_log_t >= LOG_EVERY_S or stop_reason:
-                train_loss = float(loss_sum.item()) / loss_count
-                steps = state.step - last_log_step
-                row = {
-                    "event": "train",
-                    "step": state.step,
-                    "epoch": round(self.epochs_done(), 4),
-                    "elapsed_s": round(state.elapsed_s, 3),
-                    "chars_per_s": round(steps * self.batcher.chars_per_window / max(now - last_log_t, 1e-9), 1),
-                    "lr": lr,
-                    "train_loss": json_number(train_loss),
-                    "train_bpc": json_number(train_loss / math.log(2)),
-                    "grad_norm": json_number(float(grad_norm.item())),
-                    "progress": round(progress, 4),
-                }
-                self.append_metrics(row)
-                self.observer.on_log(row)
-                loss_sum.zero_()
-                loss_count = 0
-                last_log_t, last_log_step = now, state.step
-            if self.has_val and not stop_reason and self.eval_every.due(state.step, last_eval_step, now, last_eval_t):
-                if self.run_validation(t0):
-                    stop_reason = "patience"
-                last_eval_t, last_eval_step = time.perf_counter(), state.step
-                last_log_t += last_eval_t - now  # throughput counts training time only
-            if not stop_reason and self.save_every.due(state.step, last_save_step, now, last_save_t):
-                self.save(LAST)
-                last_save_t, last_save_step = time.perf_counter(), state.step
-                last_log_t += last_save_t - now
-        if self.has_val and last_eval_step != state.step:
-            self.run_validation(t0)
-        if not self.has_val:
-            self.observer.on_warning("no validation text (--val-frac 0 or a tiny corpus): best = last")
-        last_path = self.save(LAST)
-        best_path = self.run_dir / BEST
-        if not best_path.exists():
-            self.save(BEST)
+        stop_reason = self.budget_reason(state.elapsed_s)  # a resumed run may have no budget left
+        if stop_reason:
+            self.observer.on_warning(f"the run's {stop_reason} budget is already spent; give a larger one to go on")
+        with self.stop_on_signals():
+            while stop_reason is None:
+                now = time.perf_counter()
+                progress = config.progress(state.step, now - t0, self.epochs_done())
+                lr = config.lr_at(state.step, progress) * state.lr_scale
+                loss, grad_norm = self.step(lr)
+                if self.bad_steps:  # the update was skipped
+                    self.observer.on_warning(f"step {state.step}: loss or gradients are NaN/inf; update skipped")
+                    if self.bad_steps >= self.options.max_bad_steps:
+                        self.roll_back()
+                        state = self.state
+                        last_save_step = state.step
+                else:
+                    loss_sum += loss
+                    loss_count += 1
+                now = time.perf_counter()
+                state.elapsed_s = now - t0
+                stop_reason = self.budget_reason(state.elapsed_s)
+                if now - last_log_t >= LOG_EVERY_S or stop_reason or self.interrupted:
+                    train_loss = float(loss_sum.item()) / loss_count if loss_count else math.nan
+                    steps = state.step - last_log_step
+                    row = {
+                        "event": "train",
+                        "step": state.step,
+                        "epoch": round(self.epochs_done(), 4),
+                        "elapsed_s": round(state.elapsed_s, 3),
+                        "chars_per_s": round(steps * self.batcher.chars_per_window / max(now - last_log_t, 1e-9), 1),
+                        "lr": lr,
+                        "train_loss": json_number(train_loss),
+                        "train_bpc": json_number(train_loss / math.log(2)),
+                        "grad_norm": json_number(float(grad_norm.item())),
+                        "progress": round(progress, 4),
+                    }
+                    self.append_metrics(row)
+                    self.observer.on_log(row)
+                    loss_sum.zero_()
+                    loss_count = 0
+                    last_log_t, last_log_step = now, state.step
+                if (
+                    self.has_val
+                    and not stop_reason
+                    and self.eval_every.due(state.step, state.last_eval_step, now, last_eval_t)
+                ):
+                    if self.run_validation(t0):
+                        stop_reason = "patience"
+                    last_eval_t = time.perf_counter()
+                    last_log_t += last_eval_t - now  # throughput counts training time only
+                if not stop_reason and self.save_every.due(state.step, last_save_step, now, last_save_t):
+                    self.try_save(LAST)
+                    last_save_t, last_save_step = time.perf_counter(), state.step
+                    last_log_t += last_save_t - now
+                if self.interrupted is not None and not stop_reason:
+                    stop_reason = signal.Signals(self.interrupted).name
+            interrupted = self.interrupted is not None and stop_reason == signal.Signals(self.interrupted).name
+            if self.has_val and state.last_eval_step != state.step and not interrupted:
+                self.run_validation(t0)
+            if not self.has_val:
+                self.observer.on_warning("no validation text (--val-frac 0 or a tiny corpus): best = last")
+            last_path = self.final_save(LAST)
+            best_path = self.run_dir / BEST
+            if not best_path.exists():
+                self.final_save(BEST)
         elapsed = time.perf_counter() - t0
         result = TrainResult(
             run_dir=self.run_dir,
@@ -509,7 +819,87 @@ class Trainer:
             stop_reason=stop_reason,
         )
         self.observer.on_end(result)
+        if interrupted and self.interrupted is not None:
+            raise Interrupted(
+                f"{stop_reason} at step {state.step}; saved {last_path}; "
+                f"continue with: charrnn train --resume {self.run_dir}",
+                SIGNAL_EXIT.get(signal.Signals(self.interrupted), 130),
+            )
         return result
+
+
+def resumed_options(options: TrainOptions, ckpt: Checkpoint, run_dir: Path, changes: dict[str, Any]) -> TrainOptions:
+    """The run's own options (from its checkpoint) with the allowed changes applied."""
+    known = {f.name for f in fields(TrainOptions)}
+    merged = {k: v for k, v in (ckpt.meta.get("options") or {}).items() if k in known}
+    merged.update(changes)
+    corpus_meta = ckpt.meta.get("corpus") or {}
+    stored = corpus_meta.get("paths") or corpus_meta.get("sources") or []
+    merged.update(
+        corpus=tuple(options.corpus) or tuple(stored),
+        out=str(run_dir),
+        resume=options.resume,
+        init_from=None,
+        command=options.command,
+    )
+    return replace(TrainOptions(corpus=()), **merged)
+
+
+RUN_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "step": (int,),
+    "epoch": (int,),
+    "window": (int,),
+    "elapsed_s": (int, float),
+    "best_val_loss": (int, float, type(None)),
+    "best_step": (int, type(None)),
+    "evals_without_improvement": (int,),
+    "last_eval_step": (int,),
+    "lr_scale": (int, float),
+    "rollbacks": (int,),
+    "history": (list,),
+}
+
+
+def run_state(ckpt: Checkpoint) -> RunState:
+    """The counters stored in `ckpt`, type-checked (metadata is data from a file, not trusted code)."""
+    values = {k: ckpt.meta[k] for k in RUN_STATE_TYPES if k in ckpt.meta}
+    for key, value in values.items():
+        if not isinstance(value, RUN_STATE_TYPES[key]) or isinstance(value, bool):
+            raise CheckpointError(f"{ckpt.path}: malformed checkpoint metadata ({key} = {str(value)[:40]!r})")
+    return RunState(**values)
+
+
+def newer_best(path: Path, step: int) -> float | None:
+    """Loss of a best checkpoint written after `step` (by a run killed before its next `last`)."""
+    try:
+        meta = load_checkpoint(path).meta
+    except CheckpointError:
+        return None
+    loss = meta.get("best_val_loss")
+    later = isinstance(meta.get("step"), int) and meta["step"] > step
+    return float(loss) if later and isinstance(loss, (int, float)) and not isinstance(loss, bool) else None
+
+
+def stored_train_config(ckpt: Checkpoint) -> TrainConfig:
+    try:
+        config = TrainConfig(**ckpt.meta["train_config"])
+        check_positive(config)
+        return config
+    except (KeyError, TypeError, AttributeError):
+        raise CheckpointError(f"{ckpt.path}: holds no usable training schedule; it cannot be resumed") from None
+
+
+def check_same_corpus(ckpt: Checkpoint, corpus: Corpus) -> None:
+    """A resumed run must read the very bytes it was trained on (and so the same vocab)."""
+    stored = ckpt.meta.get("corpus") or {}
+    if stored.get("digest") != corpus.digest:
+        raise CorpusError(
+            f"--resume: the corpus ({', '.join(corpus.sources)}) is not the one this run was trained on "
+            f"(sha256 {corpus.digest[:12]} vs {str(stored.get('digest'))[:12]}); "
+            "pass the original corpus, or fine-tune on the new text with --init-from"
+        )
+    if corpus.vocab.chars != ckpt.vocab.chars:
+        raise CorpusError("--resume: the corpus gives a different vocabulary than the checkpoint's")
 
 
 def train(options: TrainOptions, observer: TrainObserver | None = None) -> TrainResult:

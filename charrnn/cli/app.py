@@ -70,7 +70,7 @@ def root(
 ) -> None:
     """Train character-level language models on your own text and generate from them.
 
-    Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 bad input data or checkpoint, 130 interrupted.
+    Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 bad input data or checkpoint, 130 interrupted, 143 terminated.
     """
 
 
@@ -151,6 +151,23 @@ def train(
     save_every: Annotated[
         str, typer.Option(help="Save last every N steps or every DURATION.", rich_help_panel=CKPTS)
     ] = "5m",
+    resume: Annotated[
+        Optional[str],
+        typer.Option(
+            "--resume",
+            metavar="RUN_DIR|CKPT",
+            help="Continue a run exactly where it stopped; corpus, model and budget come from the run.",
+            rich_help_panel=CKPTS,
+        ),
+    ] = None,
+    init_from: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="CKPT",
+            help="Fine-tune: start a new run from this checkpoint's weights (its vocab must cover the corpus).",
+            rich_help_panel=CKPTS,
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=SYSTEM)] = "auto",
     dtype: Annotated[
         str, typer.Option(help="auto (bf16 where the hardware has it), fp32, bf16, fp16.", rich_help_panel=SYSTEM)
@@ -170,10 +187,11 @@ def train(
     """Train a model on CORPUS and keep its best and last checkpoints in the run directory."""
     with guarded():
         from charrnn.cli.report import TrainReport
+        from charrnn.errors import Interrupted
         from charrnn.train import Trainer, TrainOptions
 
         sources = tuple(corpus or ())
-        if not sources:
+        if not sources and resume is None:
             from charrnn.default_corpus import build_default_corpus
 
             err("charrnn: no corpus given; using Python's standard library source (charrnn corpus)")
@@ -205,8 +223,17 @@ def train(
             seed=seed,
             errors=errors,
             command=shlex.join(["charrnn", *sys.argv[1:]]),
+            resume=resume,
+            init_from=init_from,
         )
-        Trainer(options, TrainReport(quiet=quiet)).run()
+        trainer = Trainer(options, TrainReport(quiet=quiet))
+        if trainer.resumed_from:
+            err(f"charrnn: resuming {trainer.run_dir} at step {trainer.state.step} from {trainer.resumed_from}")
+        try:
+            trainer.run()
+        except Interrupted as exc:
+            err(f"charrnn: interrupted: {exc}")
+            raise typer.Exit(exc.exit_code) from None
 
 
 # -- sample -----------------------------------------------------------------------------------
@@ -320,6 +347,28 @@ def info(
 
         summary = checkpoint_summary(load_checkpoint(resolve_checkpoint(checkpoint)))
         print(json.dumps(summary, ensure_ascii=False, indent=2) if as_json else format_summary(summary))
+
+
+# -- verify -----------------------------------------------------------------------------------
+
+
+@app.command(epilog="Example:  charrnn verify checkpoints/poems/last.safetensors")
+def verify(
+    checkpoint: Annotated[str, typer.Argument(help="Checkpoint file or run directory (checks best and last).")],
+) -> None:
+    """Check a checkpoint's digest and structure without running it: exit 0 if sound, 3 with the reason."""
+    with guarded():
+        from charrnn.checkpoint import verify_checkpoint
+        from charrnn.runs import BEST, LAST
+
+        target = Path(checkpoint)
+        paths = [target / n for n in (BEST, LAST) if (target / n).is_file()] if target.is_dir() else [target]
+        if not paths:
+            paths = [target]  # let verify_checkpoint name the problem
+        for path in paths:
+            ckpt = verify_checkpoint(path)
+            step = ckpt.meta.get("step", "?")
+            print(f"ok  {path}  (step {step}, {len(ckpt.weights)} weight tensors, digest verified)")
 
 
 # -- corpus -----------------------------------------------------------------------------------
