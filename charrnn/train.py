@@ -25,6 +25,7 @@ from charrnn.device import autocast, configure_threads, dtype_name, resolve_devi
 from charrnn.durations import Interval, parse_duration
 from charrnn.errors import ConfigError
 from charrnn.evaluate import evaluate_ids
+from charrnn.metrics import metrics_row
 from charrnn.model import CharRNN, ModelConfig, State, detach_state
 from charrnn.plan import DEFAULT_TIME_S, make_plan
 from charrnn.runs import BEST, CONFIG, LAST, METRICS, new_run_dir
@@ -135,7 +136,11 @@ class RunState:
 
 
 class TrainObserver(Protocol):
-    """Where the loop reports; the CLI renders these on stderr. All methods are optional no-ops."""
+    """Where the loop reports; the CLI renders these on stderr. All methods are optional no-ops.
+
+    `on_start` gets the banner facts, and under "sample" a callable `(length) -> str` that samples
+    from the model as it is at that moment (used to show a line of text at each validation).
+    """
 
     def on_start(self, info: dict[str, Any]) -> None: ...
     def on_log(self, row: dict[str, Any]) -> None: ...
@@ -340,11 +345,22 @@ class Trainer:
             "eval_every": str(self.eval_every),
             "windows_per_epoch": self.batcher.windows_per_epoch,
             "run_dir": str(self.run_dir),
+            "sample": self.preview,
         }
+
+    def preview(self, length: int = 80, temperature: float = 0.8) -> str:
+        """A short sample from the model as it is now, for progress displays (seeded: no RNG is disturbed)."""
+        from charrnn.sample import SampleSettings, generate
+
+        settings = SampleSettings(temperature)
+        try:
+            return "".join(generate(self.model, self.corpus.vocab, "", length, settings, 0, self.device))
+        finally:
+            self.model.train()
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         with open(self.run_dir / METRICS, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+            handle.write(json.dumps(metrics_row(row), ensure_ascii=False, allow_nan=False) + "\n")
 
     def save(self, name: str) -> Path:
         """Write best or last: weights, optimizer, counters, carried state, RNG, history."""

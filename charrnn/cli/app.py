@@ -206,7 +206,8 @@ def train(
             errors=errors,
             command=shlex.join(["charrnn", *sys.argv[1:]]),
         )
-        Trainer(options, TrainReport(quiet=quiet)).run()
+        with TrainReport(quiet=quiet) as report:
+            Trainer(options, report).run()
 
 
 # -- sample -----------------------------------------------------------------------------------
