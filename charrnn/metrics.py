@@ -221,3 +221,11 @@ def find_runs(root: str | Path) -> list[RunLog]:
         except InputError:
             continue
     return runs
+
+
+def newest_run(root: Path) -> Path:
+    """The run directory whose best checkpoint was written last (the run `charrnn sample` picks)."""
+    best = [p for p in root.glob(f"*/best{CHECKPOINT_SUFFIX}") if p.is_file()] if root.is_dir() else []
+    if not best:
+        raise InputError(f"no run found under {root}/; train one with `charrnn train FILE` or name a run directory")
+    return max(best, key=lambda p: p.stat().st_mtime).parent

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -319,8 +319,98 @@ def info(
         from charrnn.cli.describe import checkpoint_summary, format_summary
         from charrnn.runs import resolve_checkpoint
 
-        summary = checkpoint_summary(load_checkpoint(resolve_checkpoint(checkpoint)))
-        print(json.dumps(summary, ensure_ascii=False, indent=2) if as_json else format_summary(summary))
+        ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
+        summary = checkpoint_summary(ckpt)
+        if as_json:
+            print(json.dumps(summary, ensure_ascii=False, indent=2))
+            return
+        print(format_summary(summary))
+        from charrnn.cli.curve import encodable
+        from charrnn.cli.describe import checkpoint_curve
+
+        console = stdout_console()
+        width = min(console.width, 100) if console.is_terminal else 80
+        console.print("curve")
+        for line in checkpoint_curve(ckpt, width, ascii_only=not encodable(getattr(sys.stdout, "encoding", None))):
+            console.print(line)
+
+
+# -- plot and runs ----------------------------------------------------------------------------
+
+
+def stdout_console() -> Any:
+    """A Rich console on stdout: colour on a terminal (unless NO_COLOR), plain text in a pipe."""
+    from rich.console import Console
+
+    return Console(highlight=False, markup=False, emoji=False, soft_wrap=True)
+
+
+@app.command(
+    epilog="Examples:  charrnn plot checkpoints/poems   |   charrnn plot checkpoints/* -o curves.png   |   "
+    "charrnn plot run-a run-b --x time"
+)
+def plot(
+    runs: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Run directories (or checkpoints in them) to draw together. [default: newest run]"),
+    ] = None,
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write an image (.png, .svg, .pdf; needs matplotlib) instead of drawing in the terminal.",
+        ),
+    ] = None,
+    x: Annotated[str, typer.Option("--x", help="Horizontal axis: step, time (seconds) or epoch.")] = "step",
+    height: Annotated[int, typer.Option(min=5, max=60, help="Terminal chart height in lines.")] = 14,
+) -> None:
+    """Draw the training and validation loss curves of one or several runs on one chart."""
+    with guarded():
+        from charrnn.cli.curve import encodable
+        from charrnn.cli.plot import terminal_chart, write_image
+        from charrnn.metrics import newest_run, read_run
+
+        targets = runs or [str(newest_run(Path("checkpoints")))]
+        logs = [read_run(target) for target in targets]
+        if output is not None:
+            err(f"charrnn: wrote {write_image(logs, output, x)}")
+            return
+        console = stdout_console()
+        width = min(console.width, 120) if console.is_terminal else 100
+        ascii_only = not encodable(getattr(sys.stdout, "encoding", None))
+        for line in terminal_chart(logs, x, width=width, height=height, ascii_only=ascii_only):
+            console.print(line)
+
+
+@app.command(epilog="Examples:  charrnn runs   |   charrnn runs experiments/ --sort bpc   |   charrnn runs --json")
+def runs(
+    directory: Annotated[Path, typer.Argument(help="Where to look for run directories (searched recursively).")] = Path(
+        "checkpoints"
+    ),
+    sort: Annotated[str, typer.Option(help="Order: date (newest first) or bpc (best first).")] = "date",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array instead of a table.")] = False,
+) -> None:
+    """List the runs under DIRECTORY: corpus, model size, steps, best validation bits/char, date."""
+    with guarded():
+        from charrnn.cli.runs_table import format_table, run_row, sort_rows
+        from charrnn.errors import ConfigError
+        from charrnn.metrics import find_runs
+
+        if sort not in ("date", "bpc"):
+            raise ConfigError(f"--sort {sort!r}: use date or bpc")
+        rows = sort_rows([run_row(run, directory) for run in find_runs(directory)], sort)
+        if as_json:
+            print(json.dumps(rows, ensure_ascii=False, indent=2))
+            return
+        if not rows:
+            err(f"charrnn: no runs under {directory}/; train one with `charrnn train FILE`")
+            return
+        console = stdout_console()
+        table = format_table(rows)
+        console.print(table[0], style="bold")
+        for line in table[1:]:
+            console.print(line)
 
 
 # -- corpus -----------------------------------------------------------------------------------
