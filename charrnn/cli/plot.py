@@ -44,7 +44,8 @@ def terminal_chart(
 ) -> list[Text]:
     """All runs on one character chart: one colour per run, train dotted, validation marked."""
     key = x_key(x)
-    series = [(name, run.series("train", key), run.series("val", key)) for name, run in zip(labels(runs), runs, strict=True)]
+    names = labels(runs)
+    series = [(name, run.series("train", key), run.series("val", key)) for name, run in zip(names, runs, strict=True)]
     return render(loss_lines(series), width=width, height=height, x_label=X_LABELS[x], ascii_only=ascii_only)
 
 
