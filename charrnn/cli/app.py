@@ -32,7 +32,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Examples:\n"
+    "  charrnn train poems.txt --time 10m      # train; checkpoints go to checkpoints/poems\n"
+    "  charrnn sample --temp 0.8 --length 500  # generate from the newest run\n"
+    "  charrnn runs                            # which run was best\n"
+    "  charrnn plot checkpoints/*              # compare loss curves\n\n"
+    "Shell completion: charrnn --install-completion (bash, zsh, fish, PowerShell); restart the shell.",
 )
+
+
+def examples(*lines: str) -> str:
+    """A help epilog: one example command per line (square brackets escaped for Rich markup)."""
+    return "Examples:\n" + "\n".join("  " + line.replace("[", "\\[") for line in lines)
 
 
 def err(message: str) -> None:
@@ -77,42 +88,50 @@ def root(
 # -- train ------------------------------------------------------------------------------------
 
 
-@app.command(epilog="Examples:  charrnn train poems.txt --time 10m   |   charrnn train src/ --hidden 768 --steps 20000")
+@app.command(
+    epilog=examples(
+        "charrnn train poems.txt --time 10m              # sizes chosen for the corpus and budget",
+        "charrnn train src/ --hidden 768 --steps 20000   # a directory of .txt files",
+        "cat *.log | charrnn train - --time 1h30m -q     # stdin; only warnings and the summary",
+    )
+)
 def train(
     corpus: Annotated[
         Optional[list[str]],
         typer.Argument(help="Text files, a directory of .txt files, or - for stdin. Default: Python's stdlib source."),
     ] = None,
     out: Annotated[
-        Optional[str], typer.Option(help="Run directory. [default: checkpoints/<corpus name>]", rich_help_panel=CKPTS)
+        Optional[str], typer.Option(help="Run directory. \\[default: checkpoints/<corpus name>]", rich_help_panel=CKPTS)
     ] = None,
     cell: Annotated[str, typer.Option(help="Recurrent cell: lstm, gru or rnn.", rich_help_panel=MODEL)] = "lstm",
     layers: Annotated[
-        Optional[int], typer.Option(min=1, help="Stacked layers. [default: 2]", rich_help_panel=MODEL)
+        Optional[int], typer.Option(min=1, help="Stacked layers. \\[default: 2]", rich_help_panel=MODEL)
     ] = None,
     hidden: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Hidden units per layer. [default: by corpus size and budget]", rich_help_panel=MODEL),
+        typer.Option(
+            min=1, help="Hidden units per layer. \\[default: by corpus size and budget]", rich_help_panel=MODEL
+        ),
     ] = None,
     embed: Annotated[
-        Optional[int], typer.Option(min=1, help="Character embedding size. [default: 64]", rich_help_panel=MODEL)
+        Optional[int], typer.Option(min=1, help="Character embedding size. \\[default: 64]", rich_help_panel=MODEL)
     ] = None,
     dropout: Annotated[
         Optional[float],
         typer.Option(
-            min=0.0, max=0.95, help="Dropout between layers. [default: by expected epochs]", rich_help_panel=MODEL
+            min=0.0, max=0.95, help="Dropout between layers. \\[default: by expected epochs]", rich_help_panel=MODEL
         ),
     ] = None,
     batch_size: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Parallel streams per step. [default: 32 on CPU]", rich_help_panel=OPTIM),
+        typer.Option(min=1, help="Parallel streams per step. \\[default: 32 on CPU]", rich_help_panel=OPTIM),
     ] = None,
     seq_len: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Characters per window (BPTT length). [default: 64 on CPU]", rich_help_panel=OPTIM),
+        typer.Option(min=1, help="Characters per window (BPTT length). \\[default: 64 on CPU]", rich_help_panel=OPTIM),
     ] = None,
     lr: Annotated[
-        Optional[float], typer.Option(help="Peak learning rate. [default: 2e-3]", rich_help_panel=OPTIM)
+        Optional[float], typer.Option(help="Peak learning rate. \\[default: 2e-3]", rich_help_panel=OPTIM)
     ] = None,
     grad_clip: Annotated[
         float, typer.Option(min=0.0, help="Clip the gradient norm to this (0: off).", rich_help_panel=OPTIM)
@@ -130,7 +149,7 @@ def train(
     time: Annotated[
         Optional[str],
         typer.Option(
-            "--time", help="Wall-clock budget: 90s, 10m, 1h30m. [default: 10m if no budget]", rich_help_panel=BUDGET
+            "--time", help="Wall-clock budget: 90s, 10m, 1h30m. \\[default: 10m if no budget]", rich_help_panel=BUDGET
         ),
     ] = None,
     steps: Annotated[
@@ -145,7 +164,7 @@ def train(
     eval_every: Annotated[
         Optional[str],
         typer.Option(
-            help="Validate every N steps or every DURATION. [default: 1/5 of the budget]", rich_help_panel=BUDGET
+            help="Validate every N steps or every DURATION. \\[default: 1/5 of the budget]", rich_help_panel=BUDGET
         ),
     ] = None,
     save_every: Annotated[
@@ -156,7 +175,7 @@ def train(
         str, typer.Option(help="auto (bf16 where the hardware has it), fp32, bf16, fp16.", rich_help_panel=SYSTEM)
     ] = "auto",
     threads: Annotated[
-        Optional[int], typer.Option(min=1, help="CPU threads. [default: usable cores]", rich_help_panel=SYSTEM)
+        Optional[int], typer.Option(min=1, help="CPU threads. \\[default: usable cores]", rich_help_panel=SYSTEM)
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (weights, dropout).", rich_help_panel=SYSTEM)] = 1337,
     errors: Annotated[
@@ -214,12 +233,16 @@ def train(
 
 
 @app.command(
-    epilog="Examples:  charrnn sample --temp 0.8   |   charrnn sample -c run/best.safetensors --prime 'def ' | head"
+    epilog=examples(
+        "charrnn sample --temp 0.8                       # newest run's best checkpoint",
+        "charrnn sample -c checkpoints/poems --prime 'The sea' --top-p 0.9 --seed 7",
+        "charrnn sample --length 100000 | head -c 300    # stops quietly when the reader goes",
+    )
 )
 def sample(
     checkpoint: Annotated[
         Optional[str],
-        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. [default: newest run's best]"),
+        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. \\[default: newest run's best]"),
     ] = None,
     temp: Annotated[
         float,
@@ -271,12 +294,18 @@ def stream_to_stdout(head: list[str], chunks: Iterator[str]) -> None:
 # -- eval -------------------------------------------------------------------------------------
 
 
-@app.command(name="eval", epilog="Example:  charrnn eval held_out.txt -c checkpoints/poems/best.safetensors --json")
+@app.command(
+    name="eval",
+    epilog=examples(
+        "charrnn eval held_out.txt -c checkpoints/poems",
+        "charrnn eval held_out.txt --json                # loss, bpc, perplexity and chars as JSON",
+    ),
+)
 def evaluate(
     files: Annotated[list[str], typer.Argument(help="Text files (or - for stdin) to score.")],
     checkpoint: Annotated[
         Optional[str],
-        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. [default: newest run's best]"),
+        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. \\[default: newest run's best]"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
     errors: Annotated[str, typer.Option(help="Invalid UTF-8: strict, replace or ignore.")] = "strict",
@@ -306,10 +335,15 @@ def evaluate(
 # -- info -------------------------------------------------------------------------------------
 
 
-@app.command(epilog="Example:  charrnn info checkpoints/poems/best.safetensors --json")
+@app.command(
+    epilog=examples(
+        "charrnn info                                    # newest run",
+        "charrnn info checkpoints/poems/last.safetensors --json",
+    )
+)
 def info(
     checkpoint: Annotated[
-        Optional[str], typer.Argument(help="Checkpoint file or run directory. [default: newest run's best]")
+        Optional[str], typer.Argument(help="Checkpoint file or run directory. \\[default: newest run's best]")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
 ) -> None:
@@ -346,13 +380,16 @@ def stdout_console() -> Any:
 
 
 @app.command(
-    epilog="Examples:  charrnn plot checkpoints/poems   |   charrnn plot checkpoints/* -o curves.png   |   "
-    "charrnn plot run-a run-b --x time"
+    epilog=examples(
+        "charrnn plot                                    # newest run, in the terminal",
+        "charrnn plot checkpoints/* -o curves.png        # every run on one chart (pip install 'charrnn[plot]')",
+        "charrnn plot checkpoints/a checkpoints/b --x time",
+    )
 )
 def plot(
     runs: Annotated[
         Optional[list[str]],
-        typer.Argument(help="Run directories (or checkpoints in them) to draw together. [default: newest run]"),
+        typer.Argument(help="Run directories (or checkpoints in them) to draw together. \\[default: newest run]"),
     ] = None,
     output: Annotated[
         Optional[Path],
@@ -383,7 +420,12 @@ def plot(
             console.print(line)
 
 
-@app.command(epilog="Examples:  charrnn runs   |   charrnn runs experiments/ --sort bpc   |   charrnn runs --json")
+@app.command(
+    epilog=examples(
+        "charrnn runs                                    # runs under ./checkpoints, newest first",
+        "charrnn runs experiments/ --sort bpc            # best validation bits/char first",
+    )
+)
 def runs(
     directory: Annotated[Path, typer.Argument(help="Where to look for run directories (searched recursively).")] = Path(
         "checkpoints"
@@ -433,8 +475,12 @@ def corpus(
 
 def main() -> None:
     """Console entry point: usage errors as one line (exit 2), everything else through `guarded`."""
+    from charrnn.cli.helpfmt import polish
+
+    command = typer.main.get_command(app)
+    polish(command)
     try:
-        code = app(standalone_mode=False)
+        code = command(standalone_mode=False)
     except typer.Abort:
         err("charrnn: interrupted")
         sys.exit(EXIT_INTERRUPTED)
