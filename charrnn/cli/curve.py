@@ -54,11 +54,11 @@ def loss_lines(
     return lines
 
 
-def nice(value: float) -> str:
-    """Axis numbers: short, no scientific notation for the usual ranges; whole numbers stay whole."""
+def nice(value: float, whole: bool = False) -> str:
+    """Axis numbers: short, no scientific notation for the usual ranges; `whole` ones print as integers."""
     if value == 0:
         return "0"
-    if float(value).is_integer() and abs(value) < 10_000:
+    if whole and abs(value) < 10_000:
         return f"{value:.0f}"
     magnitude = abs(value)
     if magnitude >= 10_000:
@@ -125,7 +125,7 @@ def render(
         out.append(text)
     out.append(Text(" " * label_width + " " + box["corner"] + box["rule"] * cols))
     whole = all(float(x).is_integer() for x in xs)
-    left, mid, right = (nice(round(v)) if whole else nice(v) for v in (x0, (x0 + x1) / 2, x1))
+    left, mid, right = (nice(round(v), whole=True) if whole else nice(v) for v in (x0, (x0 + x1) / 2, x1))
     axis = [" "] * (cols + len(right) + 1)
     for pos, value in ((0, left), ((cols - len(mid)) // 2, mid), (cols - len(right), right)):
         axis[pos : pos + len(value)] = list(value)
@@ -141,9 +141,11 @@ def render(
 
 
 def encodable(stream_encoding: str | None) -> bool:
-    """True when the box-drawing characters and markers survive the stream's encoding."""
+    """True when the box-drawing characters and markers survive the stream's encoding (None: a str buffer)."""
+    if stream_encoding is None:
+        return True
     try:
-        ("".join(BOX.values()) + "".join(VAL_MARKERS) + TRAIN_MARKER).encode(stream_encoding or "ascii")
+        ("".join(BOX.values()) + "".join(VAL_MARKERS) + TRAIN_MARKER).encode(stream_encoding)
     except (UnicodeEncodeError, LookupError):
         return False
     return True

@@ -109,7 +109,15 @@ class TrainReport:
             self.live = None
 
     def print(self, text: Text | str) -> None:
-        """One line above the live display (or a plain line)."""
+        """One line above the live display (or a plain line).
+
+        On a stream that cannot encode everything (LANG=C, a latin-1 log), characters it cannot
+        hold are escaped rather than crashing a training run over a sample or a file name.
+        """
+        if self.ascii_only:
+            encoding = getattr(self.stream, "encoding", None) or "ascii"
+            plain = text.plain if isinstance(text, Text) else text
+            text = plain.encode(encoding, "backslashreplace").decode(encoding)
         self.console.print(text)
 
     def labelled(self, name: str, *parts: Text | str) -> Text:
