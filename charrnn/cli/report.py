@@ -78,7 +78,6 @@ class TrainReport:
             file=self.stream,
             force_terminal=self.interactive,
             highlight=False,
-            soft_wrap=not self.interactive,
             emoji=False,
             markup=False,
         )
@@ -118,7 +117,7 @@ class TrainReport:
             encoding = getattr(self.stream, "encoding", None) or "ascii"
             plain = text.plain if isinstance(text, Text) else text
             text = plain.encode(encoding, "backslashreplace").decode(encoding)
-        self.console.print(text)
+        self.console.print(text, soft_wrap=True)  # long paths stay whole (copy-pasteable); the terminal wraps
 
     def labelled(self, name: str, *parts: Text | str) -> Text:
         """`name    text...` with the name in bold (the rest keeps its own styles)."""
