@@ -3,6 +3,7 @@ and the metrics.jsonl rows behind them."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -111,6 +112,26 @@ def test_ascii_stream_gets_ascii_chart(tmp_path: Path) -> None:
     feed(TrainReport(stream=stream), tmp_path)
     stream.flush()
     assert "o val" in raw.getvalue().decode("ascii")
+
+
+def test_diverged_validation_shows_no_best_and_no_sample(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    report = TrainReport(stream=stream)
+    info = banner()
+    info["sample"] = lambda n: 1 / 0  # as sampling from a NaN model would fail
+    report.on_start(info)
+    report.on_eval({"event": "val", "step": 10, "val_loss": None, "best": True})
+    report.on_eval({"event": "val", "step": 20, "val_loss": float("nan"), "best": False})
+    text = stream.getvalue()
+    assert "loss n/a nats/char" in text and "(best)" not in text and "sample" not in text
+    info["sample"] = lambda n: 1 / 0
+    report.on_start(info)
+    report.on_eval({"event": "val", "step": 30, "val_loss": 2.0, "best": True})
+    assert "sample  (no sample: ZeroDivisionError)" in stream.getvalue()
+    diverged = TrainReport(stream=io.StringIO())
+    diverged.on_eval({"event": "val", "step": 10, "val_loss": None, "best": True})
+    diverged.on_end(dataclasses.replace(result(tmp_path), best_val_loss=None))
+    assert "diverged" in diverged.stream.getvalue() and "--lr" in diverged.stream.getvalue()
 
 
 def test_one_line_sample() -> None:

@@ -88,6 +88,7 @@ class TrainReport:
         self.last_val: float | None = None
         self.best_val: float | None = None
         self.best_step: int | None = None
+        self.evals = 0
         self.train_points: list[tuple[float, float]] = []
         self.val_points: list[tuple[float, float]] = []
 
@@ -207,20 +208,25 @@ class TrainReport:
     def on_eval(self, row: dict[str, Any]) -> None:
         val = row.get("val_loss")
         self.last_val = val
-        if val is not None and math.isfinite(val):
+        self.evals += 1
+        finite = val is not None and math.isfinite(val)
+        if finite:
             self.val_points.append((float(row["step"]), float(val)))
-        if row.get("best"):
+        if row.get("best") and finite:
             self.best_val, self.best_step = val, int(row["step"])
         if self.quiet:
             return
         line = Text(f"val     step {row['step']:>6}  loss {fmt_loss(val)} nats/char  {fmt_bpc(val)} bits/char")
-        if row.get("best"):
+        if row.get("best") and finite:
             line.append("  (best)", style="green")
         self.print(line)
-        if self.sampler is not None:
+        if self.sampler is not None and finite:
             width = max(20, self.console.width - 10) if self.interactive else SAMPLE_CHARS
-            text = self.sampler(min(width, SAMPLE_CHARS))
-            self.print(Text.assemble(("sample  ", "dim"), (one_line(text, width), "italic")))
+            try:
+                text = one_line(self.sampler(min(width, SAMPLE_CHARS)), width)
+            except Exception as exc:  # a preview must never end a training run
+                text = f"(no sample: {type(exc).__name__})"
+            self.print(Text.assemble(("sample  ", "dim"), (text, "italic")))
 
     def on_warning(self, message: str) -> None:
         self.print(Text(f"charrnn: warning: {message}", style="yellow"))
@@ -236,9 +242,12 @@ class TrainReport:
             )
         )
         at = f" at step {self.best_step}" if self.best_step is not None else ""
-        quality = (
-            f"val {fmt_loss(best)} nats/char, {fmt_bpc(best)} bits/char{at}" if best is not None else "no validation"
-        )
+        if best is not None:
+            quality = f"val {fmt_loss(best)} nats/char, {fmt_bpc(best)} bits/char{at}"
+        elif self.evals:
+            quality = "no finite validation loss (the run diverged: try a lower --lr or --grad-clip 1)"
+        else:
+            quality = "no validation"
         self.print(self.labelled("best", quality + " -> ", (str(result.best_path), "bold")))
         if not self.quiet and (self.train_points or self.val_points):
             self.print("")
