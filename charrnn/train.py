@@ -346,6 +346,8 @@ class Trainer:
             "windows_per_epoch": self.batcher.windows_per_epoch,
             "run_dir": str(self.run_dir),
             "sample": self.preview,
+            "budget_steps": self.config.steps,
+            "budget_s": self.config.time_s,
         }
 
     def preview(self, length: int = 80, temperature: float = 0.8) -> str:

@@ -229,7 +229,8 @@ def test_terminal_gets_live_progress_in_colour(work: Path) -> None:
     assert out == b""
     assert ANSI.search(err) and COLOR.search(err)
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err.decode())
-    for needle in ("corpus", "model", "budget  200 steps", "chars/s", "ETA", "100%", "sample", "(best)", "done"):
+    needles = ("corpus", "model", "budget  200 steps", "step 200/200", "chars/s", "ETA", "100%", "sample", "(best)")
+    for needle in (*needles, "done"):
         assert needle in text, needle
     assert "\x1b[?25h" in err.decode()  # the cursor is shown again
 

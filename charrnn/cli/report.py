@@ -89,6 +89,8 @@ class TrainReport:
         self.best_val: float | None = None
         self.best_step: int | None = None
         self.evals = 0
+        self.budget_steps: int | None = None
+        self.budget_s: float | None = None
         self.train_points: list[tuple[float, float]] = []
         self.val_points: list[tuple[float, float]] = []
 
@@ -129,6 +131,7 @@ class TrainReport:
     def on_start(self, info: dict[str, Any]) -> None:
         sampler = info.get("sample")
         self.sampler = sampler if callable(sampler) else None
+        self.budget_steps, self.budget_s = info.get("budget_steps"), info.get("budget_s")
         if self.quiet:
             return
         corpus, model = info["corpus"], info["model"]
@@ -185,11 +188,13 @@ class TrainReport:
         progress = float(row.get("progress", 0.0))
         loss = row.get("train_loss")
         head = Table.grid(padding=(0, 1))
+        steps = f"step {row['step']:,}" + (f"/{self.budget_steps:,}" if self.budget_steps else "")
+        elapsed = format_duration(row["elapsed_s"]) + (f"/{format_duration(self.budget_s)}" if self.budget_s else "")
         head.add_row(
             ProgressBar(total=1.0, completed=progress, width=30),
             Text(f"{progress:>4.0%}", style="bold"),
-            Text(f"step {row['step']:,}  epoch {row['epoch']:.2f}"),
-            Text(f"{format_duration(row['elapsed_s'])} elapsed, ETA {eta(row['elapsed_s'], progress)}", style="dim"),
+            Text(f"{steps}  epoch {row['epoch']:.2f}"),
+            Text(f"{elapsed}, ETA {eta(row['elapsed_s'], progress)}", style="dim"),
         )
         stats = Text("  loss ")
         stats.append(fmt_loss(loss), style="bold cyan")
