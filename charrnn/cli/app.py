@@ -101,37 +101,35 @@ def train(
         typer.Argument(help="Text files, a directory of .txt files, or - for stdin. Default: Python's stdlib source."),
     ] = None,
     out: Annotated[
-        Optional[str], typer.Option(help="Run directory. \\[default: checkpoints/<corpus name>]", rich_help_panel=CKPTS)
+        Optional[str], typer.Option(help="Run directory. [default: checkpoints/<corpus name>]", rich_help_panel=CKPTS)
     ] = None,
     cell: Annotated[str, typer.Option(help="Recurrent cell: lstm, gru or rnn.", rich_help_panel=MODEL)] = "lstm",
     layers: Annotated[
-        Optional[int], typer.Option(min=1, help="Stacked layers. \\[default: 2]", rich_help_panel=MODEL)
+        Optional[int], typer.Option(min=1, help="Stacked layers. [default: 2]", rich_help_panel=MODEL)
     ] = None,
     hidden: Annotated[
         Optional[int],
-        typer.Option(
-            min=1, help="Hidden units per layer. \\[default: by corpus size and budget]", rich_help_panel=MODEL
-        ),
+        typer.Option(min=1, help="Hidden units per layer. [default: by corpus size and budget]", rich_help_panel=MODEL),
     ] = None,
     embed: Annotated[
-        Optional[int], typer.Option(min=1, help="Character embedding size. \\[default: 64]", rich_help_panel=MODEL)
+        Optional[int], typer.Option(min=1, help="Character embedding size. [default: 64]", rich_help_panel=MODEL)
     ] = None,
     dropout: Annotated[
         Optional[float],
         typer.Option(
-            min=0.0, max=0.95, help="Dropout between layers. \\[default: by expected epochs]", rich_help_panel=MODEL
+            min=0.0, max=0.95, help="Dropout between layers. [default: by expected epochs]", rich_help_panel=MODEL
         ),
     ] = None,
     batch_size: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Parallel streams per step. \\[default: 32 on CPU]", rich_help_panel=OPTIM),
+        typer.Option(min=1, help="Parallel streams per step. [default: 32 on CPU]", rich_help_panel=OPTIM),
     ] = None,
     seq_len: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Characters per window (BPTT length). \\[default: 64 on CPU]", rich_help_panel=OPTIM),
+        typer.Option(min=1, help="Characters per window (BPTT length). [default: 64 on CPU]", rich_help_panel=OPTIM),
     ] = None,
     lr: Annotated[
-        Optional[float], typer.Option(help="Peak learning rate. \\[default: 2e-3]", rich_help_panel=OPTIM)
+        Optional[float], typer.Option(help="Peak learning rate. [default: 2e-3]", rich_help_panel=OPTIM)
     ] = None,
     grad_clip: Annotated[
         float, typer.Option(min=0.0, help="Clip the gradient norm to this (0: off).", rich_help_panel=OPTIM)
@@ -149,7 +147,7 @@ def train(
     time: Annotated[
         Optional[str],
         typer.Option(
-            "--time", help="Wall-clock budget: 90s, 10m, 1h30m. \\[default: 10m if no budget]", rich_help_panel=BUDGET
+            "--time", help="Wall-clock budget: 90s, 10m, 1h30m. [default: 10m if no budget]", rich_help_panel=BUDGET
         ),
     ] = None,
     steps: Annotated[
@@ -164,7 +162,7 @@ def train(
     eval_every: Annotated[
         Optional[str],
         typer.Option(
-            help="Validate every N steps or every DURATION. \\[default: 1/5 of the budget]", rich_help_panel=BUDGET
+            help="Validate every N steps or every DURATION. [default: 1/5 of the budget]", rich_help_panel=BUDGET
         ),
     ] = None,
     save_every: Annotated[
@@ -175,7 +173,7 @@ def train(
         str, typer.Option(help="auto (bf16 where the hardware has it), fp32, bf16, fp16.", rich_help_panel=SYSTEM)
     ] = "auto",
     threads: Annotated[
-        Optional[int], typer.Option(min=1, help="CPU threads. \\[default: usable cores]", rich_help_panel=SYSTEM)
+        Optional[int], typer.Option(min=1, help="CPU threads. [default: usable cores]", rich_help_panel=SYSTEM)
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (weights, dropout).", rich_help_panel=SYSTEM)] = 1337,
     errors: Annotated[
@@ -242,7 +240,7 @@ def train(
 def sample(
     checkpoint: Annotated[
         Optional[str],
-        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. \\[default: newest run's best]"),
+        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. [default: newest run's best]"),
     ] = None,
     temp: Annotated[
         float,
@@ -305,7 +303,7 @@ def evaluate(
     files: Annotated[list[str], typer.Argument(help="Text files (or - for stdin) to score.")],
     checkpoint: Annotated[
         Optional[str],
-        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. \\[default: newest run's best]"),
+        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. [default: newest run's best]"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
     errors: Annotated[str, typer.Option(help="Invalid UTF-8: strict, replace or ignore.")] = "strict",
@@ -343,7 +341,7 @@ def evaluate(
 )
 def info(
     checkpoint: Annotated[
-        Optional[str], typer.Argument(help="Checkpoint file or run directory. \\[default: newest run's best]")
+        Optional[str], typer.Argument(help="Checkpoint file or run directory. [default: newest run's best]")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
 ) -> None:
@@ -389,7 +387,7 @@ def stdout_console() -> Any:
 def plot(
     runs: Annotated[
         Optional[list[str]],
-        typer.Argument(help="Run directories (or checkpoints in them) to draw together. \\[default: newest run]"),
+        typer.Argument(help="Run directories (or checkpoints in them) to draw together. [default: newest run]"),
     ] = None,
     output: Annotated[
         Optional[Path],

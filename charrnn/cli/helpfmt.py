@@ -1,5 +1,8 @@
 """Finishing touches on `--help` screens, applied to every command in one place.
 
+Help texts may write `[default: ...]` for defaults Typer cannot show (None meaning "chosen for
+you"); Rich markup would take that for a style tag and drop it, so it is escaped here.
+
 Typer shows each option's Python type (`<str>`, `<bool>`); a user needs to know what to write
 instead (`DURATION`, `N`, `lstm|gru|rnn`), and a flag takes no value at all. Options that name no
 help panel are put into the panel their name suggests, so every command groups its flags the same
@@ -9,6 +12,7 @@ somewhere sensible without extra work.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 METAVARS = {
@@ -36,6 +40,7 @@ METAVARS = {
     "top_p": "P",
     "temp": "T",
 }
+UNESCAPED_DEFAULT = re.compile(r"(?<!\\)\[default:")
 BY_TYPE = {"int": "N", "float": "X", "str": "TEXT", "Path": "PATH"}
 ARGUMENTS = {"corpus": "CORPUS", "files": "FILE", "checkpoint": "CKPT", "runs": "RUN_DIR", "directory": "DIR"}
 PANEL_ORDER = ("Model", "Optimisation", "Budget", "Checkpoints", "Sampling", "Chart", "Listing", "Input", "System")
@@ -88,6 +93,8 @@ def polish(command: Any, name: str = "") -> None:
     """
     for param in getattr(command, "params", []):
         kind = getattr(param, "param_type_name", "")
+        if isinstance(getattr(param, "help", None), str):  # Rich markup would swallow "[default: ...]"
+            param.help = UNESCAPED_DEFAULT.sub(r"\\[default:", param.help)
         if kind == "argument":
             param.metavar = param.metavar or ARGUMENTS.get(param.name)
             param.display_type_rich = lambda ctx: None  # the name says it; `<list[str]>` does not help
