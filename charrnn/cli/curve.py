@@ -1,13 +1,12 @@
 """Loss curves drawn with characters, for terminals and log files alike (no plotting library needed).
 
-loss ┤                                      one marker per series, the points of a series
-4.17 ┤•                                     joined column by column; colour when the output
-     │ ••                                   is a colour terminal, distinct markers always,
-2.80 ┤   ••●                                so the chart reads the same in a log file.
-     │      ••••●•••••
-1.43 ┤                •••••●
-     └───────────────────────
-      0          600      1203 step
+4.17 ┤·                       training loss: dense points, joined column by column;
+     │ ··                     validation: one marker per validation, not joined (a joining
+2.80 ┤   ··●                  line would read as a second training curve). Colour on a
+     │      ·····●·····       colour terminal and distinct markers always, so the chart
+1.43 ┤                ·····●  reads the same in a log file.
+     └──────────────────────
+      0         600     1203  step
 """
 
 from __future__ import annotations
@@ -106,7 +105,8 @@ def render(
     for line in drawn:
         marker = ASCII.get(line.marker, line.marker) if ascii_only else line.marker
         points = [cell(x, y) for x, y in zip(line.xs, line.ys, strict=True) if math.isfinite(y)]
-        for (c0, r0), (c1, r1) in itertools.pairwise(points):
+        joined = marker in (TRAIN_MARKER, ASCII[TRAIN_MARKER])  # dense series; sparse ones keep bare markers
+        for (c0, r0), (c1, r1) in itertools.pairwise(points if joined else []):
             for col in range(c0 + 1, c1):  # join neighbours column by column
                 row = round(r0 + (r1 - r0) * (col - c0) / (c1 - c0))
                 if grid[row][col][0] == " ":
