@@ -25,6 +25,7 @@ def test_chart_puts_points_where_they_belong() -> None:
     body = [row[row.index("┤") + 1 :] if "┤" in row else row[row.index("│") + 1 :] for row in rows]
     assert body[0][0] == "·" and body[-1][0] == "●"  # (0, 3) top-left, (0, 1) bottom-left
     assert body[0].rstrip().endswith("●") and body[-1].rstrip().endswith("·")  # crossing lines
+    assert "".join(body).count("●") == 2 and "".join(body).count("·") > 3  # train joined, val points bare
     assert rows[0].startswith("3.00") and rows[-1].startswith("1.00")
     assert lines[-2].split()[:3] == ["0", "50", "100"]
     assert all(len(line) <= 60 for line in lines)
