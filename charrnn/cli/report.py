@@ -89,6 +89,7 @@ class TrainReport:
         self.best_val: float | None = None
         self.best_step: int | None = None
         self.evals = 0
+        self.last_row: dict[str, Any] | None = None
         self.budget_steps: int | None = None
         self.budget_s: float | None = None
         self.train_points: list[tuple[float, float]] = []
@@ -169,6 +170,7 @@ class TrainReport:
         if self.quiet:
             return
         if self.interactive:
+            self.last_row = row
             self.show_live(row)
             return
         elapsed = float(row["elapsed_s"])
@@ -232,6 +234,8 @@ class TrainReport:
             except Exception as exc:  # a preview must never end a training run
                 text = f"(no sample: {type(exc).__name__})"
             self.print(Text.assemble(("sample  ", "dim"), (text, "italic")))
+        if self.live is not None and self.last_row is not None:
+            self.show_live(self.last_row)  # the live frame shows the new validation loss at once
 
     def on_warning(self, message: str) -> None:
         self.print(Text(f"charrnn: warning: {message}", style="yellow"))
