@@ -37,6 +37,7 @@ from charrnn.device import autocast, configure_threads, dtype_name, resolve_devi
 from charrnn.durations import Interval, parse_duration
 from charrnn.errors import CheckpointError, ConfigError, CorpusError, Interrupted, TrainingError
 from charrnn.evaluate import evaluate_ids
+from charrnn.metrics import metrics_row
 from charrnn.model import CharRNN, ModelConfig, State, detach_state
 from charrnn.plan import DEFAULT_TIME_S, make_plan
 from charrnn.resume import adjust_train_config, init_from_config, resume_changes
@@ -159,7 +160,11 @@ class RunState:
 
 
 class TrainObserver(Protocol):
-    """Where the loop reports; the CLI renders these on stderr. All methods are optional no-ops."""
+    """Where the loop reports; the CLI renders these on stderr. All methods are optional no-ops.
+
+    `on_start` gets the banner facts, and under "sample" a callable `(length) -> str` that samples
+    from the model as it is at that moment (used to show a line of text at each validation).
+    """
 
     def on_start(self, info: dict[str, Any]) -> None: ...
     def on_log(self, row: dict[str, Any]) -> None: ...
@@ -501,11 +506,24 @@ class Trainer:
             "run_dir": str(self.run_dir),
             "resumed_from": self.resumed_from,
             "resumed_step": self.state.step if self.resumed_from else None,
+            "sample": self.preview,
+            "budget_steps": self.config.steps,
+            "budget_s": self.config.time_s,
         }
+
+    def preview(self, length: int = 80, temperature: float = 0.8) -> str:
+        """A short sample from the model as it is now, for progress displays (seeded: no RNG is disturbed)."""
+        from charrnn.sample import SampleSettings, generate
+
+        settings = SampleSettings(temperature)
+        try:
+            return "".join(generate(self.model, self.corpus.vocab, "", length, settings, 0, self.device))
+        finally:
+            self.model.train()
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         with open(self.run_dir / METRICS, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+            handle.write(json.dumps(metrics_row(row), ensure_ascii=False, allow_nan=False) + "\n")
 
     def truncate_metrics(self, step: int) -> None:
         """Drop log rows past `step` (written after the checkpoint we continue from) and torn lines."""

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -32,7 +32,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Examples:\n"
+    "  charrnn train poems.txt --time 10m      # train; checkpoints go to checkpoints/poems\n"
+    "  charrnn sample --temp 0.8 --length 500  # generate from the newest run\n"
+    "  charrnn runs                            # which run was best\n"
+    "  charrnn plot checkpoints/*              # compare loss curves\n\n"
+    "Shell completion: charrnn --install-completion (bash, zsh, fish, PowerShell); restart the shell.",
 )
+
+
+def examples(*lines: str) -> str:
+    """A help epilog: one example command per line (square brackets escaped for Rich markup)."""
+    return "Examples:\n" + "\n".join("  " + line.replace("[", "\\[") for line in lines)
 
 
 def err(message: str) -> None:
@@ -77,7 +88,13 @@ def root(
 # -- train ------------------------------------------------------------------------------------
 
 
-@app.command(epilog="Examples:  charrnn train poems.txt --time 10m   |   charrnn train src/ --hidden 768 --steps 20000")
+@app.command(
+    epilog=examples(
+        "charrnn train poems.txt --time 10m              # sizes chosen for the corpus and budget",
+        "charrnn train src/ --hidden 768 --steps 20000   # a directory of .txt files",
+        "cat *.log | charrnn train - --time 1h30m -q     # stdin; only warnings and the summary",
+    )
+)
 def train(
     corpus: Annotated[
         Optional[list[str]],
@@ -226,21 +243,24 @@ def train(
             resume=resume,
             init_from=init_from,
         )
-        trainer = Trainer(options, TrainReport(quiet=quiet))
-        if trainer.resumed_from:
-            err(f"charrnn: resuming {trainer.run_dir} at step {trainer.state.step} from {trainer.resumed_from}")
-        try:
-            trainer.run()
-        except Interrupted as exc:
-            err(f"charrnn: interrupted: {exc}")
-            raise typer.Exit(exc.exit_code) from None
+        with TrainReport(quiet=quiet) as report:
+            trainer = Trainer(options, report)
+            try:
+                trainer.run()
+            except Interrupted as exc:
+                err(f"charrnn: interrupted: {exc}")
+                raise typer.Exit(exc.exit_code) from None
 
 
 # -- sample -----------------------------------------------------------------------------------
 
 
 @app.command(
-    epilog="Examples:  charrnn sample --temp 0.8   |   charrnn sample -c run/best.safetensors --prime 'def ' | head"
+    epilog=examples(
+        "charrnn sample --temp 0.8                       # newest run's best checkpoint",
+        "charrnn sample -c checkpoints/poems --prime 'The sea' --top-p 0.9 --seed 7",
+        "charrnn sample --length 100000 | head -c 300    # stops quietly when the reader goes",
+    )
 )
 def sample(
     checkpoint: Annotated[
@@ -297,7 +317,13 @@ def stream_to_stdout(head: list[str], chunks: Iterator[str]) -> None:
 # -- eval -------------------------------------------------------------------------------------
 
 
-@app.command(name="eval", epilog="Example:  charrnn eval held_out.txt -c checkpoints/poems/best.safetensors --json")
+@app.command(
+    name="eval",
+    epilog=examples(
+        "charrnn eval held_out.txt -c checkpoints/poems",
+        "charrnn eval held_out.txt --json                # loss, bpc, perplexity and chars as JSON",
+    ),
+)
 def evaluate(
     files: Annotated[list[str], typer.Argument(help="Text files (or - for stdin) to score.")],
     checkpoint: Annotated[
@@ -332,7 +358,12 @@ def evaluate(
 # -- info -------------------------------------------------------------------------------------
 
 
-@app.command(epilog="Example:  charrnn info checkpoints/poems/best.safetensors --json")
+@app.command(
+    epilog=examples(
+        "charrnn info                                    # newest run",
+        "charrnn info checkpoints/poems/last.safetensors --json",
+    )
+)
 def info(
     checkpoint: Annotated[
         Optional[str], typer.Argument(help="Checkpoint file or run directory. [default: newest run's best]")
@@ -345,8 +376,106 @@ def info(
         from charrnn.cli.describe import checkpoint_summary, format_summary
         from charrnn.runs import resolve_checkpoint
 
-        summary = checkpoint_summary(load_checkpoint(resolve_checkpoint(checkpoint)))
-        print(json.dumps(summary, ensure_ascii=False, indent=2) if as_json else format_summary(summary))
+        ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
+        summary = checkpoint_summary(ckpt)
+        if as_json:
+            print(json.dumps(summary, ensure_ascii=False, indent=2))
+            return
+        print(format_summary(summary))
+        from charrnn.cli.curve import encodable
+        from charrnn.cli.describe import checkpoint_curve
+
+        console = stdout_console()
+        width = min(console.width, 100) if console.is_terminal else 80
+        console.print("curve")
+        for line in checkpoint_curve(ckpt, width, ascii_only=not encodable(getattr(sys.stdout, "encoding", None))):
+            console.print(line)
+
+
+# -- plot and runs ----------------------------------------------------------------------------
+
+
+def stdout_console() -> Any:
+    """A Rich console on stdout: colour on a terminal (unless NO_COLOR), plain text in a pipe."""
+    from rich.console import Console
+
+    return Console(highlight=False, markup=False, emoji=False, soft_wrap=True)
+
+
+@app.command(
+    epilog=examples(
+        "charrnn plot                                    # newest run, in the terminal",
+        "charrnn plot checkpoints/* -o curves.png        # every run on one chart (pip install 'charrnn[plot]')",
+        "charrnn plot checkpoints/a checkpoints/b --x time",
+    )
+)
+def plot(
+    runs: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Run directories (or checkpoints in them) to draw together. [default: newest run]"),
+    ] = None,
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write an image (.png, .svg, .pdf; needs matplotlib) instead of drawing in the terminal.",
+        ),
+    ] = None,
+    x: Annotated[str, typer.Option("--x", help="Horizontal axis: step, time (seconds) or epoch.")] = "step",
+    height: Annotated[int, typer.Option(min=5, max=60, help="Terminal chart height in lines.")] = 14,
+) -> None:
+    """Draw the training and validation loss curves of one or several runs on one chart."""
+    with guarded():
+        from charrnn.cli.curve import encodable
+        from charrnn.cli.plot import terminal_chart, write_image
+        from charrnn.metrics import newest_run, read_run
+
+        targets = runs or [str(newest_run(Path("checkpoints")))]
+        logs = [read_run(target) for target in targets]
+        if output is not None:
+            err(f"charrnn: wrote {write_image(logs, output, x)}")
+            return
+        console = stdout_console()
+        width = min(console.width, 120) if console.is_terminal else 100
+        ascii_only = not encodable(getattr(sys.stdout, "encoding", None))
+        for line in terminal_chart(logs, x, width=width, height=height, ascii_only=ascii_only):
+            console.print(line)
+
+
+@app.command(
+    epilog=examples(
+        "charrnn runs                                    # runs under ./checkpoints, newest first",
+        "charrnn runs experiments/ --sort bpc            # best validation bits/char first",
+    )
+)
+def runs(
+    directory: Annotated[Path, typer.Argument(help="Where to look for run directories (searched recursively).")] = Path(
+        "checkpoints"
+    ),
+    sort: Annotated[str, typer.Option(help="Order: date (newest first) or bpc (best first).")] = "date",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array instead of a table.")] = False,
+) -> None:
+    """List the runs under DIRECTORY: corpus, model size, steps, best validation bits/char, date."""
+    with guarded():
+        from charrnn.cli.runs_table import format_table, run_row, sort_rows
+        from charrnn.errors import ConfigError
+        from charrnn.metrics import find_runs
+
+        if sort not in ("date", "bpc"):
+            raise ConfigError(f"--sort {sort!r}: use date or bpc")
+        rows = sort_rows([run_row(run, directory) for run in find_runs(directory)], sort)
+        if as_json:
+            print(json.dumps(rows, ensure_ascii=False, indent=2))
+            return
+        if not rows:
+            err(f"charrnn: no runs under {directory}/; train one with `charrnn train FILE`")
+            return
+        console = stdout_console()
+        table = format_table(rows)
+        console.print(table[0], style="bold")
+        for line in table[1:]:
+            console.print(line)
 
 
 # -- verify -----------------------------------------------------------------------------------
@@ -391,8 +520,12 @@ def corpus(
 
 def main() -> None:
     """Console entry point: usage errors as one line (exit 2), everything else through `guarded`."""
+    from charrnn.cli.helpfmt import polish
+
+    command = typer.main.get_command(app)
+    polish(command)
     try:
-        code = app(standalone_mode=False)
+        code = command(standalone_mode=False)
     except typer.Abort:
         err("charrnn: interrupted")
         sys.exit(EXIT_INTERRUPTED)

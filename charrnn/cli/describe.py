@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
+from rich.text import Text
+
 from charrnn.checkpoint import Checkpoint
+from charrnn.cli.curve import loss_lines, render
+from charrnn.durations import format_duration
+from charrnn.metrics import METRICS_FILE, RunLog, read_metrics
 from charrnn.model import count_parameters
 
 
 def checkpoint_summary(ckpt: Checkpoint) -> dict[str, Any]:
     meta = ckpt.meta
     best = meta.get("best_val_loss")
+    epochs = epochs_at(ckpt)
     return {
         "path": ckpt.path,
         "kind": meta.get("kind"),
@@ -21,6 +28,7 @@ def checkpoint_summary(ckpt: Checkpoint) -> dict[str, Any]:
         "vocab": ckpt.vocab.chars,
         "step": meta.get("step"),
         "epoch": meta.get("epoch"),
+        "epochs": epochs if epochs is not None else meta.get("epoch"),
         "elapsed_s": meta.get("elapsed_s"),
         "best_val_loss": best,
         "best_val_bpc": best / math.log(2) if best is not None else None,
@@ -31,6 +39,22 @@ def checkpoint_summary(ckpt: Checkpoint) -> dict[str, Any]:
         "versions": meta.get("versions"),
         "created": meta.get("created"),
     }
+
+
+def run_rows(ckpt: Checkpoint) -> tuple[dict[str, Any], ...]:
+    """The metrics rows of the checkpoint's run (its metrics.jsonl), else the history stored inside it."""
+    metrics = Path(ckpt.path).parent / METRICS_FILE
+    rows = tuple(read_metrics(metrics)) if metrics.is_file() else ()
+    return rows or tuple(r for r in ckpt.meta.get("history") or [] if isinstance(r, dict) and "step" in r)
+
+
+def epochs_at(ckpt: Checkpoint) -> float | None:
+    """Fractional epochs at the checkpoint's step (the checkpoint itself stores whole epochs only)."""
+    step = ckpt.meta.get("step")
+    for row in run_rows(ckpt):
+        if row.get("step") == step and isinstance(row.get("epoch"), (int, float)):
+            return float(row["epoch"])
+    return None
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -45,7 +69,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"parameters  {summary['parameters']:,}",
         f"vocab       {summary['vocab_size']} characters: {summary['vocab'][:60]!r}"
         + ("..." if summary["vocab_size"] > 60 else ""),
-        f"trained     {summary['step']} steps, epoch {summary['epoch']}, {summary['elapsed_s'] or 0:.0f} s",
+        f"trained     {summary['step'] or 0:,} steps, {summary['epochs'] or 0:.2f} epochs, "
+        f"{format_duration(summary['elapsed_s'] or 0)}",
         "best val    "
         + (
             f"{best:.4f} nats/char, {summary['best_val_bpc']:.4f} bits/char at step {summary['best_step']}"
@@ -65,3 +90,15 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("created"):
         lines.append(f"created     {summary['created']}")
     return "\n".join(lines)
+
+
+def checkpoint_curve(ckpt: Checkpoint, width: int = 80, ascii_only: bool = False) -> list[Text]:
+    """The loss curve of the run a checkpoint belongs to: its metrics.jsonl, else the stored history."""
+    metrics = Path(ckpt.path).parent / METRICS_FILE
+    rows = tuple(read_metrics(metrics)) if metrics.is_file() else ()
+    if not rows:
+        rows = tuple(r for r in ckpt.meta.get("history") or [] if isinstance(r, dict) and "step" in r)
+    run = RunLog(path=Path(ckpt.path).parent, rows=rows)
+    return render(
+        loss_lines([("run", run.series("train"), run.series("val"))]), width=width, height=10, ascii_only=ascii_only
+    )
