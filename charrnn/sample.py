@@ -162,9 +162,17 @@ def generate_many(
     check_prime(vocab, prime)
     stepper = make_stepper(model, engine)  # checks the engine name now, too
     events = _run(
-        model, stepper, vocab, start_ids(vocab, prime), length, settings or SampleSettings(), list(seeds),
-        torch.device(device), tuple(stop), keep_stop,
-    )  # fmt: skip
+        model,
+        stepper,
+        vocab,
+        start_ids(vocab, prime),
+        length,
+        settings or SampleSettings(),
+        list(seeds),
+        torch.device(device),
+        tuple(stop),
+        keep_stop,
+    )
     return in_order(events, len(seeds))
 
 
