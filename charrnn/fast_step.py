@@ -11,10 +11,15 @@ time step, so `FastStepper` computes it as a handful of matrix products on the s
 The gate arithmetic follows PyTorch's definitions exactly (LSTM i,f,g,o; GRU r,z,n with the reset
 gate applied to `W_hn h + b_hn`; RNN tanh), so logits match `CharRNN.forward` within float
 rounding. `ModuleStepper` is the plain reference: the model's own forward, one character a call.
+
+`weights="int8"` (opt-in, CPU) stores the recurrent and head matrices as per-row int8 and runs
+them through PyTorch's int8 kernels: a quarter of the bytes per character, a slightly different
+distribution (measured in benchmarks/sample_speed.py --checkpoint), so a seed's text changes.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Protocol
 
 import torch
@@ -26,6 +31,7 @@ from charrnn.model import CharRNN, State
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 MAX_TABLE_BYTES = 64 * 1024 * 1024  # beyond this, layer 0 multiplies the embedding instead
+WEIGHTS = ("fp32", "int8")
 
 
 class Stepper(Protocol):
@@ -60,10 +66,42 @@ class ModuleStepper:
         return logits[:, -1].float()
 
 
+class Product:
+    """y = x W^T + b for one weight matrix, in fp32 or with int8 weights."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, weights: str) -> None:
+        self.weight, self.bias = weight.contiguous(), bias
+        self.packed: object | None = None
+        if weights == "int8":
+            self.packed = pack_int8(self.weight, bias)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.packed is None:
+            return F.linear(x, self.weight, self.bias)
+        return torch.ops.quantized.linear_dynamic(x.contiguous(), self.packed)
+
+
+def pack_int8(weight: Tensor, bias: Tensor | None) -> object:
+    """Per-output-row symmetric int8 weights, packed for the CPU's int8 matrix kernels (fbgemm/onednn).
+
+    A quarter of the bytes per character; activations are quantized on the fly per call.
+    """
+    with warnings.catch_warnings():  # torch.ao.quantization's deprecation notices
+        warnings.simplefilter("ignore")
+        scales = (weight.abs().amax(dim=1).clamp_min(1e-8) / 127).double()
+        zeros = torch.zeros(weight.size(0), dtype=torch.long)
+        qweight = torch.quantize_per_channel(weight, scales, zeros, 0, torch.qint8)
+        return torch.ops.quantized.linear_prepack(qweight, bias)
+
+
 class FastStepper:
     """The same network as matrix products on the same weights (see the module docstring)."""
 
-    def __init__(self, model: CharRNN) -> None:
+    def __init__(self, model: CharRNN, weights: str = "fp32") -> None:
+        if weights not in WEIGHTS:
+            raise ConfigError(f"unknown --weights {weights!r}; use one of {', '.join(WEIGHTS)}")
+        if weights == "int8" and next(model.parameters()).device.type != "cpu":
+            raise ConfigError("--weights int8 runs on the CPU only; use --device cpu or --weights fp32")
         config = model.config
         self.cell = config.cell
         self.hidden = config.hidden_size
@@ -78,31 +116,27 @@ class FastStepper:
             self.embed = model.embed.weight.detach().float()
             b_ih0, b_hh0 = weight("bias_ih_l0"), weight("bias_hh_l0")
             # GRU keeps b_hn apart: it sits inside the reset gate's product.
-            self.b0 = b_ih0 + b_hh0 if self.cell != "gru" else b_ih0
-            self.w_ih0 = weight("weight_ih_l0")  # [G*H, E]
+            b0 = b_ih0 + b_hh0 if self.cell != "gru" else b_ih0
+            self.input0 = Product(weight("weight_ih_l0"), b0, "fp32")  # [G*H, E]
             self.table: Tensor | None = None
             if self.embed.size(0) * g * h * 4 <= MAX_TABLE_BYTES:
-                self.table = F.linear(self.embed, self.w_ih0, self.b0).contiguous()  # [V, G*H]
-            # Layers above the first: [W_ih | W_hh] side by side, so one product serves both inputs.
-            self.w_hh: list[Tensor] = []  # GRU and layer 0: [G*H, H]
-            self.b_hh: list[Tensor] = []
-            self.w_cat: list[Tensor] = []  # LSTM/RNN layers >= 1: [G*H, 2H]
-            self.b_cat: list[Tensor] = []
-            self.w_ih: list[Tensor] = []  # GRU layers >= 1: [G*H, H]
-            self.b_ih: list[Tensor] = []
+                self.table = self.input0(self.embed).contiguous()  # [V, G*H], exact whatever `weights`
+            # LSTM/RNN layers above the first: [W_ih | W_hh] side by side, one product for both inputs.
+            # GRU needs W_hn h apart (the reset gate multiplies it), so it keeps two products.
+            self.hh: list[Product] = []  # layer 0 (all cells) and every GRU layer: W_hh (+ b_hh for GRU)
+            self.ih: list[Product] = []  # GRU layers >= 1: W_ih + b_ih
+            self.cat: list[Product] = []  # LSTM/RNN layers >= 1: [W_ih | W_hh] + b_ih + b_hh
             for layer in range(self.layers):
                 w_hh, b_hh = weight(f"weight_hh_l{layer}"), weight(f"bias_hh_l{layer}")
-                self.w_hh.append(w_hh.contiguous())
-                self.b_hh.append(b_hh)
+                if layer == 0 or self.cell == "gru":
+                    self.hh.append(Product(w_hh, b_hh if self.cell == "gru" else None, weights))
                 if layer:
                     w_ih, b_ih = weight(f"weight_ih_l{layer}"), weight(f"bias_ih_l{layer}")
-                    self.w_ih.append(w_ih.contiguous())
-                    self.b_ih.append(b_ih)
-                    if self.cell != "gru":
-                        self.w_cat.append(torch.cat([w_ih, w_hh], dim=1).contiguous())
-                        self.b_cat.append(b_ih + b_hh)
-            self.head_w = model.head.weight.detach().float().contiguous()  # [V, H]
-            self.head_b = model.head.bias.detach().float()
+                    if self.cell == "gru":
+                        self.ih.append(Product(w_ih, b_ih, weights))
+                    else:
+                        self.cat.append(Product(torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh, weights))
+            self.head = Product(model.head.weight.detach().float(), model.head.bias.detach().float(), weights)
         self.h: list[Tensor] = []
         self.c: list[Tensor] = []
 
@@ -129,7 +163,7 @@ class FastStepper:
         """W_ih x + bias for layer 0 (a table row per id when the table fits)."""
         if self.table is not None:
             return self.table.index_select(0, ids)  # [N, G*H]
-        return F.linear(self.embed.index_select(0, ids), self.w_ih0, self.b0)
+        return self.input0(self.embed.index_select(0, ids))
 
     def step(self, ids: Tensor) -> Tensor:
         """ids [N] -> logits [N, V], advancing every stream's state by one character."""
@@ -138,16 +172,16 @@ class FastStepper:
         for layer in range(self.layers):
             h = self.h[layer]
             if self.cell == "gru":
-                gi = self._input_gates(ids) if layer == 0 else F.linear(x, self.w_ih[layer - 1], self.b_ih[layer - 1])
-                gh = F.linear(h, self.w_hh[layer], self.b_hh[layer])
+                gi = self._input_gates(ids) if layer == 0 else self.ih[layer - 1](x)
+                gh = self.hh[layer](h)
                 r, z = (gi[:, : 2 * hidden] + gh[:, : 2 * hidden]).sigmoid_().chunk(2, dim=1)
                 n = torch.addcmul(gi[:, 2 * hidden :], r, gh[:, 2 * hidden :]).tanh_()
                 h = torch.addcmul(n, z, h - n)  # (1 - z) * n + z * h
             else:
                 if layer == 0:
-                    gates = self._input_gates(ids).add_(F.linear(h, self.w_hh[0]))
+                    gates = self._input_gates(ids).add_(self.hh[0](h))
                 else:
-                    gates = F.linear(torch.cat([x, h], dim=1), self.w_cat[layer - 1], self.b_cat[layer - 1])
+                    gates = self.cat[layer - 1](torch.cat([x, h], dim=1))
                 if self.cell == "lstm":
                     i, f, g, o = gates.chunk(4, dim=1)
                     c = torch.addcmul(f.sigmoid_() * self.c[layer], i.sigmoid_(), g.tanh_())
@@ -157,13 +191,15 @@ class FastStepper:
                     h = gates.tanh_()
             self.h[layer] = h
             x = h
-        return F.linear(x, self.head_w, self.head_b)
+        return self.head(x)
 
 
-def make_stepper(model: CharRNN, engine: str = "fast") -> Stepper:
+def make_stepper(model: CharRNN, engine: str = "fast", weights: str = "fp32") -> Stepper:
     """`fast` (matrix products, the default) or `module` (the model's own forward per character)."""
     if engine == "module":
+        if weights != "fp32":
+            raise ConfigError("--engine module runs the model's own fp32 weights; use --weights fp32")
         return ModuleStepper(model)
     if engine == "fast":
-        return FastStepper(model)
+        return FastStepper(model, weights)
     raise ConfigError(f"unknown engine {engine!r}; use fast or module")

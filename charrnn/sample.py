@@ -124,15 +124,15 @@ def generate(
     stop: Sequence[str] = (),
     keep_stop: bool = True,
     engine: str = "fast",
+    weights: str = "fp32",
 ) -> Iterator[str]:
     """One sample's generated text in small chunks as it is produced (the prime is not yielded).
 
     Arguments are checked here, before the first chunk is asked for, so a bad prime fails
     before anything is printed.
     """
-    pieces = generate_many(
-        model, vocab, prime, length, settings, sample_seeds(seed, 1), device, stop, keep_stop, engine
-    )
+    seeds = sample_seeds(seed, 1)
+    pieces = generate_many(model, vocab, prime, length, settings, seeds, device, stop, keep_stop, engine, weights)
     return (piece.text for piece in pieces if piece.text)
 
 
@@ -147,11 +147,13 @@ def generate_many(
     stop: Sequence[str] = (),
     keep_stop: bool = True,
     engine: str = "fast",
+    weights: str = "fp32",
 ) -> Iterator[Piece]:
     """len(seeds) independent samples computed together, yielded in order: all of sample 0, then 1, ...
 
     A sample ends after `length` generated characters or just after it produces one of `stop`
-    (which is kept in its text, or dropped when `keep_stop` is false).
+    (which is kept in its text, or dropped when `keep_stop` is false). `engine` and `weights`
+    pick how the steps are computed (charrnn.fast_step); fp32 engines agree on the text of a seed.
     """
     if length < 0:
         raise ConfigError(f"--length must not be negative, got {length}")
@@ -160,7 +162,7 @@ def generate_many(
     if any(not s for s in stop):
         raise ConfigError("--stop needs a non-empty string")
     check_prime(vocab, prime)
-    stepper = make_stepper(model, engine)  # checks the engine name now, too
+    stepper = make_stepper(model, engine, weights)  # checks the engine and weights now, too
     events = _run(
         model,
         stepper,

@@ -81,3 +81,31 @@ def test_engine_names() -> None:
     assert isinstance(make_stepper(model, "module"), ModuleStepper)
     with pytest.raises(ConfigError, match="engine"):
         make_stepper(model, "turbo")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_int8_weights_stay_close_to_fp32(cell: str) -> None:
+    """int8 changes the numbers a little, not the distribution: small KL per step, same argmax mostly."""
+    torch.manual_seed(3)
+    model = CharRNN(ModelConfig(vocab_size=V, cell=cell, num_layers=2, hidden_size=64, embed_size=E)).eval()
+    gen = torch.Generator().manual_seed(2)
+    ids = torch.randint(0, V, (N, 40), generator=gen)
+    exact, small = FastStepper(model), FastStepper(model, "int8")
+    with torch.no_grad():
+        _, state = model(ids[:, :1])
+        exact.load_state(state)
+        small.load_state(state)
+        kl = []
+        for t in range(1, ids.size(1)):
+            p, q = exact.step(ids[:, t]).log_softmax(-1), small.step(ids[:, t]).log_softmax(-1)
+            assert not torch.equal(p, q)  # it really is another computation
+            kl.append((p.exp() * (p - q)).sum(-1))
+    assert torch.stack(kl).mean() < 1e-5
+
+
+def test_int8_is_cpu_only_and_fp32_only_for_the_module_engine() -> None:
+    model = tiny("lstm", 1)
+    with pytest.raises(ConfigError, match="weights"):
+        make_stepper(model, "module", "int8")
+    with pytest.raises(ConfigError, match="weights"):
+        make_stepper(model, "fast", "fp16")

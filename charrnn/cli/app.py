@@ -280,6 +280,13 @@ def sample(
         str,
         typer.Option(help="fast (matrix products), or module (nn.LSTM per character).", rich_help_panel=ADVANCED),
     ] = "fast",
+    weights: Annotated[
+        str,
+        typer.Option(
+            help="fp32, or int8: quarter-size weights, faster on CPU, slightly different text.",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = "fp32",
 ) -> None:
     """Generate text from a checkpoint, streamed to stdout as it is produced."""
     with guarded():
@@ -306,7 +313,7 @@ def sample(
         model = load_model(ckpt, target)
         seeds = sample_seeds(seed, num_samples)
         pieces = generate_many(
-            model, ckpt.vocab, prime, length, settings, seeds, target, tuple(stop or ()), keep_stop, engine
+            model, ckpt.vocab, prime, length, settings, seeds, target, tuple(stop or ()), keep_stop, engine, weights
         )
         head = prime if include_prime else ""
         stream_to_stdout(text_output(head, pieces) if output_format == "text" else jsonl_output(head, seeds, pieces))
