@@ -225,7 +225,7 @@ PRIME, SAMPLES, ADVANCED = "Prime", "Samples", "Advanced"
 def sample(
     checkpoint: Annotated[
         Optional[str],
-        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. [default: newest run's best]"),
+        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. \\[default: newest run's best]"),
     ] = None,
     temp: Annotated[
         float,
@@ -274,7 +274,9 @@ def sample(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=ADVANCED)] = "cpu",
     threads: Annotated[
         Optional[int],
-        typer.Option(min=1, help="CPU threads. [default: 1 for one sample, else all cores]", rich_help_panel=ADVANCED),
+        typer.Option(
+            min=1, help="CPU threads. \\[default: 1 for one sample, else all cores]", rich_help_panel=ADVANCED
+        ),
     ] = None,
     engine: Annotated[
         str,
@@ -391,7 +393,7 @@ def stream_to_stdout(chunks: Iterable[str], final_newline: bool = True) -> None:
 def repl(
     checkpoint: Annotated[
         Optional[str],
-        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. [default: newest run's best]"),
+        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. \\[default: newest run's best]"),
     ] = None,
     temp: Annotated[
         float,
