@@ -262,3 +262,13 @@ def test_sample_writes_utf8_whatever_the_locale(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr.decode()
     out = proc.stdout.decode("utf-8")
     assert out.startswith("€→") and len(out) == 52 and set(out) <= set(vocab.chars)
+
+
+def test_sample_advanced_options(cli_run: Path) -> None:
+    int8 = sample_out(cli_run, "--weights", "int8", "--threads", "1", "--length", "50", "--seed", "3")
+    assert len(int8) == 50 and set(int8) <= set(make_text())
+    assert_clean_error(run_cli("sample", "--engine", "module", "--weights", "int8", cwd=cli_run), 2, "--weights")
+    assert_clean_error(run_cli("sample", "--weights", "fp8", cwd=cli_run), 2, "--weights")
+    assert_clean_error(run_cli("sample", "--engine", "warp", cwd=cli_run), 2, "engine")
+    assert_clean_error(run_cli("sample", "--threads", "0", cwd=cli_run), 2, "--threads")
+    assert_clean_error(run_cli("sample", "-n", "0", cwd=cli_run), 2, "--num-samples")

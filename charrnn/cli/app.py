@@ -11,7 +11,7 @@ import os
 import shlex
 import sys
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -426,13 +426,9 @@ def repl(
         if interactive:
             err(f"charrnn repl: {Path(ckpt.path)}; type a line to continue it, :help for commands, Ctrl-D to quit")
         while True:
-            if interactive:
-                sys.stderr.write("> ")
-                sys.stderr.flush()
-            raw = sys.stdin.buffer.readline()
-            if not raw:
+            line = read_line(interactive)
+            if line is None:
                 break
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             reply = session.handle(line)
             if isinstance(reply, Quit):
                 break
@@ -443,6 +439,28 @@ def repl(
                     stream_to_stdout(with_newline(line, reply.chunks), final_newline=False)
                 except KeyboardInterrupt:  # Ctrl-C stops this reply, not the session
                     err("")
+
+
+def read_line(interactive: bool) -> str | None:
+    """The next line without its newline, or None at end of input.
+
+    On a terminal: a `> ` prompt, line editing and history (readline) where Python has it.
+    Otherwise lines are read as UTF-8 bytes whatever the locale (a prompt on stderr if stdin is
+    a terminal but stdout is not).
+    """
+    if interactive and sys.stdout.isatty():
+        with suppress(ImportError):
+            import readline  # noqa: F401  (importing it gives input() editing and history)
+        try:
+            return input("> ")
+        except EOFError:
+            err("")
+            return None
+    if interactive:
+        sys.stderr.write("> ")
+        sys.stderr.flush()
+    raw = sys.stdin.buffer.readline()
+    return raw.decode("utf-8", errors="replace").rstrip("\r\n") if raw else None
 
 
 def with_newline(line: str, chunks: Iterator[str]) -> Iterator[str]:
