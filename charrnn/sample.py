@@ -107,8 +107,13 @@ def new_seed() -> int:
     return int.from_bytes(os.urandom(4), "little")
 
 
+MAX_SEED = 2**64 - 1
+
+
 def sample_seeds(seed: int | None, count: int) -> list[int]:
     """Seeds for `count` samples: seed, seed+1, ... (a fresh random base when seed is None)."""
+    if seed is not None and not 0 <= seed <= MAX_SEED - max(count - 1, 0):
+        raise ConfigError(f"--seed must be between 0 and {MAX_SEED - max(count - 1, 0)}, got {seed}")
     base = new_seed() if seed is None else seed
     return [base + i for i in range(count)]
 
@@ -256,7 +261,9 @@ def _run(
     logits = last.expand(count, -1)
     uniforms = Uniforms(seeds, device)
     chars = vocab.chars
-    hold = max((len(s) for s in stop), default=1) - 1 if not keep_stop else 0
+    # Hold back enough text that a stop string is always whole in `pending`: it can then be
+    # matched across chunk boundaries and dropped before any of it is yielded.
+    hold = max((len(s) for s in stop), default=1) - 1
     rows = list(range(count))  # sample index of each live row
     pending = [""] * count
     made = [0] * count

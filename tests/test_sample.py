@@ -193,3 +193,26 @@ def test_in_order_holds_later_samples_back() -> None:
     assert [(p.index, p.text) for p in in_order(iter(events), 3)] == [
         (0, "a1"), (0, "a2"), (1, "b1"), (1, "b2"), (2, "c"),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("keep_stop", [True, False])
+def test_stop_strings_are_found_across_chunk_boundaries(
+    trained_run: Path, monkeypatch: pytest.MonkeyPatch, keep_stop: bool
+) -> None:
+    """With one-character chunks every multi-character stop string straddles a boundary."""
+    seeds = list(range(20, 26))
+    free = many(trained_run, seeds, length=300)
+    stop = ["the", "at"]
+    cuts = [min((i + len(s) for s in stop if (i := t.find(s)) >= 0), default=len(t)) for t in free]
+    assert sum(cut < 300 for cut in cuts) >= 3  # most samples really stop
+    monkeypatch.setattr(sample_module, "CHUNK_CHARS", 1)
+    got = many(trained_run, seeds, length=300, stop=stop, keep_stop=keep_stop)
+    for full, cut, mine in zip(free, cuts, got, strict=True):
+        whole = full[:cut]
+        assert mine == (whole if keep_stop or cut == len(full) else whole[: -2 if whole.endswith("at") else -3])
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64])
+def test_seed_out_of_range(trained_run: Path, seed: int) -> None:
+    with pytest.raises(ConfigError, match="--seed"):
+        text(trained_run, length=5, seed=seed)
