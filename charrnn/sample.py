@@ -15,6 +15,7 @@ its seed, not on which engine computes the logits, nor on how many other samples
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from charrnn.model import CharRNN, State
 from charrnn.vocab import Vocab, describe_chars
 
 CHUNK_CHARS = 16  # characters per yielded chunk: small enough to stream, big enough to be cheap
+FLUSH_S = 0.05  # ...or whatever is ready after this long, so slow models stream smoothly too
 BLOCK = 256  # uniforms drawn per generator call
 PRIME_WINDOW = 4096  # the prime is fed in windows of this many characters
 
@@ -267,9 +269,14 @@ def _run(
     rows = list(range(count))  # sample index of each live row
     pending = [""] * count
     made = [0] * count
+    flush_at = time.monotonic() + FLUSH_S
     while rows:
         ids = pick(logits, settings, uniforms.next(rows))
         finished: list[int] = []
+        now = time.monotonic()
+        flush = now >= flush_at  # a slow model still streams smoothly
+        if flush:
+            flush_at = now + FLUSH_S
         for row, (index, char_id) in enumerate(zip(rows, ids.tolist(), strict=True)):
             text = pending[index] + chars[char_id]
             made[index] += 1
@@ -280,7 +287,7 @@ def _run(
                 pending[index] = ""
                 finished.append(row)
                 yield Piece(index, text, done=True)
-            elif len(text) >= CHUNK_CHARS + hold:
+            elif len(text) >= CHUNK_CHARS + hold or (flush and len(text) > hold):
                 pending[index] = text[len(text) - hold :] if hold else ""
                 yield Piece(index, text[: len(text) - hold])
             else:

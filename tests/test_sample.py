@@ -216,3 +216,14 @@ def test_stop_strings_are_found_across_chunk_boundaries(
 def test_seed_out_of_range(trained_run: Path, seed: int) -> None:
     with pytest.raises(ConfigError, match="--seed"):
         text(trained_run, length=5, seed=seed)
+
+
+def test_slow_steps_still_stream(trained_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a step takes longer than FLUSH_S, every character is yielded as soon as it exists."""
+    model, vocab = loaded(trained_run)
+    monkeypatch.setattr(sample_module, "FLUSH_S", 1e9)  # never: chunks of CHUNK_CHARS
+    whole = list(generate(model, vocab, length=40, seed=5))
+    assert [len(chunk) for chunk in whole] == [16, 16, 8]
+    monkeypatch.setattr(sample_module, "FLUSH_S", 0.0)
+    chunks = list(generate(model, vocab, length=40, seed=5))
+    assert "".join(chunks) == "".join(whole) and all(len(chunk) == 1 for chunk in chunks)
