@@ -227,7 +227,7 @@ def test_sample_many_text_and_jsonl(cli_run: Path) -> None:
     records = [json.loads(line) for line in jsonl.splitlines()]
     assert [r["index"] for r in records] == [0, 1, 2] and [r["seed"] for r in records] == [11, 12, 13]
     assert all(r["text"].startswith("a ") and len(r["text"]) == 42 for r in records)
-    separators = ["\n" if r["text"].endswith("\n") else "\n\n" for r in records[:-1]]
+    separators = ["" if r["text"].endswith("\n\n") else "\n" if r["text"].endswith("\n") else "\n\n" for r in records]
     assert text == records[0]["text"] + separators[0] + records[1]["text"] + separators[1] + records[2]["text"]
     # any one sample is reproduced alone by its seed, and whichever engine computes it
     alone = sample_out(cli_run, "--prime", "a ", "--length", "40", "--seed", "12", "--engine", "module")
@@ -272,3 +272,11 @@ def test_sample_advanced_options(cli_run: Path) -> None:
     assert_clean_error(run_cli("sample", "--engine", "warp", cwd=cli_run), 2, "engine")
     assert_clean_error(run_cli("sample", "--threads", "0", cwd=cli_run), 2, "--threads")
     assert_clean_error(run_cli("sample", "-n", "0", cwd=cli_run), 2, "--num-samples")
+
+
+def test_text_output_separates_samples_by_one_blank_line() -> None:
+    from charrnn.cli.app import text_output
+    from charrnn.sample import Piece
+
+    pieces = [Piece(0, "ab"), Piece(0, "c", True), Piece(1, "d\n", True), Piece(2, "e\n\n", True), Piece(3, "f", True)]
+    assert "".join(text_output("> ", iter(pieces))) == "> abc\n\n> d\n\n> e\n\n> f"

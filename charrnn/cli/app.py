@@ -337,19 +337,21 @@ def read_prime(path: str) -> str:
 
 
 def text_output(head: str, pieces: Iterator[Piece]) -> Iterator[str]:
-    """Each sample as head + text; samples separated by one blank line."""
-    new_sample, ends_in_newline = True, False
+    """Each sample as head + text; samples separated by one blank line (counting their own newlines)."""
+    new_sample, tail = True, ""  # tail: the last two characters written
     for piece in pieces:
         if new_sample:
             if piece.index:
-                yield "\n" if ends_in_newline else "\n\n"
+                separator = "\n\n"[len(tail) - len(tail.rstrip("\n")) :]
+                yield separator
+                tail = (tail + separator)[-2:]
             if head:
                 yield head
-                ends_in_newline = head.endswith("\n")
+                tail = (tail + head)[-2:]
             new_sample = False
         if piece.text:
             yield piece.text
-            ends_in_newline = piece.text.endswith("\n")
+            tail = (tail + piece.text)[-2:]
         new_sample = piece.done
 
 
