@@ -112,6 +112,21 @@ def new_seed() -> int:
 MAX_SEED = 2**64 - 1
 
 
+def default_threads(num_samples: int, cores: int, load: float | None) -> int:
+    """CPU threads for sampling: 1 for one stream; for many, the cores nobody else is using.
+
+    One stream is a chain of small products that a second thread mostly waits on. Many streams
+    make real matrix products that threads do speed up, but only on idle cores: on busy ones an
+    OpenMP team spends its time waiting at barriers for a descheduled member (10x slower measured
+    with 2 threads on 2 busy cores). `load` is the 1-minute load average (None: unknown).
+    """
+    if num_samples == 1:
+        return 1
+    if load is None:
+        return cores
+    return max(1, min(cores, int(cores - load + 0.5)))
+
+
 def sample_seeds(seed: int | None, count: int) -> list[int]:
     """Seeds for `count` samples: seed, seed+1, ... (a fresh random base when seed is None)."""
     if seed is not None and not 0 <= seed <= MAX_SEED - max(count - 1, 0):

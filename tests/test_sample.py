@@ -8,7 +8,7 @@ import torch
 from charrnn import sample as sample_module
 from charrnn.checkpoint import load_checkpoint, load_model
 from charrnn.errors import ConfigError, InputError
-from charrnn.sample import Piece, SampleSettings, choose, generate, generate_many, in_order, pick
+from charrnn.sample import Piece, SampleSettings, choose, default_threads, generate, generate_many, in_order, pick
 
 
 def loaded(run_dir: Path):
@@ -227,3 +227,11 @@ def test_slow_steps_still_stream(trained_run: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(sample_module, "FLUSH_S", 0.0)
     chunks = list(generate(model, vocab, length=40, seed=5))
     assert "".join(chunks) == "".join(whole) and all(len(chunk) == 1 for chunk in chunks)
+
+
+@pytest.mark.parametrize(
+    ("samples", "cores", "load", "expected"),
+    [(1, 8, 0.0, 1), (4, 8, 0.2, 8), (4, 8, 3.0, 5), (64, 2, 4.5, 1), (64, 2, None, 2)],
+)
+def test_default_threads_use_only_idle_cores(samples: int, cores: int, load: float | None, expected: int) -> None:
+    assert default_threads(samples, cores, load) == expected

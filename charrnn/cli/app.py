@@ -275,7 +275,7 @@ def sample(
     threads: Annotated[
         Optional[int],
         typer.Option(
-            min=1, help="CPU threads. \\[default: 1 for one sample, else all cores]", rich_help_panel=ADVANCED
+            min=1, help="CPU threads. \\[default: 1 for one sample, else the idle cores]", rich_help_panel=ADVANCED
         ),
     ] = None,
     engine: Annotated[
@@ -305,12 +305,11 @@ def sample(
         from charrnn.checkpoint import load_checkpoint, load_model
         from charrnn.device import available_cores, resolve_device
         from charrnn.runs import resolve_checkpoint
-        from charrnn.sample import SampleSettings, generate_many, sample_seeds
+        from charrnn.sample import SampleSettings, default_threads, generate_many, sample_seeds
 
         settings = SampleSettings(temperature=temp, top_k=top_k, top_p=top_p)
         target = resolve_device(device)
-        # One stream is a chain of small products that a second thread mostly waits on.
-        torch.set_num_threads(threads or (1 if num_samples == 1 else available_cores()))
+        torch.set_num_threads(threads or default_threads(num_samples, available_cores(), load_average()))
         ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
         model = load_model(ckpt, target)
         seeds = sample_seeds(seed, num_samples)
@@ -319,6 +318,14 @@ def sample(
         )
         head = prime if include_prime else ""
         stream_to_stdout(text_output(head, pieces) if output_format == "text" else jsonl_output(head, seeds, pieces))
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the platform has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def read_prime(path: str) -> str:
