@@ -100,18 +100,16 @@ def int8_quality(model: CharRNN, vocab: Vocab, text: str, chars: int, samples: i
     loss = {"fp32": 0.0, "int8": 0.0}
     kl = 0.0
     with torch.inference_mode():
-        _, state = model(ids[:1].view(1, 1))
+        first, state = model(ids[:1].view(1, 1))
         exact.load_state(state)
         small.load_state(state)
-        logits = {"fp32": model(ids[:1].view(1, 1))[0][:, -1], "int8": None}
-        logits["int8"] = logits["fp32"]
+        p_logits = q_logits = first[:, -1]  # both start from the same prime
         for t in range(1, ids.numel()):
-            p, q = logits["fp32"].log_softmax(-1), logits["int8"].log_softmax(-1)
+            p, q = p_logits.log_softmax(-1), q_logits.log_softmax(-1)
             loss["fp32"] -= float(p[0, ids[t]])
             loss["int8"] -= float(q[0, ids[t]])
             kl += float((p.exp() * (p - q)).sum())
-            if t + 1 < ids.numel():
-                logits = {"fp32": exact.step(ids[t : t + 1]), "int8": small.step(ids[t : t + 1])}
+            p_logits, q_logits = exact.step(ids[t : t + 1]), small.step(ids[t : t + 1])
     n = ids.numel() - 1
     scored = {}
     for weights in ("fp32", "int8"):
