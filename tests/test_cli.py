@@ -180,3 +180,103 @@ def test_stdin_corpus(tmp_path: Path) -> None:
     proc = run_cli("train", "-", *TINY_TRAIN, "--steps", "3", cwd=tmp_path, input=make_text().encode())
     assert proc.returncode == 0, proc.stderr.decode()
     assert (tmp_path / "checkpoints" / "stdin" / "best.safetensors").is_file()
+
+
+# -- sample: priming, stopping, many samples, formats, pipes ----------------------------------
+
+
+def sample_out(cli_run: Path, *args: str, input: bytes | None = None) -> str:
+    proc = run_cli("sample", "-c", "checkpoints/tiny", "--temp", "0.8", *args, cwd=cli_run, input=input)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stderr == b""
+    return proc.stdout.decode("utf-8")
+
+
+def test_sample_prime_file_and_stdin(cli_run: Path) -> None:
+    (cli_run / "prime.txt").write_text("the dog\n", encoding="utf-8")
+    from_file = sample_out(cli_run, "--prime-file", "prime.txt", "--length", "30", "--seed", "4")
+    from_stdin = sample_out(cli_run, "--prime-file", "-", "--length", "30", "--seed", "4", input=b"the dog\n")
+    from_flag = sample_out(cli_run, "--prime", "the dog\n", "--length", "30", "--seed", "4")
+    assert from_file == from_stdin == from_flag
+    assert from_file.startswith("the dog\n") and len(from_file) == len("the dog\n") + 30
+    bare = sample_out(cli_run, "--prime", "the dog\n", "--length", "30", "--seed", "4", "--no-include-prime")
+    assert from_file == "the dog\n" + bare
+
+
+def test_sample_prime_errors(cli_run: Path) -> None:
+    assert_clean_error(run_cli("sample", "--prime", "a", "--prime-file", "x.txt", cwd=cli_run), 2, "--prime-file")
+    assert_clean_error(run_cli("sample", "--prime-file", "missing.txt", cwd=cli_run), 3, "missing.txt")
+    (cli_run / "latin1.txt").write_bytes(b"caf\xe9")
+    assert_clean_error(run_cli("sample", "--prime-file", "latin1.txt", cwd=cli_run), 3, "UTF-8")
+    assert_clean_error(run_cli("sample", "--format", "yaml", cwd=cli_run), 2, "--format")
+    assert_clean_error(run_cli("sample", "--stop", "", cwd=cli_run), 2, "--stop")
+
+
+def test_sample_stop_keep_and_drop(cli_run: Path) -> None:
+    args = ("--prime", "the ", "--length", "400", "--seed", "2", "--no-include-prime")
+    free = sample_out(cli_run, *args)
+    kept = sample_out(cli_run, *args, "--stop", "\n", "--stop", ".")
+    dropped = sample_out(cli_run, *args, "--stop", "\n", "--stop", ".", "--no-keep-stop")
+    cut = min(i for i in (free.find("\n"), free.find(".")) if i >= 0) + 1
+    assert kept == free[:cut] and dropped == free[: cut - 1]
+
+
+def test_sample_many_text_and_jsonl(cli_run: Path) -> None:
+    text = sample_out(cli_run, "-n", "3", "--prime", "a ", "--length", "40", "--seed", "11")
+    jsonl = sample_out(cli_run, "-n", "3", "--prime", "a ", "--length", "40", "--seed", "11", "--format", "jsonl")
+    records = [json.loads(line) for line in jsonl.splitlines()]
+    assert [r["index"] for r in records] == [0, 1, 2] and [r["seed"] for r in records] == [11, 12, 13]
+    assert all(r["text"].startswith("a ") and len(r["text"]) == 42 for r in records)
+    separators = ["" if r["text"].endswith("\n\n") else "\n" if r["text"].endswith("\n") else "\n\n" for r in records]
+    assert text == records[0]["text"] + separators[0] + records[1]["text"] + separators[1] + records[2]["text"]
+    # any one sample is reproduced alone by its seed, and whichever engine computes it
+    alone = sample_out(cli_run, "--prime", "a ", "--length", "40", "--seed", "12", "--engine", "module")
+    assert alone == records[1]["text"]
+
+
+def test_sample_into_grep_exits_quietly(cli_run: Path) -> None:
+    cmd = f"{sys.executable} -m charrnn sample --temp 0.8 --length 200000 --seed 1 | grep -m1 the"
+    proc = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", cmd], cwd=cli_run, capture_output=True, env={"PYTHONPATH": str(REPO)}
+    )
+    assert proc.returncode == 0 and proc.stderr == b""
+    assert b"the" in proc.stdout and proc.stdout.count(b"\n") == 1
+
+
+def test_sample_writes_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    import torch
+
+    from charrnn.checkpoint import save_checkpoint
+    from charrnn.model import CharRNN, ModelConfig
+    from charrnn.vocab import Vocab
+
+    vocab = Vocab.from_text("héllo wörld €→\n")
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=vocab.size, hidden_size=8, embed_size=4))
+    save_checkpoint(tmp_path / "u.safetensors", model.config, vocab, model.state_dict())
+    env = dict(os.environ, PYTHONPATH=str(REPO), LC_ALL="C", LANG="C", PYTHONIOENCODING="ascii")
+    proc = subprocess.run(
+        [sys.executable, "-m", "charrnn", "sample", "-c", "u.safetensors", "--prime", "€→", "--length", "50"],
+        cwd=tmp_path, capture_output=True, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = proc.stdout.decode("utf-8")
+    assert out.startswith("€→") and len(out) == 52 and set(out) <= set(vocab.chars)
+
+
+def test_sample_advanced_options(cli_run: Path) -> None:
+    int8 = sample_out(cli_run, "--weights", "int8", "--threads", "1", "--length", "50", "--seed", "3")
+    assert len(int8) == 50 and set(int8) <= set(make_text())
+    assert_clean_error(run_cli("sample", "--engine", "module", "--weights", "int8", cwd=cli_run), 2, "--weights")
+    assert_clean_error(run_cli("sample", "--weights", "fp8", cwd=cli_run), 2, "--weights")
+    assert_clean_error(run_cli("sample", "--engine", "warp", cwd=cli_run), 2, "engine")
+    assert_clean_error(run_cli("sample", "--threads", "0", cwd=cli_run), 2, "--threads")
+    assert_clean_error(run_cli("sample", "-n", "0", cwd=cli_run), 2, "--num-samples")
+
+
+def test_text_output_separates_samples_by_one_blank_line() -> None:
+    from charrnn.cli.app import text_output
+    from charrnn.sample import Piece
+
+    pieces = [Piece(0, "ab"), Piece(0, "c", True), Piece(1, "d\n", True), Piece(2, "e\n\n", True), Piece(3, "f", True)]
+    assert "".join(text_output("> ", iter(pieces))) == "> abc\n\n> d\n\n> e\n\n> f"

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from charrnn import sample as sample_module
 from charrnn.checkpoint import load_checkpoint, load_model
 from charrnn.errors import ConfigError, InputError
-from charrnn.sample import SampleSettings, choose, generate
+from charrnn.sample import Piece, SampleSettings, choose, default_threads, generate, generate_many, in_order, pick
 
 
 def loaded(run_dir: Path):
@@ -88,3 +89,149 @@ def test_top_p_keeps_smallest_nucleus() -> None:
 def test_settings_validation(bad: dict) -> None:
     with pytest.raises(ConfigError):
         SampleSettings(**bad)
+
+
+# -- the sampler: inverse CDF at per-sample uniforms ------------------------------------------
+
+
+def test_pick_is_the_inverse_cdf() -> None:
+    logits = torch.tensor([[0.5, 0.3, 0.2]]).log().repeat(5, 1)
+    uniforms = torch.tensor([0.0, 0.49, 0.51, 0.79, 0.999999])
+    assert pick(logits, SampleSettings(), uniforms).tolist() == [0, 0, 1, 1, 2]
+
+
+def test_pick_never_lands_on_a_trimmed_character() -> None:
+    """A uniform at the very top of [0, 1) still picks a kept character, not a zeroed tail."""
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0]])
+    top = torch.tensor([1.0 - 2**-24])
+    assert pick(logits, SampleSettings(top_k=2), top).tolist() == [1]
+    assert pick(logits, SampleSettings(top_p=0.5), top).tolist() == [0]
+
+
+def test_pick_frequencies_follow_the_temperature() -> None:
+    probs = torch.tensor([0.6, 0.3, 0.1])
+    rows = 20000
+    uniforms = torch.rand(rows, generator=torch.Generator().manual_seed(0))
+    for temperature in (1.0, 0.5):
+        picks = pick(probs.log().repeat(rows, 1), SampleSettings(temperature=temperature), uniforms)
+        expected = torch.softmax(probs.log() / temperature, dim=0)
+        observed = torch.bincount(picks, minlength=3).float() / rows
+        torch.testing.assert_close(observed, expected, atol=0.015, rtol=0)
+
+
+# -- many samples, engines, stop strings ------------------------------------------------------
+
+
+def many(run_dir: Path, seeds: list[int], **kwargs: object) -> list[str]:
+    """Texts of generate_many, checking the pieces come whole and in order."""
+    model, vocab = loaded(run_dir)
+    texts = [""] * len(seeds)
+    order: list[int] = []
+    for piece in generate_many(model, vocab, seeds=seeds, **kwargs):  # type: ignore[arg-type]
+        if not order or order[-1] != piece.index:
+            order.append(piece.index)
+        texts[piece.index] += piece.text
+    assert order == list(range(len(seeds)))
+    return texts
+
+
+def test_each_batched_sample_is_its_seed_alone(trained_run: Path) -> None:
+    batched = many(trained_run, [5, 6, 7], prime="the ", length=120)
+    assert len(set(batched)) == 3
+    for seed, expected in zip([5, 6, 7], batched, strict=True):
+        assert text(trained_run, prime="the ", length=120, seed=seed) == expected
+
+
+@pytest.mark.parametrize("settings", [SampleSettings(), SampleSettings(temperature=0.7, top_k=5, top_p=0.9)])
+def test_fast_and_module_engines_agree(trained_run: Path, settings: SampleSettings) -> None:
+    fast = many(trained_run, [1, 2], prime="a dog", length=150, settings=settings, engine="fast")
+    module = many(trained_run, [1, 2], prime="a dog", length=150, settings=settings, engine="module")
+    assert fast == module
+
+
+def test_long_prime_is_fed_in_windows(trained_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prime = "the cat sat on the mat. a dog ran in the fog!\n" * 3
+    whole = text(trained_run, prime=prime, length=60, seed=3)
+    monkeypatch.setattr(sample_module, "PRIME_WINDOW", 7)
+    assert text(trained_run, prime=prime, length=60, seed=3) == whole
+
+
+def test_stop_ends_a_sample_and_is_kept_or_dropped(trained_run: Path) -> None:
+    seeds = list(range(10, 16))
+    free = many(trained_run, seeds, length=300)
+    kept = many(trained_run, seeds, length=300, stop=["the", "\n"])
+    dropped = many(trained_run, seeds, length=300, stop=["the", "\n"], keep_stop=False)
+    stopped = 0
+    for full, keep, drop in zip(free, kept, dropped, strict=True):
+        cut = min((i + len(s) for s in ("the", "\n") if (i := full.find(s)) >= 0), default=None)
+        if cut is None:
+            assert keep == drop == full
+            continue
+        stopped += 1
+        assert keep == full[:cut]
+        assert keep.endswith(("the", "\n")) and keep.startswith(drop) and len(drop) < len(keep)
+        assert drop in (keep[:-3], keep[:-1])
+    assert stopped >= 3  # the samples really were cut short
+
+
+def test_length_counts_generated_characters_only(trained_run: Path) -> None:
+    assert [len(t) for t in many(trained_run, [1, 2], prime="the cat ", length=33)] == [33, 33]
+
+
+def test_generate_many_rejects_bad_arguments(trained_run: Path) -> None:
+    model, vocab = loaded(trained_run)
+    with pytest.raises(ConfigError, match="--stop"):
+        generate_many(model, vocab, stop=[""])
+    with pytest.raises(ConfigError, match="--num-samples"):
+        generate_many(model, vocab, seeds=[])
+    with pytest.raises(ConfigError, match="engine"):
+        generate_many(model, vocab, engine="warp")
+
+
+def test_in_order_holds_later_samples_back() -> None:
+    events = [Piece(1, "b1"), Piece(0, "a1"), Piece(2, "c", True), Piece(1, "b2", True), Piece(0, "a2", True)]
+    assert [(p.index, p.text) for p in in_order(iter(events), 3)] == [
+        (0, "a1"), (0, "a2"), (1, "b1"), (1, "b2"), (2, "c"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("keep_stop", [True, False])
+def test_stop_strings_are_found_across_chunk_boundaries(
+    trained_run: Path, monkeypatch: pytest.MonkeyPatch, keep_stop: bool
+) -> None:
+    """With one-character chunks every multi-character stop string straddles a boundary."""
+    seeds = list(range(20, 26))
+    free = many(trained_run, seeds, length=300)
+    stop = ["the", "at"]
+    cuts = [min((i + len(s) for s in stop if (i := t.find(s)) >= 0), default=len(t)) for t in free]
+    assert sum(cut < 300 for cut in cuts) >= 3  # most samples really stop
+    monkeypatch.setattr(sample_module, "CHUNK_CHARS", 1)
+    got = many(trained_run, seeds, length=300, stop=stop, keep_stop=keep_stop)
+    for full, cut, mine in zip(free, cuts, got, strict=True):
+        whole = full[:cut]
+        assert mine == (whole if keep_stop or cut == len(full) else whole[: -2 if whole.endswith("at") else -3])
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64])
+def test_seed_out_of_range(trained_run: Path, seed: int) -> None:
+    with pytest.raises(ConfigError, match="--seed"):
+        text(trained_run, length=5, seed=seed)
+
+
+def test_slow_steps_still_stream(trained_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a step takes longer than FLUSH_S, every character is yielded as soon as it exists."""
+    model, vocab = loaded(trained_run)
+    monkeypatch.setattr(sample_module, "FLUSH_S", 1e9)  # never: chunks of CHUNK_CHARS
+    whole = list(generate(model, vocab, length=40, seed=5))
+    assert [len(chunk) for chunk in whole] == [16, 16, 8]
+    monkeypatch.setattr(sample_module, "FLUSH_S", 0.0)
+    chunks = list(generate(model, vocab, length=40, seed=5))
+    assert "".join(chunks) == "".join(whole) and all(len(chunk) == 1 for chunk in chunks)
+
+
+@pytest.mark.parametrize(
+    ("samples", "cores", "load", "expected"),
+    [(1, 8, 0.0, 1), (4, 8, 0.2, 8), (4, 8, 3.0, 5), (64, 2, 4.5, 1), (64, 2, None, 2)],
+)
+def test_default_threads_use_only_idle_cores(samples: int, cores: int, load: float | None, expected: int) -> None:
+    assert default_threads(samples, cores, load) == expected

@@ -10,15 +10,18 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from charrnn import __version__
-from charrnn.errors import CharRNNError
+from charrnn.errors import CharRNNError, ConfigError, InputError
+
+if TYPE_CHECKING:
+    from charrnn.sample import Piece
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -255,56 +258,182 @@ def train(
 # -- sample -----------------------------------------------------------------------------------
 
 
+PRIME, SAMPLES, ADVANCED = "Prime", "Samples", "Advanced"
+
+
 @app.command(
     epilog=examples(
         "charrnn sample --temp 0.8                       # newest run's best checkpoint",
         "charrnn sample -c checkpoints/poems --prime 'The sea' --top-p 0.9 --seed 7",
-        "charrnn sample --length 100000 | head -c 300    # stops quietly when the reader goes",
+        "charrnn sample --prime-file - -n 5 --stop $'\\n\\n' < prompt.txt",
+        "charrnn sample --format jsonl -n 8 | jq -r .text",
+        "charrnn sample --length 100000 | head -c 300    # ends quietly when head exits",
     )
 )
 def sample(
     checkpoint: Annotated[
         Optional[str],
-        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. [default: newest run's best]"),
+        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. \\[default: newest run's best]"),
     ] = None,
     temp: Annotated[
         float,
         typer.Option("--temp", "--temperature", "-t", min=0.0, help="Temperature; 0 picks the likeliest character."),
     ] = 1.0,
-    length: Annotated[int, typer.Option("--length", "-l", min=0, help="Characters to generate.")] = 1000,
-    prime: Annotated[str, typer.Option("--prime", "-p", help="Text to start from (printed first).")] = "",
+    length: Annotated[
+        int, typer.Option("--length", "-l", min=0, help="Characters to generate per sample (the prime not counted).")
+    ] = 1000,
+    prime: Annotated[
+        Optional[str], typer.Option("--prime", "-p", help="Text to start from.", rich_help_panel=PRIME)
+    ] = None,
+    prime_file: Annotated[
+        Optional[str],
+        typer.Option("--prime-file", help="Read the prime from a UTF-8 file, or - for stdin.", rich_help_panel=PRIME),
+    ] = None,
+    include_prime: Annotated[
+        bool, typer.Option(help="Print the prime before each sample.", rich_help_panel=PRIME)
+    ] = True,
     top_k: Annotated[Optional[int], typer.Option(min=1, help="Sample only from the K likeliest characters.")] = None,
     top_p: Annotated[
         Optional[float], typer.Option(help="Sample from the smallest set with this much probability.")
     ] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "cpu",
+    seed: Annotated[
+        Optional[int],
+        typer.Option(help="Random seed: the same seed gives the same text; sample i uses seed+i."),
+    ] = None,
+    num_samples: Annotated[
+        int,
+        typer.Option(
+            "--num-samples", "-n", min=1, help="Independent samples, computed together.", rich_help_panel=SAMPLES
+        ),
+    ] = 1,
+    stop: Annotated[
+        Optional[list[str]],
+        typer.Option(help="End a sample when it produces STR (repeatable).", rich_help_panel=SAMPLES),
+    ] = None,
+    keep_stop: Annotated[
+        bool, typer.Option(help="Keep the stop string at the end of the sample.", rich_help_panel=SAMPLES)
+    ] = True,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format", help="text, or jsonl: one {text, seed, index} object per line.", rich_help_panel=SAMPLES
+        ),
+    ] = "text",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=ADVANCED)] = "cpu",
+    threads: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1, help="CPU threads. \\[default: 1 for one sample, else the idle cores]", rich_help_panel=ADVANCED
+        ),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(help="fast (matrix products), or module (nn.LSTM per character).", rich_help_panel=ADVANCED),
+    ] = "fast",
+    weights: Annotated[
+        str,
+        typer.Option(
+            help="fp32, or int8: quarter-size weights, faster on CPU, slightly different text.",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = "fp32",
 ) -> None:
     """Generate text from a checkpoint, streamed to stdout as it is produced."""
     with guarded():
+        if output_format not in ("text", "jsonl"):
+            raise ConfigError(f"--format must be text or jsonl, got {output_format!r}")
+        if prime is not None and prime_file is not None:
+            raise ConfigError("give --prime or --prime-file, not both")
+        if prime_file is not None:
+            prime = read_prime(prime_file)
+        prime = prime or ""
+
+        import torch
+
         from charrnn.checkpoint import load_checkpoint, load_model
-        from charrnn.device import resolve_device
+        from charrnn.device import available_cores, resolve_device
         from charrnn.runs import resolve_checkpoint
-        from charrnn.sample import SampleSettings, generate
+        from charrnn.sample import SampleSettings, default_threads, generate_many, sample_seeds
 
         settings = SampleSettings(temperature=temp, top_k=top_k, top_p=top_p)
         target = resolve_device(device)
+        torch.set_num_threads(threads or default_threads(num_samples, available_cores(), load_average()))
         ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
         model = load_model(ckpt, target)
-        chunks = generate(model, ckpt.vocab, prime, length, settings, seed, target)
-        stream_to_stdout([prime] if prime else [], chunks)
+        seeds = sample_seeds(seed, num_samples)
+        pieces = generate_many(
+            model, ckpt.vocab, prime, length, settings, seeds, target, tuple(stop or ()), keep_stop, engine, weights
+        )
+        head = prime if include_prime else ""
+        stream_to_stdout(text_output(head, pieces) if output_format == "text" else jsonl_output(head, seeds, pieces))
 
 
-def stream_to_stdout(head: list[str], chunks: Iterator[str]) -> None:
-    """Write text to stdout as UTF-8, flushing each chunk; a closed pipe ends quietly."""
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the platform has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def read_prime(path: str) -> str:
+    """The prime from a UTF-8 file or stdin (`-`), as given (a trailing newline is kept)."""
+    where = "stdin" if path == "-" else path
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{where}: prime file not found") from None
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read prime file ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{where}: prime is not valid UTF-8 (byte {exc.start})") from None
+
+
+def text_output(head: str, pieces: Iterator[Piece]) -> Iterator[str]:
+    """Each sample as head + text; samples separated by one blank line (counting their own newlines)."""
+    new_sample, tail = True, ""  # tail: the last two characters written
+    for piece in pieces:
+        if new_sample:
+            if piece.index:
+                separator = "\n\n"[len(tail) - len(tail.rstrip("\n")) :]
+                yield separator
+                tail = (tail + separator)[-2:]
+            if head:
+                yield head
+                tail = (tail + head)[-2:]
+            new_sample = False
+        if piece.text:
+            yield piece.text
+            tail = (tail + piece.text)[-2:]
+        new_sample = piece.done
+
+
+def jsonl_output(head: str, seeds: list[int], pieces: Iterator[Piece]) -> Iterator[str]:
+    """One JSON object per finished sample: {"text", "seed", "index"}."""
+    parts: list[str] = [head]
+    for piece in pieces:
+        parts.append(piece.text)
+        if piece.done:
+            record = {"text": "".join(parts), "seed": seeds[piece.index], "index": piece.index}
+            yield json.dumps(record, ensure_ascii=False) + "\n"
+            parts = [head]
+
+
+def stream_to_stdout(chunks: Iterable[str], final_newline: bool = True) -> None:
+    """Write text to stdout as UTF-8 (whatever the locale), flushing each chunk; a closed pipe ends quietly.
+
+    On a terminal a newline is added at the end so the shell prompt starts on its own line.
+    """
     out = sys.stdout.buffer
     try:
-        for text in head:
-            out.write(text.encode("utf-8"))
+        last = ""
         for text in chunks:
             out.write(text.encode("utf-8"))
             out.flush()
-        if sys.stdout.isatty():
+            last = text or last
+        if final_newline and sys.stdout.isatty() and not last.endswith("\n"):
             out.write(b"\n")
         out.flush()
     except BrokenPipeError:
@@ -312,6 +441,91 @@ def stream_to_stdout(head: list[str], chunks: Iterator[str]) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         raise typer.Exit(EXIT_OK) from None
+
+
+# -- repl -------------------------------------------------------------------------------------
+
+
+@app.command(epilog="Example:  charrnn repl -c checkpoints/poems --temp 0.7   (then type a line; :help for commands)")
+def repl(
+    checkpoint: Annotated[
+        Optional[str],
+        typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. \\[default: newest run's best]"),
+    ] = None,
+    temp: Annotated[
+        float,
+        typer.Option("--temp", "--temperature", "-t", min=0.0, help="Temperature; 0 picks the likeliest character."),
+    ] = 0.8,
+    length: Annotated[int, typer.Option("--length", "-l", min=1, help="Characters per reply.")] = 200,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the first reply (then seed+1, ...).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "cpu",
+) -> None:
+    """Type a line, get a continuation; the model stays loaded. Commands: :temp :length :seed :reset :help :quit.
+
+    Replies go to stdout; the prompt and command answers go to stderr, so `charrnn repl < lines.txt > out.txt`
+    keeps only model text.
+    """
+    with guarded():
+        import torch
+
+        from charrnn.checkpoint import load_checkpoint, load_model
+        from charrnn.device import resolve_device
+        from charrnn.repl import Continuation, Message, Quit, Session
+        from charrnn.runs import resolve_checkpoint
+        from charrnn.sample import SampleSettings
+
+        settings = SampleSettings(temperature=temp)
+        target = resolve_device(device)
+        torch.set_num_threads(1)
+        ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
+        session = Session(load_model(ckpt, target), ckpt.vocab, settings, length, seed, target)
+        interactive = sys.stdin.isatty()
+        if interactive:
+            err(f"charrnn repl: {Path(ckpt.path)}; type a line to continue it, :help for commands, Ctrl-D to quit")
+        while True:
+            line = read_line(interactive)
+            if line is None:
+                break
+            reply = session.handle(line)
+            if isinstance(reply, Quit):
+                break
+            if isinstance(reply, Message):
+                err(reply.text)
+            elif isinstance(reply, Continuation):
+                try:
+                    stream_to_stdout(with_newline(line, reply.chunks), final_newline=False)
+                except KeyboardInterrupt:  # Ctrl-C stops this reply, not the session
+                    err("")
+
+
+def read_line(interactive: bool) -> str | None:
+    """The next line without its newline, or None at end of input.
+
+    On a terminal: a `> ` prompt, line editing and history (readline) where Python has it.
+    Otherwise lines are read as UTF-8 bytes whatever the locale (a prompt on stderr if stdin is
+    a terminal but stdout is not).
+    """
+    if interactive and sys.stdout.isatty():
+        with suppress(ImportError):
+            import readline  # noqa: F401  (importing it gives input() editing and history)
+        try:
+            return input("> ")
+        except EOFError:
+            err("")
+            return None
+    if interactive:
+        sys.stderr.write("> ")
+        sys.stderr.flush()
+    raw = sys.stdin.buffer.readline()
+    return raw.decode("utf-8", errors="replace").rstrip("\r\n") if raw else None
+
+
+def with_newline(line: str, chunks: Iterator[str]) -> Iterator[str]:
+    """The typed line echoed when input is not a terminal, the reply, then a newline."""
+    if not sys.stdin.isatty():
+        yield line
+    yield from chunks
+    yield "\n"
 
 
 # -- eval -------------------------------------------------------------------------------------

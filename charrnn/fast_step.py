@@ -1,0 +1,205 @@
+"""One character per stream per call, without nn.LSTM's per-call overhead.
+
+Calling `nn.LSTM` once per character spends most of its time in framework overhead (argument
+checks, weight flattening, oneDNN primitive setup), not arithmetic. Sampling only ever needs one
+time step, so `FastStepper` computes it as a handful of matrix products on the same weights:
+
+    layer 0:   gates = table[id] + W_hh0 h0             table = embed W_ih0^T + b_ih0 (+ b_hh0): [V, G*H]
+    layer l:   gates = [W_ih | W_hh] [x; h] + b         one product for both inputs
+    head:      logits = W_head h_top + b                [N, V]
+
+The gate arithmetic follows PyTorch's definitions exactly (LSTM i,f,g,o; GRU r,z,n with the reset
+gate applied to `W_hn h + b_hn`; RNN tanh), so logits match `CharRNN.forward` within float
+rounding. `ModuleStepper` is the plain reference: the model's own forward, one character a call.
+
+`weights="int8"` (opt-in, CPU) stores the recurrent and head matrices as per-row int8 and runs
+them through PyTorch's int8 kernels: a quarter of the bytes per character, a slightly different
+distribution (measured in benchmarks/sample_speed.py --checkpoint), so a seed's text changes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Protocol
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from charrnn.errors import ConfigError
+from charrnn.model import CharRNN, State
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+MAX_TABLE_BYTES = 64 * 1024 * 1024  # beyond this, layer 0 multiplies the embedding instead
+WEIGHTS = ("fp32", "int8")
+
+
+class Stepper(Protocol):
+    """Advances N streams by one character: ids [N] -> logits [N, V] (fp32)."""
+
+    def step(self, ids: Tensor) -> Tensor: ...
+
+    def load_state(self, state: State) -> None: ...
+
+    def select(self, rows: Tensor) -> None: ...
+
+
+class ModuleStepper:
+    """The reference path: `CharRNN.forward` on one character (slow, but obviously right)."""
+
+    def __init__(self, model: CharRNN) -> None:
+        self.model = model
+        self.state: State | None = None
+
+    def load_state(self, state: State) -> None:
+        self.state = state
+
+    def select(self, rows: Tensor) -> None:
+        """Keep only the streams in `rows` (finished streams are dropped)."""
+        if isinstance(self.state, tuple):
+            self.state = tuple(s[:, rows] for s in self.state)  # type: ignore[assignment]
+        elif self.state is not None:
+            self.state = self.state[:, rows]
+
+    def step(self, ids: Tensor) -> Tensor:
+        logits, self.state = self.model(ids.view(-1, 1), self.state)
+        return logits[:, -1].float()
+
+
+class Product:
+    """y = x W^T + b for one weight matrix, in fp32 or with int8 weights."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, weights: str) -> None:
+        self.weight, self.bias = weight.contiguous(), bias
+        self.packed: object | None = None
+        if weights == "int8":
+            self.packed = pack_int8(self.weight, bias)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.packed is None:
+            return F.linear(x, self.weight, self.bias)
+        return torch.ops.quantized.linear_dynamic(x.contiguous(), self.packed)
+
+
+def pack_int8(weight: Tensor, bias: Tensor | None) -> object:
+    """Per-output-row symmetric int8 weights, packed for the CPU's int8 matrix kernels (fbgemm/onednn).
+
+    A quarter of the bytes per character; activations are quantized on the fly per call.
+    """
+    with warnings.catch_warnings():  # torch.ao.quantization's deprecation notices
+        warnings.simplefilter("ignore")
+        scales = (weight.abs().amax(dim=1).clamp_min(1e-8) / 127).double()
+        zeros = torch.zeros(weight.size(0), dtype=torch.long)
+        qweight = torch.quantize_per_channel(weight, scales, zeros, 0, torch.qint8)
+        return torch.ops.quantized.linear_prepack(qweight, bias)
+
+
+class FastStepper:
+    """The same network as matrix products on the same weights (see the module docstring)."""
+
+    def __init__(self, model: CharRNN, weights: str = "fp32") -> None:
+        if weights not in WEIGHTS:
+            raise ConfigError(f"unknown --weights {weights!r}; use one of {', '.join(WEIGHTS)}")
+        if weights == "int8" and next(model.parameters()).device.type != "cpu":
+            raise ConfigError("--weights int8 runs on the CPU only; use --device cpu or --weights fp32")
+        config = model.config
+        self.cell = config.cell
+        self.hidden = config.hidden_size
+        self.layers = config.num_layers
+        g, h = GATES[self.cell], self.hidden
+        rnn = model.rnn
+        with torch.no_grad():
+
+            def weight(name: str) -> Tensor:
+                return getattr(rnn, name).detach().float()
+
+            self.embed = model.embed.weight.detach().float()
+            b_ih0, b_hh0 = weight("bias_ih_l0"), weight("bias_hh_l0")
+            # GRU keeps b_hn apart: it sits inside the reset gate's product.
+            b0 = b_ih0 + b_hh0 if self.cell != "gru" else b_ih0
+            self.input0 = Product(weight("weight_ih_l0"), b0, "fp32")  # [G*H, E]
+            self.table: Tensor | None = None
+            if self.embed.size(0) * g * h * 4 <= MAX_TABLE_BYTES:
+                self.table = self.input0(self.embed).contiguous()  # [V, G*H], exact whatever `weights`
+            # LSTM/RNN layers above the first: [W_ih | W_hh] side by side, one product for both inputs.
+            # GRU needs W_hn h apart (the reset gate multiplies it), so it keeps two products.
+            self.hh: list[Product] = []  # layer 0 (all cells) and every GRU layer: W_hh (+ b_hh for GRU)
+            self.ih: list[Product] = []  # GRU layers >= 1: W_ih + b_ih
+            self.cat: list[Product] = []  # LSTM/RNN layers >= 1: [W_ih | W_hh] + b_ih + b_hh
+            for layer in range(self.layers):
+                w_hh, b_hh = weight(f"weight_hh_l{layer}"), weight(f"bias_hh_l{layer}")
+                if layer == 0 or self.cell == "gru":
+                    self.hh.append(Product(w_hh, b_hh if self.cell == "gru" else None, weights))
+                if layer:
+                    w_ih, b_ih = weight(f"weight_ih_l{layer}"), weight(f"bias_ih_l{layer}")
+                    if self.cell == "gru":
+                        self.ih.append(Product(w_ih, b_ih, weights))
+                    else:
+                        self.cat.append(Product(torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh, weights))
+            self.head = Product(model.head.weight.detach().float(), model.head.bias.detach().float(), weights)
+        self.h: list[Tensor] = []
+        self.c: list[Tensor] = []
+
+    def load_state(self, state: State) -> None:
+        """Take the state the model's forward returned (after the prime): [L, N, H] each."""
+        if isinstance(state, tuple):
+            h, c = state
+            self.c = [c[layer].float().contiguous() for layer in range(self.layers)]
+        else:
+            h = state
+        self.h = [h[layer].float().contiguous() for layer in range(self.layers)]
+
+    def select(self, rows: Tensor) -> None:
+        """Keep only the streams in `rows` (finished streams are dropped)."""
+        self.h = [x.index_select(0, rows) for x in self.h]
+        self.c = [x.index_select(0, rows) for x in self.c]
+
+    def state(self) -> State:
+        """The state in nn.LSTM's layout, [L, N, H] (for handing back to the model)."""
+        h = torch.stack(self.h)
+        return (h, torch.stack(self.c)) if self.cell == "lstm" else h
+
+    def _input_gates(self, ids: Tensor) -> Tensor:
+        """W_ih x + bias for layer 0 (a table row per id when the table fits)."""
+        if self.table is not None:
+            return self.table.index_select(0, ids)  # [N, G*H]
+        return self.input0(self.embed.index_select(0, ids))
+
+    def step(self, ids: Tensor) -> Tensor:
+        """ids [N] -> logits [N, V], advancing every stream's state by one character."""
+        hidden = self.hidden
+        x = self.h[0]  # replaced by each layer's output
+        for layer in range(self.layers):
+            h = self.h[layer]
+            if self.cell == "gru":
+                gi = self._input_gates(ids) if layer == 0 else self.ih[layer - 1](x)
+                gh = self.hh[layer](h)
+                r, z = (gi[:, : 2 * hidden] + gh[:, : 2 * hidden]).sigmoid_().chunk(2, dim=1)
+                n = torch.addcmul(gi[:, 2 * hidden :], r, gh[:, 2 * hidden :]).tanh_()
+                h = torch.addcmul(n, z, h - n)  # (1 - z) * n + z * h
+            else:
+                if layer == 0:
+                    gates = self._input_gates(ids).add_(self.hh[0](h))
+                else:
+                    gates = self.cat[layer - 1](torch.cat([x, h], dim=1))
+                if self.cell == "lstm":
+                    i, f, g, o = gates.chunk(4, dim=1)
+                    c = torch.addcmul(f.sigmoid_() * self.c[layer], i.sigmoid_(), g.tanh_())
+                    h = o.sigmoid_().mul_(c.tanh())
+                    self.c[layer] = c
+                else:
+                    h = gates.tanh_()
+            self.h[layer] = h
+            x = h
+        return self.head(x)
+
+
+def make_stepper(model: CharRNN, engine: str = "fast", weights: str = "fp32") -> Stepper:
+    """`fast` (matrix products, the default) or `module` (the model's own forward per character)."""
+    if engine == "module":
+        if weights != "fp32":
+            raise ConfigError("--engine module runs the model's own fp32 weights; use --weights fp32")
+        return ModuleStepper(model)
+    if engine == "fast":
+        return FastStepper(model, weights)
+    raise ConfigError(f"unknown engine {engine!r}; use fast or module")

@@ -1,0 +1,133 @@
+"""The interactive session behind `charrnn repl`: the model stays loaded between prompts.
+
+Each line typed is appended to a running context and primes a continuation, so a conversation
+with the model builds on what came before until `:reset`. Lines starting with `:` are commands.
+This module decides what a line means; the CLI reads lines and prints (no printing here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Union
+
+import torch
+
+from charrnn.errors import CharRNNError, ConfigError
+from charrnn.model import CharRNN
+from charrnn.sample import SampleSettings, check_prime, generate, new_seed
+from charrnn.vocab import Vocab
+
+CONTEXT_CHARS = 4096  # the most recent context fed as the prime; older text is dropped
+
+HELP = """commands:
+  :temp T      temperature (0 = greedy)          :length N   characters per reply
+  :seed S      reproducible replies from seed S  :seed       random seeds again
+  :reset       forget the conversation so far    :show       current settings
+  :help        this text                         :quit       leave (or Ctrl-D)"""
+
+
+@dataclass(frozen=True)
+class Message:
+    """Something to tell the user (not model text)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Quit:
+    """The user asked to leave."""
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """Model text, in chunks as it is produced."""
+
+    chunks: Iterator[str]
+
+
+Reply = Union[Message, Quit, Continuation]
+
+
+class Session:
+    """One REPL conversation: settings, the seed sequence and the text so far."""
+
+    def __init__(
+        self,
+        model: CharRNN,
+        vocab: Vocab,
+        settings: SampleSettings | None = None,
+        length: int = 200,
+        seed: int | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.model, self.vocab, self.device = model, vocab, device
+        self.settings = settings or SampleSettings()
+        self.length = length
+        self.seed = seed  # None: a fresh random seed per reply; else seed, seed+1, ...
+        self.context = ""
+        self.separator = "\n" if vocab.index("\n") is not None else ""
+
+    def handle(self, line: str) -> Reply:
+        """What one typed line (without its newline) asks for."""
+        if line.startswith(":"):
+            try:
+                return self.command(line[1:].split())
+            except CharRNNError as exc:
+                return Message(f"error: {exc}")
+        return self.continue_from(line)
+
+    def command(self, words: list[str]) -> Reply:
+        name, args = (words[0].lower(), words[1:]) if words else ("", [])
+        if name in ("q", "quit", "exit"):
+            return Quit()
+        if name in ("h", "help", "?", ""):
+            return Message(HELP)
+        if name == "reset":
+            self.context = ""
+            return Message("context cleared")
+        if name == "show":
+            seed = "random" if self.seed is None else str(self.seed)
+            return Message(f"temp {self.settings.temperature}  length {self.length}  seed {seed}")
+        if name in ("temp", "temperature"):
+            self.settings = replace(self.settings, temperature=number(name, args, float))
+            return Message(f"temp {self.settings.temperature}")
+        if name == "length":
+            length = number(name, args, int)
+            if length < 1:
+                raise ConfigError(f":length must be at least 1, got {length}")
+            self.length = length
+            return Message(f"length {length}")
+        if name == "seed":
+            self.seed = number(name, args, int) if args else None
+            return Message(f"seed {self.seed}" if self.seed is not None else "seed random")
+        return Message(f"unknown command :{name}; :help lists them")
+
+    def continue_from(self, line: str) -> Reply:
+        """Continue the conversation after `line`; the context grows by the line and the reply."""
+        try:
+            check_prime(self.vocab, line)
+        except CharRNNError as exc:
+            return Message(f"error: {exc}")
+        prime = (self.context + line)[-CONTEXT_CHARS:]
+        seed = new_seed() if self.seed is None else self.seed
+        if self.seed is not None:
+            self.seed += 1
+        chunks = generate(self.model, self.vocab, prime, self.length, self.settings, seed, self.device)
+        return Continuation(self._record(line, chunks))
+
+    def _record(self, line: str, chunks: Iterator[str]) -> Iterator[str]:
+        reply: list[str] = []
+        for chunk in chunks:
+            reply.append(chunk)
+            yield chunk
+        self.context = (self.context + line + "".join(reply) + self.separator)[-CONTEXT_CHARS:]
+
+
+def number(name: str, args: list[str], kind: type[int] | type[float]) -> int | float:
+    """The single numeric argument of a command, or a ConfigError saying what was expected."""
+    try:
+        (value,) = args
+        return kind(value)
+    except ValueError:
+        raise ConfigError(f":{name} takes one {kind.__name__} argument, e.g. :{name} 1") from None
