@@ -60,9 +60,12 @@ class Piece:
 
 def pick(logits: torch.Tensor, settings: SampleSettings, uniforms: torch.Tensor) -> torch.Tensor:
     """Next ids [N] from logits [N, V] and one uniform number in [0, 1) per row [N]."""
-    if settings.temperature == 0:
+    if settings.temperature < torch.finfo(torch.float32).tiny:  # 0, or too small for fp32: greedy
         return logits.argmax(dim=-1)
-    logits = logits.float() / settings.temperature
+    logits = logits.float()
+    # Shift the best logit to 0 before scaling: a tiny temperature then gives 0 and -inf (greedy),
+    # never inf - inf = NaN.
+    logits = (logits - logits.max(dim=-1, keepdim=True).values) / settings.temperature
     if settings.top_k is not None and settings.top_k < logits.size(-1):
         kth = torch.topk(logits, settings.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -70,7 +73,9 @@ def pick(logits: torch.Tensor, settings: SampleSettings, uniforms: torch.Tensor)
     if settings.top_p is not None and settings.top_p < 1.0:
         sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
         before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass strictly above each entry
-        sorted_probs = sorted_probs.masked_fill(before >= settings.top_p, 0.0)
+        cut = before >= settings.top_p
+        cut[:, 0] = False  # the likeliest character always stays, however small top_p is
+        sorted_probs = sorted_probs.masked_fill(cut, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
     cdf = probs.cumsum(dim=-1)
     total = cdf[:, -1:]
