@@ -248,6 +248,8 @@ def train(
         )
         with TrainReport(quiet=quiet) as report:
             trainer = Trainer(options, report)
+            if trainer.resumed_from and quiet:  # otherwise the banner says it
+                err(f"charrnn: resuming {trainer.run_dir} at step {trainer.state.step} from {trainer.resumed_from}")
             try:
                 trainer.run()
             except Interrupted as exc:
