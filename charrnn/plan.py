@@ -8,6 +8,7 @@ with dropout or they memorise the text.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +56,12 @@ def hidden_for_time(seconds: float, device: torch.device) -> int:
     return 384 if seconds < 180 else 512
 
 
+def lr_for_hidden(hidden: int) -> float:
+    """Peak AdamW lr: 1e-2 for 384 hidden units (best of 2e-3..1.6e-2 measured on Tiny Shakespeare
+    at equal steps), scaled by 1/sqrt(width) as wider layers need gentler steps."""
+    return round(min(2e-2, max(2e-3, 1e-2 * math.sqrt(384 / hidden))), 5)
+
+
 def make_plan(
     train_chars: int,
     vocab_size: int,
@@ -92,6 +99,6 @@ def make_plan(
         dropout=dropout,
         batch_size=batch,
         seq_len=seq_len,
-        lr=2e-3,
+        lr=lr_for_hidden(hidden),
         expected_epochs=expected_epochs,
     )

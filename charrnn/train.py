@@ -44,6 +44,8 @@ from charrnn.resume import adjust_train_config, init_from_config, resume_changes
 from charrnn.runs import BEST, CONFIG, LAST, METRICS, clean_stale_temps, new_run_dir, resolve_checkpoint, resume_target
 
 HISTORY_LIMIT = 500
+WARMUP_STEPS = 20  # 20 beat 100 on Tiny Shakespeare at equal steps (1.489 vs 1.504 after 750)
+MIN_LR_FRACTION = 0.0  # cosine all the way down: 1.486 vs 1.489 for lr/10 (same test)
 LOG_EVERY_S = 2.0
 MAX_ROLLBACKS = 3
 MAX_THREADS = 1024
@@ -209,7 +211,7 @@ def resolve_configs(
     lr = options.lr or plan.lr
     warmup = options.warmup_steps
     if warmup is None:
-        warmup = min(100, max(1, options.steps // 10)) if options.steps else 100
+        warmup = min(WARMUP_STEPS, max(1, options.steps // 10)) if options.steps else WARMUP_STEPS
     eval_every = options.eval_every or default_eval_every(time_s, options.steps)
     Interval.parse(eval_every)
     Interval.parse(options.save_every)
@@ -217,7 +219,7 @@ def resolve_configs(
         batch_size=options.batch_size or plan.batch_size,
         seq_len=options.seq_len or plan.seq_len,
         lr=lr,
-        min_lr=lr / 10,
+        min_lr=lr * MIN_LR_FRACTION,
         warmup_steps=warmup,
         weight_decay=options.weight_decay,
         grad_clip=options.grad_clip,

@@ -132,7 +132,8 @@ def train(
         typer.Option(min=1, help="Characters per window (BPTT length). [default: 64 on CPU]", rich_help_panel=OPTIM),
     ] = None,
     lr: Annotated[
-        Optional[float], typer.Option(help="Peak learning rate. [default: 2e-3]", rich_help_panel=OPTIM)
+        Optional[float],
+        typer.Option(help="Peak learning rate. [default: 0.01 x sqrt(384/hidden)]", rich_help_panel=OPTIM),
     ] = None,
     grad_clip: Annotated[
         float, typer.Option(min=0.0, help="Clip the gradient norm to this (0: off).", rich_help_panel=OPTIM)
