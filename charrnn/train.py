@@ -680,16 +680,8 @@ class Trainer:
         """Validate, record, keep the best checkpoint; True when patience has run out."""
         val_loss = self.validate()
         state = self.state
-        improved = state.best_val_loss is None or val_loss < state.best_val_loss
+        improved = math.isfinite(val_loss) and (state.best_val_loss is None or val_loss < state.best_val_loss)
         state.last_eval_step = state.step
-        if improved and math.isfinite(val_loss):
-            state.best_val_loss, state.best_step = val_loss, state.step
-            state.evals_without_improvement = 0
-            if self.best_on_disk is None or val_loss < self.best_on_disk:  # never replace a better best
-                self.try_save(BEST)
-                self.best_on_disk = None
-        else:
-            state.evals_without_improvement += 1
         row = {
             "event": "val",
             "step": state.step,
@@ -699,7 +691,15 @@ class Trainer:
             "val_bpc": json_number(val_loss / math.log(2)),
             "best": improved,
         }
-        state.history.append(row)
+        state.history.append(row)  # before saving, so the best checkpoint's history includes it
+        if improved:
+            state.best_val_loss, state.best_step = val_loss, state.step
+            state.evals_without_improvement = 0
+            if self.best_on_disk is None or val_loss < self.best_on_disk:  # never replace a better best
+                self.try_save(BEST)
+                self.best_on_disk = None
+        else:
+            state.evals_without_improvement += 1
         self.append_metrics(row)
         self.observer.on_eval(row)
         patience = self.config.patience

@@ -41,6 +41,7 @@ def test_train_writes_best_last_metrics_and_config(corpus_file: Path, tmp_path: 
     assert last.meta["step"] == 30 and "optim.0.exp_avg" in last.extra and "state.h" in last.extra
     best = load_checkpoint(run / "best.safetensors")
     assert best.meta["step"] == best.meta["best_step"]
+    assert best.meta["history"][-1]["step"] == best.meta["best_step"]  # its own validation is recorded
 
 
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
