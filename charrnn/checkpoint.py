@@ -224,10 +224,9 @@ def load_model(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> to
     from charrnn.model import CharRNN
 
     check_shapes(checkpoint.config, checkpoint.weights, checkpoint.path)
-    with torch.device("meta"):  # no random initialisation: the checkpoint supplies every tensor
-        model = CharRNN(checkpoint.config)
+    model = CharRNN(checkpoint.config)
     try:
-        model.load_state_dict(checkpoint.weights, strict=True, assign=True)
+        model.load_state_dict(checkpoint.weights, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"{checkpoint.path}: weights do not match the stored config ({first})") from None
