@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Union
 
@@ -88,12 +89,25 @@ def select_streams(state: State, keep: Tensor) -> State:
     return state[:, keep]
 
 
-def count_parameters(config: ModelConfig) -> int:
-    """Parameter count without building the model (for planning sizes)."""
+def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The state-dict names and shapes of `CharRNN(config)`, computed without building it
+    (no memory, no torch machinery: a forged config cannot make this allocate)."""
     gates = {"lstm": 4, "gru": 3, "rnn": 1}[config.cell]
     h, e, v = config.hidden_size, config.embed_size, config.vocab_size
-    rnn = sum(gates * h * ((e if layer == 0 else h) + h + 2) for layer in range(config.num_layers))
-    return v * e + rnn + h * v + v
+    shapes: dict[str, tuple[int, ...]] = {"embed.weight": (v, e)}
+    for layer in range(config.num_layers):
+        shapes[f"rnn.weight_ih_l{layer}"] = (gates * h, e if layer == 0 else h)
+        shapes[f"rnn.weight_hh_l{layer}"] = (gates * h, h)
+        shapes[f"rnn.bias_ih_l{layer}"] = (gates * h,)
+        shapes[f"rnn.bias_hh_l{layer}"] = (gates * h,)
+    shapes["head.weight"] = (v, h)
+    shapes["head.bias"] = (v,)
+    return shapes
+
+
+def count_parameters(config: ModelConfig) -> int:
+    """Parameter count without building the model (for planning sizes)."""
+    return sum(math.prod(shape) for shape in parameter_shapes(config).values())
 
 
 def build_model(config: ModelConfig, device: torch.device | str = "cpu") -> CharRNN:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from charrnn.errors import ConfigError
-from charrnn.model import CELLS, CharRNN, ModelConfig, count_parameters, detach_state
+from charrnn.model import CELLS, CharRNN, ModelConfig, count_parameters, detach_state, parameter_shapes
 
 N, T, D, H, V = 2, 3, 4, 5, 6  # tiny dims, as torch-rnn's tests use
 
@@ -18,6 +18,7 @@ def test_forward_shapes_and_parameter_count(cell: str) -> None:
     h = state[0] if isinstance(state, tuple) else state
     assert h.shape == (2, N, H)
     assert model.num_parameters() == count_parameters(config)
+    assert parameter_shapes(config) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 @pytest.mark.parametrize("cell", CELLS)
