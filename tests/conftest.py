@@ -6,8 +6,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from charrnn.train import TrainOptions
 
 REPO = Path(__file__).resolve().parent.parent
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
@@ -33,6 +37,23 @@ def corpus_file(tmp_path: Path) -> Path:
     return path
 
 
+def tiny_options(corpus: Path, out: Path | None, **changes: object) -> TrainOptions:
+    """Options for a tiny, single-threaded model: fast enough for any test."""
+    from charrnn.train import TrainOptions
+
+    base: dict[str, object] = dict(
+        corpus=(str(corpus),),
+        out=None if out is None else str(out),
+        hidden_size=16,
+        embed_size=8,
+        batch_size=4,
+        seq_len=16,
+        threads=1,
+    )
+    base.update(changes)
+    return TrainOptions(**base)  # type: ignore[arg-type]
+
+
 TINY_TRAIN = ["--hidden", "16", "--embed", "8", "--batch-size", "4", "--seq-len", "16", "--threads", "1"]
 
 
@@ -54,19 +75,9 @@ def run_cli(
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny model trained through the library, shared by tests that only read it."""
-    from charrnn.train import TrainOptions, train
+    from charrnn.train import train
 
     root = tmp_path_factory.mktemp("trained")
     corpus = root / "tiny.txt"
     corpus.write_text(make_text(), encoding="utf-8")
-    options = TrainOptions(
-        corpus=(str(corpus),),
-        out=str(root / "run"),
-        hidden_size=32,
-        embed_size=8,
-        batch_size=4,
-        seq_len=16,
-        steps=40,
-        threads=1,
-    )
-    return train(options).run_dir
+    return train(tiny_options(corpus, root / "run", hidden_size=32, steps=40)).run_dir

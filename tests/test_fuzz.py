@@ -30,9 +30,9 @@ from charrnn.checkpoint import (
 )
 from charrnn.errors import CheckpointError, ConfigError, CorpusError, InputError
 from charrnn.sample import SampleSettings, generate
-from charrnn.train import Trainer, TrainOptions
+from charrnn.train import Trainer
 from charrnn.vocab import Vocab
-from tests.conftest import make_text, run_cli
+from tests.conftest import make_text, run_cli, tiny_options
 from tests.test_checkpoint import write_tiny
 from tests.test_cli import assert_clean_error
 
@@ -262,23 +262,12 @@ def test_hostile_corpus(tmp_path: Path, name: str) -> None:
     data, extra, error = corpus_cases()[name]
     path = tmp_path / "corpus.txt"
     path.write_bytes(data)
-    options = dict(
-        corpus=(str(path),),
-        out=str(tmp_path / "run"),
-        hidden_size=16,
-        embed_size=8,
-        batch_size=4,
-        seq_len=16,
-        threads=1,
-        steps=2,
-        val_frac=0.1,
-    )
-    options.update(extra)
+    options = tiny_options(path, tmp_path / "run", **{"steps": 2, "val_frac": 0.1, **extra})
     if error is not None:
         with pytest.raises(CorpusError, match=error):
-            Trainer(TrainOptions(**options)).run()  # type: ignore[arg-type]
+            Trainer(options).run()
         return
-    trainer = Trainer(TrainOptions(**options))  # type: ignore[arg-type]
+    trainer = Trainer(options)
     result = trainer.run()
     ckpt = verify_checkpoint(result.last_path)
     expected = data.decode("utf-8", str(extra.get("errors", "strict"))).removeprefix("\ufeff")

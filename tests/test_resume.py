@@ -21,27 +21,14 @@ from charrnn.checkpoint import load_checkpoint, verify_checkpoint
 from charrnn.errors import CheckpointError, ConfigError, CorpusError, Interrupted
 from charrnn.runs import LAST
 from charrnn.train import Trainer, TrainOptions, TrainResult, train
-from tests.conftest import REPO, TINY_TRAIN, make_text
+from tests.conftest import REPO, TINY_TRAIN, make_text, tiny_options
 
 
 def tiny(corpus: Path, out: Path | None, **changes: object) -> TrainOptions:
     """Tiny model with dropout on (so the RNG matters) and a fixed single thread."""
-    base: dict[str, Any] = dict(
-        corpus=(str(corpus),),
-        out=None if out is None else str(out),
-        hidden_size=16,
-        embed_size=8,
-        num_layers=2,
-        dropout=0.3,
-        batch_size=4,
-        seq_len=16,
-        threads=1,
-        dtype="fp32",
-        eval_every="5",
-        save_every="5",
-    )
+    base: dict[str, Any] = dict(num_layers=2, dropout=0.3, dtype="fp32", eval_every="5", save_every="5")
     base.update(changes)
-    return TrainOptions(**base)
+    return tiny_options(corpus, out, **base)
 
 
 class Recorder:

@@ -10,21 +10,11 @@ from charrnn.checkpoint import load_checkpoint
 from charrnn.errors import ConfigError
 from charrnn.plan import make_plan
 from charrnn.train import TrainOptions, train
-from tests.conftest import SHAKESPEARE
+from tests.conftest import SHAKESPEARE, tiny_options
 
 
 def tiny(corpus: Path, out: Path | None, **changes: object) -> TrainOptions:
-    base = dict(
-        corpus=(str(corpus),),
-        out=None if out is None else str(out),
-        hidden_size=16,
-        embed_size=8,
-        batch_size=4,
-        seq_len=16,
-        threads=1,
-    )
-    base.update(changes)
-    return TrainOptions(**base)  # type: ignore[arg-type]
+    return tiny_options(corpus, out, **changes)
 
 
 def test_train_writes_best_last_metrics_and_config(corpus_file: Path, tmp_path: Path) -> None:
