@@ -6,7 +6,6 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Union
 
-import torch
 from torch import Tensor, nn
 
 from charrnn.errors import ConfigError
@@ -82,13 +81,6 @@ def detach_state(state: State) -> State:
     return state.detach()
 
 
-def select_streams(state: State, keep: Tensor) -> State:
-    """State rows for the streams in `keep` (used when streams finish at different times)."""
-    if isinstance(state, tuple):
-        return tuple(s[:, keep] for s in state)  # type: ignore[return-value]
-    return state[:, keep]
-
-
 def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """The state-dict names and shapes of `CharRNN(config)`, computed without building it
     (no memory, no torch machinery: a forged config cannot make this allocate)."""
@@ -108,7 +100,3 @@ def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 def count_parameters(config: ModelConfig) -> int:
     """Parameter count without building the model (for planning sizes)."""
     return sum(math.prod(shape) for shape in parameter_shapes(config).values())
-
-
-def build_model(config: ModelConfig, device: torch.device | str = "cpu") -> CharRNN:
-    return CharRNN(config).to(device)
