@@ -1,51 +1,95 @@
-"""Read and validate training text, encode it once into a compact id array, split train/val."""
+"""Read and validate training text, encode it once into a compact id array, split train/val.
+
+A corpus is one or more files (a directory counts as all its non-hidden files), joined into one
+text with `separator` between documents. Encoding streams the files in blocks, twice: pass 1
+validates them and counts characters (the vocab), pass 2 maps them to ids straight into the id
+cache (charrnn.idcache), so neither the text nor its ids ever sit in memory whole, and a second
+run on the same bytes just memory-maps the ids.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from charrnn import idcache
 from charrnn.errors import CorpusError, InputError
-from charrnn.vocab import Vocab, codepoints
+from charrnn.textstream import (
+    BLOCK_SIZE,
+    Fingerprint,
+    OnBytes,
+    UndecodableError,
+    binary_error,
+    codepoints_of,
+    count_points,
+    fingerprint,
+    iter_text,
+    spool,
+)
+from charrnn.vocab import UNICODE_SIZE, Vocab
 
-BINARY_SNIFF_BYTES = 65536
-TEXT_SUFFIXES = (".txt",)
 ERROR_POLICIES = ("strict", "replace", "ignore")
+SEPARATOR = "\n\n"  # a blank line between documents
+STDIN = "-"
+Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes total); phases: hash, scan, encode
 
 
 @dataclass(frozen=True)
 class Corpus:
-    """A whole corpus as ids (uint8/16/32, the smallest that fits its vocab)."""
+    """A whole corpus as ids (uint8/16/32, the smallest that fits its vocab).
+
+    `ids` is read-only, usually a memory map of the id cache. `digest` is the sha256 of the raw
+    bytes of the files used, in order (for one file: of that file), which `--resume` compares.
+    """
 
     ids: np.ndarray
     vocab: Vocab
     sources: tuple[str, ...]
     digest: str
+    separator: str = SEPARATOR
+    skipped: tuple[tuple[str, str], ...] = ()  # (path, reason) of files left out as not text
+    cached: bool = False  # the ids came from the cache, not from encoding now
 
     @property
     def num_chars(self) -> int:
         return int(self.ids.size)
 
 
+def walk(root: Path) -> list[str]:
+    """Every regular file under `root`, recursively, sorted, without hidden files or directories."""
+    found: list[tuple[str, ...]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not name.startswith(".") and path.is_file():
+                found.append(path.parts)
+    return [str(Path(*parts)) for parts in sorted(found)]
+
+
 def expand_sources(paths: Sequence[str]) -> list[str]:
-    """Files as given; directories become their `.txt` files (recursively, sorted); `-` is stdin."""
+    """Files as given; directories become all their files (see `walk`); `-` is stdin."""
     if not paths:
         raise CorpusError("no corpus given; pass one or more text files, a directory, or - for stdin")
     files: list[str] = []
     for raw in paths:
-        if raw == "-":
+        if raw == STDIN:
             files.append(raw)
             continue
         path = Path(raw)
         if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
+            found = walk(path)
             if not found:
-                raise CorpusError(f"{raw}: directory holds no .txt files; point at a text file instead")
+                raise CorpusError(f"{raw}: directory holds no files; point at a text file instead")
             files.extend(found)
         elif not path.exists():
             raise CorpusError(f"{raw}: corpus file not found; check the path")
@@ -54,67 +98,239 @@ def expand_sources(paths: Sequence[str]) -> list[str]:
     return files
 
 
-def read_bytes(source: str) -> bytes:
-    """Raw bytes of a file or of stdin, with filesystem failures as CorpusError."""
-    if source == "-":
-        return sys.stdin.buffer.read()
+@contextmanager
+def readable_paths(sources: Sequence[str]) -> Iterator[list[str]]:
+    """Paths to read each source from: stdin is spooled to a temporary file (read more than once)."""
+    if STDIN not in sources:
+        yield list(sources)
+        return
+    with tempfile.TemporaryDirectory(prefix="charrnn-stdin-") as tmp:
+        spooled = Path(tmp) / "stdin"
+        spool(sys.stdin.buffer, spooled)
+        yield [str(spooled) if s == STDIN else s for s in sources]
+
+
+class Meter:
+    """Turns per-block byte counts into `progress(phase, done, total)` calls."""
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress = progress
+        self.total = total
+
+    def phase(self, name: str) -> OnBytes:
+        done = 0
+        if self.progress is not None:
+            self.progress(name, 0, self.total)
+
+        def on_bytes(count: int) -> None:
+            nonlocal done
+            done += count
+            if self.progress is not None:
+                self.progress(name, min(done, self.total), self.total)
+
+        return on_bytes
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Pass 1 over the files: character counts, characters per file, files that are not text."""
+
+    counts: np.ndarray  # occurrences of each code point, over the files kept
+    chars: tuple[int, ...]  # characters in each file (0 for a skipped one)
+    skipped: dict[int, UndecodableError]
+    digest: str  # sha256 of the raw bytes of the files kept, in order
+
+
+def scan(
+    sources: Sequence[str],
+    paths: Sequence[str],
+    prints: Sequence[Fingerprint],
+    errors: str,
+    block_size: int,
+    meter: Meter,
+) -> Scan:
+    """Decode every file once: validate, count code points, hash the bytes of the files kept."""
+    counts = np.zeros(UNICODE_SIZE, dtype=np.int64)
+    chars: list[int] = []
+    skipped: dict[int, UndecodableError] = {}
+    digest = hashlib.sha256()
+    on_bytes = meter.phase("scan")
+    for index, (source, path, printed) in enumerate(zip(sources, paths, prints, strict=True)):
+        chars.append(0)
+        if printed.binary:
+            skipped[index] = binary_error(source)
+            on_bytes(printed.size)
+            continue
+        own = np.zeros(UNICODE_SIZE, dtype=np.int64)
+        check, with_file = hashlib.sha256(), digest.copy()
+
+        def on_raw(data: bytes, check: Any = check, with_file: Any = with_file) -> None:
+            check.update(data)
+            with_file.update(data)
+
+        try:
+            chars[-1] = count_points(iter_text(path, source, errors, block_size, on_bytes, on_raw), own)
+        except UndecodableError as exc:
+            skipped[index] = exc
+            continue
+        unchanged(source, printed, check)
+        counts += own
+        digest = with_file
+    return Scan(counts=counts, chars=tuple(chars), skipped=skipped, digest=digest.hexdigest())
+
+
+def unchanged(source: str, printed: Fingerprint, seen: Any) -> None:
+    """CorpusError if a file's bytes differ from its fingerprint: it was edited while being read."""
+    if seen.hexdigest() != printed.sha256:
+        raise CorpusError(f"{source}: changed while it was being read; run again once it is stable")
+
+
+def where(sources: Sequence[str]) -> str:
+    """How error messages name the corpus: the file, or how many files."""
+    return sources[0] if len(sources) == 1 else f"{len(sources)} files"
+
+
+def check_usable(sources: Sequence[str], found: Scan) -> list[int]:
+    """Indices of the documents to join (non-empty text files); CorpusError if there are none."""
+    if found.skipped and len(sources) == 1:
+        raise found.skipped[0]  # the one file the user named is not text: say exactly why
+    kept = [i for i in range(len(sources)) if i not in found.skipped]
+    if not kept:
+        reasons = sorted({exc.reason.split(" at byte")[0] for exc in found.skipped.values()})
+        raise CorpusError(
+            f"{where(sources)}: every file was skipped as not text ({', '.join(reasons)}); "
+            "point at UTF-8 text files" + (" or pass --errors replace" if "invalid UTF-8" in reasons else "")
+        )
+    documents = [i for i in kept if found.chars[i] > 0]
+    if not documents:
+        raise CorpusError(f"{where([sources[i] for i in kept])}: corpus is empty; give a file with some text in it")
+    return documents
+
+
+def choose_vocab(counts: np.ndarray, sources: Sequence[str], vocab: Vocab | None) -> Vocab:
+    """The corpus's own vocab, or the given one (fine-tuning) if it covers every character."""
+    if vocab is None:
+        return Vocab.from_counts(counts)
     try:
-        return Path(source).read_bytes()
-    except IsADirectoryError:
-        raise CorpusError(f"{source}: is a directory, not a text file") from None
-    except PermissionError:
-        raise CorpusError(f"{source}: permission denied; check the file's permissions") from None
-    except OSError as exc:
-        raise CorpusError(f"{source}: cannot read ({exc.strerror or exc})") from None
+        vocab.check_covers(np.flatnonzero(counts))
+    except InputError as exc:
+        raise CorpusError(f"{where(sources)}: {exc}") from None
+    return vocab
 
 
-def decode_text(data: bytes, source: str, errors: str = "strict") -> str:
-    """UTF-8 text of `data`, BOM stripped; binary data and bad bytes give a CorpusError."""
+def load_corpus(
+    paths: Sequence[str],
+    errors: str = "strict",
+    vocab: Vocab | None = None,
+    separator: str = SEPARATOR,
+    cache_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    block_size: int = BLOCK_SIZE,
+) -> Corpus:
+    """Read and encode a corpus, or map its ids from the cache when these bytes were encoded before.
+
+    With `vocab` (fine-tuning), every character must be in it. In a corpus of several files,
+    files that are not text are skipped and listed in `Corpus.skipped`; a single named file
+    that is not text is an error. `cache_dir` holds the id cache (default <cache>/ids).
+    """
     if errors not in ERROR_POLICIES:
         raise CorpusError(f"unknown UTF-8 error policy {errors!r}; use one of {', '.join(ERROR_POLICIES)}")
-    if b"\x00" in data[:BINARY_SNIFF_BYTES]:
-        raise CorpusError(f"{source}: looks like a binary file (NUL bytes); give a UTF-8 text file")
-    try:
-        text = data.decode("utf-8", errors)
-    except UnicodeDecodeError as exc:
-        raise CorpusError(
-            f"{source}: invalid UTF-8 at byte {exc.start} (0x{data[exc.start]:02x}); "
-            "convert the file to UTF-8 or pass --errors replace"
-        ) from None
-    return text[1:] if text.startswith("\ufeff") else text
-
-
-def read_text(paths: Sequence[str], errors: str = "strict") -> tuple[str, tuple[str, ...], str]:
-    """(text, sources, sha256 of the raw bytes). Several documents are joined so each ends in a newline."""
     sources = expand_sources(paths)
-    digest = hashlib.sha256()
-    parts: list[str] = []
-    for source in sources:
-        data = read_bytes(source)
-        digest.update(data)
-        text = decode_text(data, source, errors)
-        if len(sources) > 1 and text and not text.endswith("\n"):
-            text += "\n"
-        parts.append(text)
-    text = "".join(parts)
-    if not text:
-        where = sources[0] if len(sources) == 1 else f"{len(sources)} files"
-        raise CorpusError(f"{where}: corpus is empty; give a file with some text in it")
-    return text, tuple(sources), digest.hexdigest()
+    with readable_paths(sources) as files:
+        return encode_corpus(sources, files, errors, vocab, separator, idcache.ids_dir(cache_dir), progress, block_size)
 
 
-def load_corpus(paths: Sequence[str], errors: str = "strict", vocab: Vocab | None = None) -> Corpus:
-    """Read and encode a corpus. With `vocab` (fine-tuning), every character must be in it."""
-    text, sources, digest = read_text(paths, errors)
-    points = codepoints(text)
-    del text
-    if vocab is None:
-        vocab = Vocab.from_codepoints(points)
+def encode_corpus(
+    sources: Sequence[str],
+    files: Sequence[str],
+    errors: str,
+    vocab: Vocab | None,
+    separator: str,
+    directory: Path,
+    progress: Progress | None,
+    block_size: int,
+) -> Corpus:
+    meter = Meter(progress, sum(file_size(f) for f in files))
+    on_hash = meter.phase("hash")
+    prints = [fingerprint(f, s, block_size, on_hash) for s, f in zip(sources, files, strict=True)]
+    key = idcache.cache_key(prints, errors, separator, vocab)
+    hit = idcache.lookup(directory, key)
+    if hit is not None:
+        ids, meta = hit
+        skipped = {int(i): reason for i, reason in meta["skipped"]}
+        return Corpus(
+            ids=ids,
+            vocab=vocab or Vocab(meta["vocab"]),
+            sources=tuple(s for i, s in enumerate(sources) if i not in skipped),
+            digest=meta["digest"],
+            separator=separator,
+            skipped=tuple((sources[i], reason) for i, reason in sorted(skipped.items())),
+            cached=True,
+        )
+    found = scan(sources, files, prints, errors, block_size, meter)
+    documents = check_usable(sources, found)
+    counts = found.counts
+    joins = len(documents) - 1
+    if joins and separator:
+        counts = counts + np.bincount(codepoints_of(separator), minlength=UNICODE_SIZE) * joins
+    kept = [s for i, s in enumerate(sources) if i not in found.skipped]
+    vocab = choose_vocab(counts, kept, vocab)
+    size = sum(found.chars) + len(separator) * joins
+    table = vocab.id_table()
+
+    def fill(sink: idcache.Sink) -> None:
+        """Pass 2: each document's ids block by block, the separator's between documents."""
+        on_bytes = meter.phase("encode")
+        between = table[codepoints_of(separator)]
+        for n, index in enumerate(documents):
+            check, written = hashlib.sha256(), 0
+            for chunk in iter_text(files[index], sources[index], errors, block_size, on_bytes, check.update):
+                ids = table[codepoints_of(chunk)]
+                written += ids.size
+                sink(ids)
+            unchanged(sources[index], prints[index], check)
+            if written != found.chars[index]:
+                raise CorpusError(f"{sources[index]}: changed while it was being read; run again once it is stable")
+            if n < joins and between.size:
+                sink(between)
+
+    skipped = sorted((i, exc.reason) for i, exc in found.skipped.items())
+    meta = {
+        "digest": found.digest,
+        "vocab": vocab.chars,
+        "separator": separator,
+        "errors": errors,
+        "sources": list(sources),
+        "sizes": [p.size for p in prints],
+        "skipped": [[i, reason] for i, reason in skipped],
+    }
     try:
-        ids = vocab.encode_points(points)
-    except InputError as exc:
-        raise CorpusError(f"{', '.join(sources)}: {exc}") from None
-    return Corpus(ids=ids, vocab=vocab, sources=sources, digest=digest)
+        ids = idcache.store(directory, key, meta, size, vocab.id_dtype, fill)
+    except OSError:  # unwritable or full cache: build the same ids in memory instead
+        ids = idcache.in_memory(size, vocab.id_dtype, fill)
+    return Corpus(
+        ids=ids,
+        vocab=vocab,
+        sources=tuple(kept),
+        digest=found.digest,
+        separator=separator,
+        skipped=tuple((sources[i], reason) for i, reason in skipped),
+    )
+
+
+def file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0  # reading it will report the problem
+
+
+def skip_warnings(skipped: Sequence[tuple[str, str]], limit: int = 5) -> list[str]:
+    """One warning per skipped file, or a summary line when there are many."""
+    if len(skipped) <= limit:
+        return [f"skipped {path}: not text, {reason}" for path, reason in skipped]
+    shown = ", ".join(f"{path} ({reason})" for path, reason in skipped[:3])
+    return [f"skipped {len(skipped)} files that are not text: {shown} and {len(skipped) - 3} more"]
 
 
 def split_train_val(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:

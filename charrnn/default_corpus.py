@@ -6,24 +6,16 @@ source next to the interpreter, which makes the classic "generate code" demo wor
 
 from __future__ import annotations
 
-import os
 import sys
 import sysconfig
 from pathlib import Path
 
+from charrnn.cachedir import cache_dir
 from charrnn.checkpoint import atomic_write
 from charrnn.errors import CorpusError
 
 NAME = "python-stdlib"
 SKIP_PARTS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test"})
-
-
-def cache_dir() -> Path:
-    """$CHARRNN_CACHE, else $XDG_CACHE_HOME/charrnn, else ~/.cache/charrnn."""
-    if os.environ.get("CHARRNN_CACHE"):
-        return Path(os.environ["CHARRNN_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "charrnn"
 
 
 def stdlib_files(root: Path | None = None) -> list[Path]:

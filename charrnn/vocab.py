@@ -8,6 +8,8 @@ import numpy as np
 
 from charrnn.errors import InputError
 
+UNICODE_SIZE = 0x110000  # code points 0..U+10FFFF
+
 
 def codepoints(text: str) -> np.ndarray:
     """The code points of `text` as uint32, without a Python loop per character."""
@@ -57,6 +59,11 @@ class Vocab:
     def from_codepoints(cls, points: np.ndarray) -> Vocab:
         return cls(decode_codepoints(np.unique(points)))
 
+    @classmethod
+    def from_counts(cls, counts: np.ndarray) -> Vocab:
+        """The code points with a non-zero count (`counts` is indexed by code point)."""
+        return cls(decode_codepoints(np.flatnonzero(counts).astype("<u4")))
+
     @property
     def size(self) -> int:
         return int(self._points.size)
@@ -80,6 +87,16 @@ class Vocab:
             missing = list(decode_codepoints(np.unique(points[bad])))
             raise InputError(f"{len(missing)} character(s) not in the model's vocabulary: {describe_chars(missing)}")
         return idx_clipped.astype(self.id_dtype)
+
+    def id_table(self) -> np.ndarray:
+        """Id of every code point (0 where the vocab lacks it): `table[points]` encodes a block at once."""
+        table = np.zeros(UNICODE_SIZE, dtype=self.id_dtype)
+        table[self._points] = np.arange(self.size, dtype=self.id_dtype)
+        return table
+
+    def check_covers(self, points: np.ndarray) -> None:
+        """InputError naming the characters among `points` (unique code points) the vocab lacks."""
+        self.encode_points(points.astype("<u4"))
 
     def encode(self, text: str) -> np.ndarray:
         return self.encode_points(codepoints(text))

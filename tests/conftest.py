@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,19 @@ LINES = [
 
 def make_text(n_lines: int = 400) -> str:
     return "\n".join(f"{LINES[i % len(LINES)]} {i % 7}" for i in range(n_lines)) + "\n"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def id_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point the cache (encoded corpora) at a temporary directory for the whole suite, CLI runs included."""
+    root = tmp_path_factory.mktemp("cache")
+    saved = os.environ.get("CHARRNN_CACHE_DIR")
+    os.environ["CHARRNN_CACHE_DIR"] = str(root)
+    yield root
+    if saved is None:
+        del os.environ["CHARRNN_CACHE_DIR"]
+    else:
+        os.environ["CHARRNN_CACHE_DIR"] = saved
 
 
 @pytest.fixture

@@ -1,0 +1,155 @@
+"""Read corpus files in fixed-size blocks: fingerprint them, decode UTF-8 incrementally, count characters.
+
+Nothing here holds a whole file: a 1 GB corpus is read BLOCK_SIZE bytes at a time, and each block
+is turned into code points with numpy (no Python loop per character).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from charrnn.errors import CorpusError
+from charrnn.vocab import UNICODE_SIZE
+
+BLOCK_SIZE = 8 << 20  # bytes per read: big enough for numpy to pay off, small enough for memory
+BINARY_SNIFF_BYTES = 65536  # a NUL byte in this much of a file's head marks it binary
+BOM = "\ufeff"
+
+OnBytes = Callable[[int], None]  # told how many more bytes were read
+
+
+def no_progress(count: int) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What one read of a file's raw bytes tells: its size, sha256, and whether it looks binary."""
+
+    size: int
+    sha256: str
+    binary: bool
+
+
+class UndecodableError(CorpusError):
+    """A file that is not text: binary, or invalid UTF-8 under the strict policy.
+
+    The message says what to do (for a file the user named); `reason` is the short form used
+    when the file is only skipped from a multi-file corpus.
+    """
+
+    def __init__(self, source: str, detail: str, reason: str) -> None:
+        super().__init__(f"{source}: {detail}")
+        self.reason = reason
+
+
+def binary_error(source: str) -> UndecodableError:
+    detail = "looks like a binary file (NUL bytes); give a UTF-8 text file"
+    return UndecodableError(source, detail, "binary (NUL bytes)")
+
+
+@contextmanager
+def open_source(path: str, source: str) -> Iterator[BinaryIO]:
+    """The file opened for reading, with filesystem failures as CorpusError naming `source`."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except IsADirectoryError:
+        raise CorpusError(f"{source}: is a directory, not a text file") from None
+    except PermissionError:
+        raise CorpusError(f"{source}: permission denied; check the file's permissions") from None
+    except OSError as exc:
+        raise CorpusError(f"{source}: cannot read ({exc.strerror or exc})") from None
+    try:
+        yield handle
+    except OSError as exc:
+        raise CorpusError(f"{source}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        handle.close()
+
+
+def read_blocks(path: str, source: str, block_size: int, on_bytes: OnBytes) -> Iterator[bytes]:
+    with open_source(path, source) as handle:
+        while data := handle.read(block_size):
+            on_bytes(len(data))
+            yield data
+
+
+def fingerprint(path: str, source: str, block_size: int = BLOCK_SIZE, on_bytes: OnBytes = no_progress) -> Fingerprint:
+    """Size, sha256 and binary sniff of a file in one pass over its bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    for data in read_blocks(path, source, block_size, on_bytes):
+        if len(head) < BINARY_SNIFF_BYTES:
+            head += data[: BINARY_SNIFF_BYTES - len(head)]
+        digest.update(data)
+        size += len(data)
+    return Fingerprint(size=size, sha256=digest.hexdigest(), binary=b"\x00" in head)
+
+
+def iter_text(
+    path: str,
+    source: str,
+    errors: str = "strict",
+    block_size: int = BLOCK_SIZE,
+    on_bytes: OnBytes = no_progress,
+    on_raw: Callable[[bytes], None] | None = None,
+) -> Iterator[str]:
+    """The file's text in chunks, BOM stripped; invalid UTF-8 (strict) raises UndecodableError.
+
+    The incremental decoder carries a character split across two blocks over to the next one,
+    so chunks never cut a character in half. `on_raw` sees every raw block (for hashing).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors)
+    offset = 0  # bytes handed to the decoder before the current block
+    at_start = True
+    blocks = read_blocks(path, source, block_size, on_bytes)
+    while True:
+        data = next(blocks, b"")
+        if on_raw is not None and data:
+            on_raw(data)
+        try:
+            text = decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            pending = len(exc.object) - len(data)  # bytes the decoder held back from the last block
+            where = f"invalid UTF-8 at byte {offset - pending + exc.start} (0x{exc.object[exc.start]:02x})"
+            hint = "convert the file to UTF-8 or pass --errors replace"
+            raise UndecodableError(source, f"{where}; {hint}", where) from None
+        offset += len(data)
+        if at_start and text:
+            at_start = False
+            text = text.removeprefix(BOM)
+        if text:
+            yield text
+        if not data:
+            return
+
+
+def codepoints_of(text: str) -> np.ndarray:
+    """Code points of a chunk as uint32 (lone surrogates kept, so no chunk can fail to encode)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+
+
+def count_points(chunks: Iterator[str], counts: np.ndarray) -> int:
+    """Add each code point's occurrences to `counts` (indexed by code point); returns the chars seen."""
+    total = 0
+    for chunk in chunks:
+        points = codepoints_of(chunk)
+        counts += np.bincount(points, minlength=UNICODE_SIZE)
+        total += points.size
+    return total
+
+
+def spool(stream: BinaryIO, target: Path, block_size: int = BLOCK_SIZE) -> None:
+    """Copy a stream (stdin) to `target` block by block, so it can be read more than once."""
+    with open(target, "wb") as out:
+        while data := stream.read(block_size):
+            out.write(data)
