@@ -28,6 +28,7 @@ IDENTITY = (
     "val_frac",
     "val_max_chars",
     "errors",
+    "doc_separator",
     "seed",
 )
 # Options that may change on resume (each change is a warning).

@@ -32,7 +32,7 @@ from charrnn.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
-from charrnn.corpus import ERROR_POLICIES, Corpus, load_corpus, split_train_val
+from charrnn.corpus import ERROR_POLICIES, Corpus, load_corpus, skip_warnings, split_train_val
 from charrnn.device import autocast, configure_threads, dtype_name, resolve_device, resolve_dtype
 from charrnn.durations import Interval, parse_duration
 from charrnn.errors import CheckpointError, ConfigError, CorpusError, Interrupted, TrainingError
@@ -83,6 +83,7 @@ class TrainOptions:
     threads: int | None = None
     seed: int = 1337
     errors: str = "strict"
+    doc_separator: str = "\n\n"  # between the documents of a multi-file corpus
     command: str = ""
     resume: str | None = None  # run directory or checkpoint to continue; "" = the newest run
     init_from: str | None = None  # checkpoint whose weights and vocab start a new run (fine-tuning)
@@ -409,11 +410,18 @@ class Trainer:
             raise CheckpointError(f"{self.resumed_from}: malformed stored options") from None
         self.threads = configure_threads(options.threads)
         try:
-            self.corpus = load_corpus(options.corpus, options.errors, vocab=base.vocab if base else None)
+            self.corpus = load_corpus(
+                options.corpus,
+                options.errors,
+                vocab=base.vocab if base else None,
+                separator=options.doc_separator,
+                progress=getattr(self.observer, "on_corpus_progress", None),
+            )
         except CorpusError as exc:
             if base is None or "vocabulary" not in str(exc):
                 raise
             raise CorpusError(f"--init-from {base.path}: {exc}; fine-tune only on text it can spell") from None
+        self.warnings += skip_warnings(self.corpus.skipped)
         if resume is not None:
             check_same_corpus(resume, self.corpus)
         self.train_ids, val_ids = split_train_val(self.corpus.ids, options.val_frac)
@@ -477,6 +485,8 @@ class Trainer:
             "sources": list(self.corpus.sources),
             "paths": [s if s == "-" else str(Path(s).resolve()) for s in self.corpus.sources],
             "digest": self.corpus.digest,
+            "separator": self.corpus.separator,
+            "skipped": [list(item) for item in self.corpus.skipped],
             "chars": self.corpus.num_chars,
             "train_chars": int(self.train_ids.size),
             "val_chars": self.corpus.num_chars - int(self.train_ids.size),

@@ -280,3 +280,19 @@ def test_text_output_separates_samples_by_one_blank_line() -> None:
 
     pieces = [Piece(0, "ab"), Piece(0, "c", True), Piece(1, "d\n", True), Piece(2, "e\n\n", True), Piece(3, "f", True)]
     assert "".join(text_output("> ", iter(pieces))) == "> abc\n\n> d\n\n> e\n\n> f"
+
+
+def test_train_on_directory_skips_binary_file_with_one_warning(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / ".git").mkdir(parents=True)
+    (docs / ".git" / "index").write_bytes(b"\x00DIRC")
+    (docs / "a.txt").write_text(make_text(200), encoding="utf-8")
+    (docs / "b.md").write_text(make_text(200), encoding="utf-8")
+    (docs / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    proc = run_cli("train", "docs", "--steps", "2", "--out", "run", "--quiet", *TINY_TRAIN, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == b""
+    warnings = [line for line in proc.stderr.decode().splitlines() if "warning" in line]
+    assert warnings == [f"charrnn: warning: skipped {Path('docs') / 'logo.png'}: not text, binary (NUL bytes)"]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert [Path(s).name for s in config["corpus"]["sources"]] == ["a.txt", "b.md"]

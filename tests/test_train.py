@@ -2,15 +2,17 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from charrnn.checkpoint import load_checkpoint
 from charrnn.errors import ConfigError
 from charrnn.plan import make_plan
-from charrnn.train import TrainOptions, train
-from tests.conftest import SHAKESPEARE, tiny_options
+from charrnn.train import Trainer, TrainOptions, train
+from tests.conftest import SHAKESPEARE, make_text, tiny_options
 
 
 def tiny(corpus: Path, out: Path | None, **changes: object) -> TrainOptions:
@@ -87,3 +89,29 @@ def test_reference_corpus_trains(tmp_path: Path) -> None:
     assert ckpt.vocab.size == 65
     assert ckpt.meta["corpus"]["chars"] == 1_115_394
     assert ckpt.meta["corpus"]["val_chars"] == 111_539
+
+
+def test_cjk_corpus_over_255_symbols_trains_with_uint16_ids(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    chars = [chr(c) for c in range(0x4E00, 0x5000)] + ["\u3002", "\uff0c", "\n"]
+    corpus = tmp_path / "cjk.txt"
+    corpus.write_text("".join(rng.choice(chars) for _ in range(20_000)), encoding="utf-8")
+    trainer = Trainer(tiny(corpus, tmp_path / "run", steps=3))
+    assert trainer.corpus.vocab.size == 515 and trainer.corpus.ids.dtype == np.uint16
+    result = trainer.run()
+    assert result.steps == 3 and math.isfinite(result.best_val_loss)
+    assert load_checkpoint(result.best_path).vocab.size == 515
+
+
+def test_multi_file_corpus_records_separator_and_skipped_files(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(3):
+        (docs / f"{i}.txt").write_text(make_text(60), encoding="utf-8")
+    (docs / "blob.bin").write_bytes(b"\x00" * 100)
+    trainer = Trainer(tiny(docs, tmp_path / "run", steps=1, doc_separator="\n~\n"))
+    assert trainer.warnings == [f"skipped {docs / 'blob.bin'}: not text, binary (NUL bytes)"]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["corpus"]["separator"] == "\n~\n" and config["options"]["doc_separator"] == "\n~\n"
+    assert config["corpus"]["skipped"] == [[str(docs / "blob.bin"), "binary (NUL bytes)"]]
+    assert trainer.corpus.vocab.index("~") is not None

@@ -101,7 +101,7 @@ def root(
 def train(
     corpus: Annotated[
         Optional[list[str]],
-        typer.Argument(help="Text files, a directory of .txt files, or - for stdin. Default: Python's stdlib source."),
+        typer.Argument(help="Text files, directories (all their files), or - for stdin. Default: the stdlib source."),
     ] = None,
     out: Annotated[
         Optional[str], typer.Option(help="Run directory. [default: checkpoints/<corpus name>]", rich_help_panel=CKPTS)
@@ -201,6 +201,14 @@ def train(
         str,
         typer.Option(help="Invalid UTF-8 in the corpus: strict (error), replace or ignore.", rich_help_panel=SYSTEM),
     ] = "strict",
+    doc_separator: Annotated[
+        str,
+        typer.Option(
+            help="Text put between the files of a multi-file corpus, e.g. $'\\n<|end|>\\n'. [default: a blank line]",
+            show_default=False,
+            rich_help_panel=SYSTEM,
+        ),
+    ] = "\n\n",
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only warnings and the summary.", rich_help_panel=OUTPUT)
     ] = False,
@@ -243,6 +251,7 @@ def train(
             threads=threads,
             seed=seed,
             errors=errors,
+            doc_separator=doc_separator,
             command=shlex.join(["charrnn", *sys.argv[1:]]),
             resume=resume,
             init_from=init_from,
@@ -554,14 +563,22 @@ def evaluate(
     """Score text under a model: loss in nats/char, bits/char and perplexity."""
     with guarded():
         from charrnn.checkpoint import load_checkpoint, load_model
-        from charrnn.corpus import load_corpus
+        from charrnn.cli.loadbar import CorpusBar
+        from charrnn.cli.report import is_interactive
+        from charrnn.corpus import load_corpus, skip_warnings
         from charrnn.device import resolve_device
         from charrnn.evaluate import evaluate_ids
         from charrnn.runs import resolve_checkpoint
 
         target = resolve_device(device)
         ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
-        corpus = load_corpus(files, errors, vocab=ckpt.vocab)
+        bar = CorpusBar(sys.stderr, is_interactive(sys.stderr))
+        try:
+            corpus = load_corpus(files, errors, vocab=ckpt.vocab, progress=bar)
+        finally:
+            bar.close()
+        for message in skip_warnings(corpus.skipped):
+            err(f"charrnn: warning: {message}")
         result = evaluate_ids(load_model(ckpt, target), corpus.ids, target)
         if as_json:
             print(json.dumps(result.to_dict()))

@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from charrnn.cli.curve import encodable, loss_lines, render
+from charrnn.cli.loadbar import CorpusBar
 from charrnn.durations import format_duration
 from charrnn.train import TrainResult
 
@@ -94,6 +95,7 @@ class TrainReport:
         self.budget_s: float | None = None
         self.train_points: list[tuple[float, float]] = []
         self.val_points: list[tuple[float, float]] = []
+        self.corpus_bar = CorpusBar(self.stream, self.interactive)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -107,6 +109,7 @@ class TrainReport:
 
     def close(self) -> None:
         """Stop the live display, leaving its last frame on screen."""
+        self.corpus_bar.close()
         if self.live is not None:
             self.live.stop()
             self.live = None
@@ -128,6 +131,10 @@ class TrainReport:
         return Text.assemble((f"{name:<8}", "bold"), *parts)
 
     # -- events -------------------------------------------------------------------------------
+
+    def on_corpus_progress(self, phase: str, done: int, total: int) -> None:
+        if not self.quiet:
+            self.corpus_bar(phase, done, total)
 
     def on_start(self, info: dict[str, Any]) -> None:
         sampler = info.get("sample")
