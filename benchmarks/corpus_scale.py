@@ -1,0 +1,174 @@
+"""Big corpora on one machine: encoding speed, peak memory of a training run, and a warm second start.
+
+    python benchmarks/corpus_scale.py [--mb 100] [--keep DIR]
+
+Writes a deterministic synthetic corpus of --mb MiB (made-up words from a generated lexicon, with
+punctuation, newlines and some non-ASCII; no third-party text) to a temporary directory, then:
+(a) times a cold `load_corpus` with an empty id cache: encoding MB/s (target >= 30);
+(b) runs the real `charrnn train CORPUS --steps 20 --hidden 128` in a subprocess, cache cold, and
+    reads its peak RSS from os.wait4 (target <= corpus size + 1 GiB);
+(c) runs `charrnn train CORPUS --steps 1 --hidden 128` again on the warm cache and measures the
+    time from launching the process to the first `train` row appearing in its metrics.jsonl,
+    i.e. to the end of the first optimizer step (target <= 5 s); its peak RSS is reported too.
+Prints one line per case with the ratio to its target and writes benchmarks/results/corpus_scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, write_result
+
+from charrnn.corpus import load_corpus
+
+MIB = 1 << 20
+TARGET_MB_S = 30.0
+TARGET_EXTRA_RSS = 1 << 30
+TARGET_START_S = 5.0
+TRAIN_FLAGS = ["--hidden", "128", "--threads", "2", "--quiet"]
+
+
+def lexicon(rng: np.random.Generator, size: int = 6000) -> list[str]:
+    """Made-up words from syllables; a few per hundred carry accents, umlauts, CJK or a dash."""
+    syllables = [c + v for c in "bcdfghjklmnprstvwz" for v in "aeiou"] + ["th", "qu", "sh", "ng"]
+    extras = ["é", "ü", "ß", "ñ", "ø", "—", "語", "字", "ł", "ç"]
+    words = []
+    for _ in range(size):
+        word = "".join(rng.choice(syllables, size=int(rng.integers(1, 4))))
+        if rng.random() < 0.03:
+            word += str(rng.choice(extras))
+        words.append(word)
+    return words
+
+
+def tokens(words: list[str]) -> list[str]:
+    """Words, then the same words with trailing punctuation, then newlines (chosen less often)."""
+    return words + [w + p for w in words[:1500] for p in (",", ".")] + ["\n", "\n\n"]
+
+
+def generate(path: Path, mb: float, seed: int = 0) -> int:
+    """Write about `mb` MiB of text to `path`, chunk by chunk; returns the bytes written."""
+    rng = np.random.default_rng(seed)
+    vocab = tokens(lexicon(rng))
+    weights = 1.0 / np.arange(1, len(vocab) + 1) ** 0.9  # Zipf-like: a few words are common
+    weights[-2:] = [weights.sum() * 0.02, weights.sum() * 0.004]
+    weights /= weights.sum()
+    target = int(mb * MIB)
+    written = 0
+    with open(path, "wb") as out:
+        while written < target:
+            chosen = rng.choice(len(vocab), size=200_000, p=weights)
+            text = " ".join(vocab[i] for i in chosen).replace(" \n", "\n").replace("\n ", "\n")
+            data = text.encode("utf-8")[: target - written]
+            data = data.decode("utf-8", "ignore").encode("utf-8")  # never cut a character in half
+            out.write(data)
+            written += len(data)
+    return written
+
+
+def train_process(corpus: Path, out: Path, cache: Path, steps: int) -> tuple[subprocess.Popen, float]:
+    env = dict(os.environ, CHARRNN_CACHE_DIR=str(cache), PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "charrnn", "train", str(corpus), "--steps", str(steps), "--out", str(out)]
+    log = open(out.parent / f"{out.name}.log", "wb")  # noqa: SIM115 - owned by the child
+    start = time.perf_counter()
+    return subprocess.Popen([*command, *TRAIN_FLAGS], stdout=log, stderr=subprocess.STDOUT, env=env), start
+
+
+def has_train_row(metrics: Path) -> bool:
+    if not metrics.exists():
+        return False
+    lines = metrics.read_text().splitlines()
+    return any(json.loads(line).get("event") == "train" for line in lines if line.endswith("}"))
+
+
+def wait(proc: subprocess.Popen, start: float, out: Path) -> tuple[float, int]:
+    """(seconds from `start` to the first train row, or nan; peak RSS in bytes) of a training subprocess."""
+    first_row = float("nan")
+    metrics = out / "metrics.jsonl"
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if first_row != first_row and has_train_row(metrics):  # nan: not seen yet
+            first_row = time.perf_counter() - start
+        if pid:
+            break
+        time.sleep(0.01)
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code
+    if code != 0:
+        log = (out.parent / f"{out.name}.log").read_text(errors="replace")
+        raise SystemExit(f"charrnn train failed ({code}):\n{log}")
+    return first_row, usage.ru_maxrss * 1024  # Linux reports KiB
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=float, default=100.0, help="corpus size in MiB")
+    parser.add_argument("--keep", type=Path, help="work here (kept) instead of a temporary directory")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="corpus-scale-") as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        corpus = work / "synthetic.txt"
+        t = time.perf_counter()
+        size = generate(corpus, args.mb)
+        print(f"corpus: {size / MIB:.1f} MiB generated in {time.perf_counter() - t:.1f} s", flush=True)
+
+        t = time.perf_counter()
+        cold = load_corpus([str(corpus)], cache_dir=work / "cache-a" / "ids")
+        encode_s = time.perf_counter() - t
+        mb_s = size / MIB / encode_s
+        t = time.perf_counter()
+        warm = load_corpus([str(corpus)], cache_dir=work / "cache-a" / "ids")
+        hit_s = time.perf_counter() - t
+        assert warm.cached and warm.num_chars == cold.num_chars
+        print(
+            f"(a) cold load_corpus: {mb_s:.1f} MB/s ({encode_s:.1f} s, {cold.num_chars:,} chars, vocab "
+            f"{cold.vocab.size}) = {mb_s / TARGET_MB_S:.2f}x the 30 MB/s target; cache hit {hit_s:.2f} s",
+            flush=True,
+        )
+        del cold, warm
+
+        cache = work / "cache-b"
+        proc, start = train_process(corpus, work / "cold", cache, 20)
+        cold_first, cold_rss = wait(proc, start, work / "cold")
+        limit = size + TARGET_EXTRA_RSS
+        print(
+            f"(b) charrnn train --steps 20, cold cache: peak RSS {cold_rss / MIB:,.0f} MiB "
+            f"(limit corpus + 1 GiB = {limit / MIB:,.0f} MiB: {cold_rss / limit:.2f}x); "
+            f"first step after {cold_first:.1f} s",
+            flush=True,
+        )
+        proc, start = train_process(corpus, work / "warm", cache, 1)
+        warm_first, warm_rss = wait(proc, start, work / "warm")
+        print(
+            f"(c) second start, warm cache: first training step {warm_first:.2f} s after launch "
+            f"({warm_first / TARGET_START_S:.2f}x the 5 s target); peak RSS {warm_rss / MIB:,.0f} MiB",
+            flush=True,
+        )
+        payload = {
+            "corpus_bytes": size,
+            "cpus": os.cpu_count(),
+            "encode_s": round(encode_s, 2),
+            "encode_mb_s": round(mb_s, 1),
+            "cache_hit_s": round(hit_s, 3),
+            "cold_train_peak_rss_bytes": cold_rss,
+            "cold_train_first_step_s": round(cold_first, 2),
+            "warm_train_peak_rss_bytes": warm_rss,
+            "warm_train_first_step_s": round(warm_first, 2),
+            "train_flags": TRAIN_FLAGS,
+        }
+    print(f"wrote {write_result('corpus_scale', payload)}")
+
+
+if __name__ == "__main__":
+    main()
