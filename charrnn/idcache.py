@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -23,6 +24,7 @@ from charrnn.cachedir import cache_dir
 from charrnn.textstream import Fingerprint
 from charrnn.vocab import Vocab
 
+STALE_TEMP_S = 3600.0
 FORMAT = 1  # bump when the encoding of ids changes, so old entries stop matching
 Sink = Callable[[np.ndarray], None]  # receives consecutive blocks of ids
 
@@ -55,6 +57,8 @@ def lookup(directory: Path, key: str) -> tuple[np.ndarray, dict[str, Any]] | Non
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("key") != key:
             return None
+        if not (isinstance(meta["digest"], str) and isinstance(meta["vocab"], str) and valid_skips(meta["skipped"])):
+            return None
         if ids_path.stat().st_size != meta["npy_bytes"]:
             return None
         ids = np.load(ids_path, mmap_mode="r", allow_pickle=False)
@@ -65,6 +69,22 @@ def lookup(directory: Path, key: str) -> tuple[np.ndarray, dict[str, Any]] | Non
     return ids, meta
 
 
+def valid_skips(skipped: Any) -> bool:
+    return isinstance(skipped, list) and all(
+        isinstance(item, list) and len(item) == 2 and isinstance(item[0], int) and isinstance(item[1], str)
+        for item in skipped
+    )
+
+
+def remove_stale_temps(directory: Path, older_than_s: float = STALE_TEMP_S) -> None:
+    """Delete temporary files left by runs killed mid-write (old enough not to be someone's current write)."""
+    cutoff = time.time() - older_than_s
+    for leftover in directory.glob(".*.tmp"):
+        with suppress(OSError):
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+
+
 def store(
     directory: Path, key: str, meta: dict[str, Any], size: int, dtype: np.dtype, fill: Callable[[Sink], None]
 ) -> np.ndarray:
@@ -73,6 +93,7 @@ def store(
     OSError means the cache could not be written (read-only, full disk); nothing half-written is left.
     """
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(directory)
     ids_path, meta_path = entry_paths(directory, key)
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (size,)}
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import random
 from pathlib import Path
 
@@ -241,3 +242,23 @@ def test_memmap_ids_split_and_batch(tmp_path: Path, corpus_file: Path) -> None:
     assert x.dtype == torch.int64 and x.shape == (4, 16)
     assert torch.equal(x[:, 1:], y[:, :-1])
     assert val.size > 0 and not val.flags.writeable
+
+
+def test_killed_write_leaves_no_entry_and_old_temps_are_removed(tmp_path: Path, corpus_file: Path) -> None:
+    cache = tmp_path / "ids"
+    cache.mkdir()
+    stale = cache / ".abc.npy.123.tmp"
+    stale.write_bytes(b"half an entry")
+    os.utime(stale, (0, 0))
+    fresh = cache / ".def.npy.456.tmp"
+    fresh.write_bytes(b"someone else writing now")
+
+    def killed(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(np.lib.format, "write_array_header_1_0", killed)
+        with pytest.raises(KeyboardInterrupt):
+            load_corpus([str(corpus_file)], cache_dir=cache)
+    assert sorted(p.name for p in cache.iterdir()) == [fresh.name]  # no entry, no new temp, stale one gone
+    assert not load_corpus([str(corpus_file)], cache_dir=cache).cached
