@@ -990,10 +990,13 @@ class Trainer:
                     loss_sum.zero_()
                     loss_count.zero_()
                     marks["log"], last_log_step = now, self.state.step
-                if self.state is not state:  # rolled back to the last checkpoint
+                if self.state is not state:  # rolled back to the last checkpoint: the budget is not spent
                     state = self.state
                     marks["save_step"] = float(state.step)
                     last_log_step = min(last_log_step, state.step)
+                    if not signum:
+                        stop_reason = None
+                        continue
                 if eval_due and not stop_reason:
                     if self.run_validation(t0):
                         stop_reason = "patience"
