@@ -14,17 +14,27 @@ SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 RESULTS = REPO / "benchmarks" / "results"
 
 
-def gemm_peak(dtype: torch.dtype, size: int = 2048, seconds: float = 2.0) -> float:
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so a clock reading means what it says (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gemm_peak(dtype: torch.dtype, device: torch.device | None = None, seconds: float = 2.0) -> float:
     """Best FLOP/s of a square matmul in `dtype`, measured now (the machine is shared and noisy)."""
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
+    device = device or torch.device("cpu")
+    size = 8192 if device.type == "cuda" else 2048  # big enough to saturate each
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
     for _ in range(2):
         a @ b
+    synchronize(device)
     best = 0.0
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         best = max(best, 2 * size**3 / (time.perf_counter() - start))
     return best
 

@@ -1,6 +1,7 @@
 """Training throughput: charrnn's training step vs a plain PyTorch LSTM loop, measured in one run.
 
     python benchmarks/train_speed.py [--hidden 512 --layers 2 --batch 64 --seq 128 --seconds 20]
+    python benchmarks/train_speed.py --device cuda --layers 3 --hidden 1024 --batch 128 --seq 256
 
 Prints one line per case (chars/s, ratio to the plain fp32 loop, model-FLOP utilisation against
 the fp32 and bf16 GEMM peaks measured on the spot) and writes benchmarks/results/train_speed.json.
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import gemm_peak, write_result
+from common import gemm_peak, synchronize, write_result
 
 from charrnn.device import configure_threads
 from charrnn.model import ModelConfig, count_parameters
@@ -30,19 +31,19 @@ from charrnn.train import Trainer, TrainOptions
 VOCAB = 65
 
 
-def plain_loop(config: ModelConfig, batch: int, seq: int, bf16: bool) -> Callable[[], None]:
+def plain_loop(config: ModelConfig, batch: int, seq: int, bf16: bool, device: torch.device) -> Callable[[], None]:
     """The baseline users would write: embedding, nn.LSTM, linear, AdamW, clipping."""
-    embed = nn.Embedding(VOCAB, config.embed_size)
-    rnn = nn.LSTM(config.embed_size, config.hidden_size, config.num_layers, batch_first=True)
-    head = nn.Linear(config.hidden_size, VOCAB)
+    embed = nn.Embedding(VOCAB, config.embed_size).to(device)
+    rnn = nn.LSTM(config.embed_size, config.hidden_size, config.num_layers, batch_first=True).to(device)
+    head = nn.Linear(config.hidden_size, VOCAB).to(device)
     params = [*embed.parameters(), *rnn.parameters(), *head.parameters()]
     optimizer = torch.optim.AdamW(params, lr=1e-3)
-    x = torch.randint(0, VOCAB, (batch, seq))
-    y = torch.randint(0, VOCAB, (batch, seq))
+    x = torch.randint(0, VOCAB, (batch, seq), device=device)
+    y = torch.randint(0, VOCAB, (batch, seq), device=device)
     state: list[tuple[torch.Tensor, torch.Tensor] | None] = [None]
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out, new_state = rnn(embed(x), state[0])
             logits = head(out)
         loss = F.cross_entropy(logits.float().reshape(-1, VOCAB), y.reshape(-1))
@@ -55,7 +56,9 @@ def plain_loop(config: ModelConfig, batch: int, seq: int, bf16: bool) -> Callabl
     return step
 
 
-def charrnn_step(config: ModelConfig, batch: int, seq: int, workdir: Path, dtype: str) -> Callable[[], None]:
+def charrnn_step(
+    config: ModelConfig, batch: int, seq: int, workdir: Path, dtype: str, device: torch.device
+) -> Callable[[], None]:
     """charrnn's own training step (Trainer.step), on random text with the same vocabulary size."""
     corpus = workdir / "random.txt"
     alphabet = (string.ascii_letters + string.digits + " \n.")[:VOCAB]
@@ -73,6 +76,7 @@ def charrnn_step(config: ModelConfig, batch: int, seq: int, workdir: Path, dtype
             seq_len=seq,
             steps=10**9,
             dtype=dtype,
+            device=str(device),
             threads=torch.get_num_threads(),
         )
     )
@@ -80,13 +84,15 @@ def charrnn_step(config: ModelConfig, batch: int, seq: int, workdir: Path, dtype
     return lambda: trainer.step(1e-3)
 
 
-def chars_per_second(step: Callable[[], None], chars_per_step: int, seconds: float) -> float:
+def chars_per_second(step: Callable[[], None], chars_per_step: int, seconds: float, device: torch.device) -> float:
     for _ in range(3):
         step()
+    synchronize(device)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         step()
         count += 1
+    synchronize(device)
     return count * chars_per_step / (time.perf_counter() - start)
 
 
@@ -99,28 +105,26 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds per case")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the plain loop runs there too)")
     args = parser.parse_args()
     configure_threads(args.threads)
+    device = torch.device(args.device)
     config = ModelConfig(vocab_size=VOCAB, num_layers=args.layers, hidden_size=args.hidden, embed_size=args.embed)
     flops_per_char = 6 * count_parameters(config)
-    peaks = {"fp32": gemm_peak(torch.float32), "bf16": gemm_peak(torch.bfloat16)}
+    peaks = {"fp32": gemm_peak(torch.float32, device), "bf16": gemm_peak(torch.bfloat16, device)}
     print(
-        f"GEMM peak here: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; "
+        f"GEMM peak on {device}: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; "
         f"model {args.layers}x{args.hidden} LSTM, {count_parameters(config):,} params, batch {args.batch} x {args.seq}"
     )
     chars = args.batch * args.seq
     cases: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        cases["plain-fp32"] = chars_per_second(plain_loop(config, args.batch, args.seq, False), chars, args.seconds)
-        cases["plain-bf16-autocast"] = chars_per_second(
-            plain_loop(config, args.batch, args.seq, True), chars, args.seconds
-        )
-        cases["charrnn-fp32"] = chars_per_second(
-            charrnn_step(config, args.batch, args.seq, Path(tmp), "fp32"), chars, args.seconds
-        )
-        cases["charrnn-auto"] = chars_per_second(
-            charrnn_step(config, args.batch, args.seq, Path(tmp), "auto"), chars, args.seconds
-        )
+        for bf16 in (False, True):
+            step = plain_loop(config, args.batch, args.seq, bf16, device)
+            cases["plain-bf16-autocast" if bf16 else "plain-fp32"] = chars_per_second(step, chars, args.seconds, device)
+        for dtype in ("fp32", "auto"):
+            step = charrnn_step(config, args.batch, args.seq, Path(tmp), dtype, device)
+            cases[f"charrnn-{dtype}"] = chars_per_second(step, chars, args.seconds, device)
     baseline = cases["plain-fp32"]
     rows = []
     for name, rate in cases.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,8 @@ def evaluate_ids(
     dtype: torch.dtype = torch.float32,
     streams: int | None = None,
     burn_in: int = BURN_IN,
+    shard: tuple[int, int] = (0, 1),
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> EvalResult:
     """Score every prediction ids[i] -> ids[i+1] once, as one long pass would, but in parallel.
 
@@ -64,18 +67,22 @@ def evaluate_ids(
         chunk 0:            [scored.......]
         chunk 1:      [warm][scored.......]
         chunk 2:                    [warm][scored...]   (right-padded, mask 0)
+
+    Under torchrun, `shard=(rank, ranks)` scores every ranks-th chunk from `rank` and `reduce`
+    sums the loss over the ranks, so validation takes 1/ranks of the time on each.
     """
     n_pred = int(ids.size) - 1
     if n_pred < 1:
         return EvalResult(loss=float("nan"), chars=0)
     num_streams, chunk = stream_layout(n_pred, streams)
-    starts = [s * chunk for s in range(num_streams)]
+    rank, ranks = shard
+    starts = [s * chunk for s in range(rank, num_streams, ranks)]
     warm = [min(burn_in, start) for start in starts]
     lengths = [min(chunk, n_pred - start) + w for start, w in zip(starts, warm, strict=False)]
-    width = max(lengths)
-    inputs = np.zeros((num_streams, width), dtype=np.int64)
-    targets = np.zeros((num_streams, width), dtype=np.int64)
-    scored = np.zeros((num_streams, width), dtype=bool)
+    width = max(lengths, default=0)
+    inputs = np.zeros((len(starts), width), dtype=np.int64)
+    targets = np.zeros((len(starts), width), dtype=np.int64)
+    scored = np.zeros((len(starts), width), dtype=bool)
     for s, (start, w, length) in enumerate(zip(starts, warm, lengths, strict=False)):
         begin = start - w
         inputs[s, :length] = ids[begin : begin + length]
@@ -98,4 +105,6 @@ def evaluate_ids(
         total += (losses * m_all[:, pos : pos + WINDOW].reshape(-1)).sum(dtype=torch.float64)
         state = detach_state(state)
     model.train(was_training)
+    if reduce is not None:
+        total = reduce(total)
     return EvalResult(loss=float(total.item()) / n_pred, chars=n_pred)

@@ -33,12 +33,20 @@ from charrnn.checkpoint import (
     verify_checkpoint,
 )
 from charrnn.corpus import ERROR_POLICIES, Corpus, load_corpus, skip_warnings, split_train_val
-from charrnn.device import autocast, configure_threads, dtype_name, resolve_device, resolve_dtype
+from charrnn.device import (
+    autocast,
+    available_cores,
+    configure_threads,
+    dtype_name,
+    resolve_device,
+    resolve_dtype,
+)
+from charrnn.distributed import Team, World, rank_device, world_from_env
 from charrnn.durations import Interval, parse_duration
 from charrnn.errors import CheckpointError, ConfigError, CorpusError, Interrupted, TrainingError
 from charrnn.evaluate import evaluate_ids
 from charrnn.metrics import metrics_row
-from charrnn.model import CharRNN, ModelConfig, State, detach_state
+from charrnn.model import CharRNN, ModelConfig, State
 from charrnn.plan import DEFAULT_TIME_S, make_plan
 from charrnn.resume import adjust_train_config, init_from_config, resume_changes
 from charrnn.runs import BEST, CONFIG, LAST, METRICS, clean_stale_temps, new_run_dir, resolve_checkpoint, resume_target
@@ -51,6 +59,8 @@ MAX_ROLLBACKS = 3
 MAX_THREADS = 1024
 ROLLBACK_LR_FACTOR = 0.5
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+STOP_REASONS = ("", "steps", "time", "epochs")  # budgets, in the order `budget_reason` checks them
+DUPLICATE_SIGNAL_S = 2.0  # torchrun forwards the terminal's Ctrl-C: the same signal twice at once
 
 
 @dataclass(frozen=True)
@@ -194,9 +204,14 @@ class SilentObserver:
 
 
 def resolve_configs(
-    options: TrainOptions, corpus: Corpus, train_chars: int, device: torch.device, dtype: torch.dtype
+    options: TrainOptions,
+    corpus: Corpus,
+    train_chars: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    world: World | None = None,
 ) -> tuple[ModelConfig, TrainConfig]:
-    """Flags where given, planned defaults elsewhere."""
+    """Flags where given, planned defaults elsewhere (a planned batch rounds up to split over the ranks)."""
     time_s = parse_duration(options.time) if options.time else None
     if time_s is None and options.steps is None and options.epochs is None:
         time_s = DEFAULT_TIME_S
@@ -216,8 +231,9 @@ def resolve_configs(
     eval_every = options.eval_every or default_eval_every(time_s, options.steps)
     Interval.parse(eval_every)
     Interval.parse(options.save_every)
+    ranks = world.size if world else 1
     train_config = TrainConfig(
-        batch_size=options.batch_size or plan.batch_size,
+        batch_size=options.batch_size or -(-plan.batch_size // ranks) * ranks,
         seq_len=options.seq_len or plan.seq_len,
         lr=lr,
         min_lr=lr * MIN_LR_FRACTION,
@@ -328,7 +344,8 @@ def make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.AdamW:
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
+    # fused: one kernel per step, and `found_inf` lets a NaN/inf step be skipped on the device
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99), fused=True)
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
@@ -348,6 +365,33 @@ def state_tensors(state: State | None) -> dict[str, torch.Tensor]:
     if isinstance(state, tuple):
         return {"state.h": state[0], "state.c": state[1]}
     return {"state.h": state}
+
+
+def slice_state(state: State | None, rows: slice) -> State | None:
+    """This rank's rows of the whole batch's carried state ([layers, B, hidden] tensors)."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return (state[0][:, rows].contiguous(), state[1][:, rows].contiguous())
+    return state[:, rows].contiguous()
+
+
+def gather_state(team: Team, state: State | None) -> State | None:
+    """Inverse of `slice_state`: every rank's rows, joined (the identity for one process)."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return (team.gather_rows(state[0], 1), team.gather_rows(state[1], 1))
+    return team.gather_rows(state, 1)
+
+
+def keep_finite_state(bad: torch.Tensor, new: State, old: State | None) -> State:
+    """The new carried state, or the old one after a skipped step (chosen on the device, no sync)."""
+    if isinstance(new, tuple):
+        olds = old if isinstance(old, tuple) else (None, None)
+        return tuple(keep_finite_state(bad, n, o) for n, o in zip(new, olds, strict=True))  # type: ignore[return-value]
+    previous = old if isinstance(old, torch.Tensor) else torch.zeros_like(new)
+    return torch.where(bad, previous.to(new.dtype), new.detach())
 
 
 def optimizer_state(ckpt: Checkpoint) -> dict[str, Any]:
@@ -383,7 +427,8 @@ class Trainer:
     """Owns one run: model, optimizer, data and run directory."""
 
     def __init__(self, options: TrainOptions, observer: TrainObserver | None = None) -> None:
-        self.observer: TrainObserver = observer or SilentObserver()
+        self.world = world_from_env()
+        self.observer: TrainObserver = (observer or SilentObserver()) if self.world.is_main else SilentObserver()
         self.warnings: list[str] = []  # reported once the run starts
         if options.resume is not None and options.init_from is not None:
             raise ConfigError("--resume continues a run and --init-from starts a new one; pass only one")
@@ -402,25 +447,25 @@ class Trainer:
             base = verify_checkpoint(resolve_checkpoint(options.init_from))
         self.options = options
         self.resumed_from = resume.path if resume else None
-        self.device = resolve_device(options.device)
+        self.device = rank_device(resolve_device(options.device), self.world)
         self.dtype = resolve_dtype(options.dtype, self.device)
         try:
             check_options(options)
         except TypeError:  # only stored options can have wrong types: the file is broken
             raise CheckpointError(f"{self.resumed_from}: malformed stored options") from None
-        self.threads = configure_threads(options.threads)
+        self.team = Team(self.world, self.device)
         try:
-            self.corpus = load_corpus(
-                options.corpus,
-                options.errors,
-                vocab=base.vocab if base else None,
-                separator=options.doc_separator,
-                progress=getattr(self.observer, "on_corpus_progress", None),
-            )
-        except CorpusError as exc:
-            if base is None or "vocabulary" not in str(exc):
-                raise
-            raise CorpusError(f"--init-from {base.path}: {exc}; fine-tune only on text it can spell") from None
+            self.prepare(resume, base, changes)
+        except BaseException:
+            self.team.close(clean=False)
+            raise
+
+    def prepare(self, resume: Checkpoint | None, base: Checkpoint | None, changes: dict[str, Any]) -> None:
+        """Corpus, configs, model, optimizer and run directory (after the process group is up)."""
+        options, world = self.options, self.world
+        threads = options.threads or (max(1, available_cores() // world.local_size) if world.distributed else None)
+        self.threads = configure_threads(threads)
+        self.corpus = self.load_corpus(base)
         self.warnings += skip_warnings(self.corpus.skipped)
         if resume is not None:
             check_same_corpus(resume, self.corpus)
@@ -434,25 +479,37 @@ class Trainer:
             check_positive(self.config)
         else:
             self.model_config, self.config = resolve_configs(
-                options, self.corpus, int(self.train_ids.size), self.device, self.dtype
+                options, self.corpus, int(self.train_ids.size), self.device, self.dtype, world
             )
             if base is not None:
                 self.model_config = init_from_config(options, base)
         # Validation scores the first `val_max_chars` of the held-out text: all of it for small
         # corpora, a fixed sample for big ones, so validating never stalls training for long.
         self.val_ids = val_ids[: self.config.val_max_chars + 1]
-        self.batcher = StreamBatcher(self.train_ids, self.config.batch_size, self.config.seq_len)
+        self.rows = world.rows(self.config.batch_size)
+        self.batcher = StreamBatcher(self.train_ids, self.config.batch_size, self.config.seq_len, self.rows)
         self.has_val = self.val_ids.size >= 2
-        self.run_dir = Path(options.out) if resume is not None else new_run_dir(options.out, self.corpus.sources)
-        for stale in clean_stale_temps(self.run_dir):
-            self.warnings.append(f"removed {stale.name}, left by an interrupted save")
+        if resume is not None:
+            self.run_dir = Path(options.out or "")
+        else:  # rank 0 picks the (new, unique) directory; the others only learn its name
+            picked = str(new_run_dir(options.out, self.corpus.sources)) if world.is_main else None
+            self.run_dir = Path(self.team.share(picked))
+        if world.is_main:
+            for stale in clean_stale_temps(self.run_dir):
+                self.warnings.append(f"removed {stale.name}, left by an interrupted save")
         torch.manual_seed(self.config.seed)
         check_fits(self.model_config)
         self.model = CharRNN(self.model_config).to(self.device)
+        if world.distributed:  # same initial weights everywhere, then each rank its own dropout masks
+            torch.manual_seed(self.config.seed + world.rank)
+        self.net = self.wrap(self.model)
         self.optimizer = make_optimizer(self.model, self.config)
         self.state = RunState()
         self.carried: State | None = None
-        self.bad_steps = 0  # NaN/inf steps in a row
+        self.bad_steps = 0  # NaN/inf steps in a row, as last checked
+        self.bad_run = torch.zeros((), dtype=torch.int64, device=self.device)  # on device: no sync per step
+        self.skipped = torch.zeros((), dtype=torch.int64, device=self.device)  # skipped updates since the check
+        self.check_each_step = self.device.type == "cpu"  # a host sync is free on CPU, costly on a GPU
         self.save_failures = 0  # failed checkpoint writes in a row
         self.interrupted: int | None = None  # the signal that asked us to stop
         self.best_on_disk: float | None = None  # a best saved after the checkpoint we resumed from
@@ -466,9 +523,41 @@ class Trainer:
         self.save_every = Interval.parse(self.config.save_every)
         self.write_config()
 
+    def load_corpus(self, base: Checkpoint | None) -> Corpus:
+        """Read and encode the corpus; under torchrun rank 0 goes first so the others hit its id cache."""
+        options = self.options
+        if self.world.distributed and not self.world.is_main:
+            self.team.barrier()
+        try:
+            return load_corpus(
+                options.corpus,
+                options.errors,
+                vocab=base.vocab if base else None,
+                separator=options.doc_separator,
+                progress=getattr(self.observer, "on_corpus_progress", None),
+            )
+        except CorpusError as exc:
+            if base is None or "vocabulary" not in str(exc):
+                raise
+            raise CorpusError(f"--init-from {base.path}: {exc}; fine-tune only on text it can spell") from None
+        finally:
+            if self.world.distributed and self.world.is_main:
+                self.team.barrier()
+
+    def wrap(self, model: CharRNN) -> torch.nn.Module:
+        """The module the loop calls: DDP around the model under torchrun, the model itself otherwise."""
+        if not self.world.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
     # -- bookkeeping -------------------------------------------------------------------------
 
     def write_config(self) -> None:
+        if not self.world.is_main:
+            return
         resolved = {
             "command": self.options.command,
             "options": asdict(self.options),
@@ -477,6 +566,7 @@ class Trainer:
             "corpus": self.corpus_meta(),
             "device": str(self.device),
             "threads": self.threads,
+            "world_size": self.world.size,
         }
         atomic_write(self.run_dir / CONFIG, (json.dumps(resolved, indent=2, ensure_ascii=False) + "\n").encode())
 
@@ -509,6 +599,8 @@ class Trainer:
             "device": str(self.device),
             "dtype": dtype_name(self.dtype),
             "threads": self.threads,
+            "world_size": self.world.size,
+            "backend": self.team.backend,
             "batch_size": self.config.batch_size,
             "seq_len": self.config.seq_len,
             "lr": self.config.lr,
@@ -534,13 +626,15 @@ class Trainer:
             self.model.train()
 
     def append_metrics(self, row: dict[str, Any]) -> None:
+        if not self.world.is_main:
+            return
         with open(self.run_dir / METRICS, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(metrics_row(row), ensure_ascii=False, allow_nan=False) + "\n")
 
     def truncate_metrics(self, step: int) -> None:
         """Drop log rows past `step` (written after the checkpoint we continue from) and torn lines."""
         path = self.run_dir / METRICS
-        if not path.is_file():
+        if not self.world.is_main or not path.is_file():
             return
         kept = []
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -567,23 +661,55 @@ class Trainer:
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{ckpt.path}: optimizer state does not fit the model ({exc})") from None
         self.optimizer.param_groups[0]["weight_decay"] = self.config.weight_decay
+        for group in self.optimizer.param_groups:  # checkpoints from before fused AdamW stored fused=None
+            group["fused"], group["foreach"] = True, None
         self.state = run_state(ckpt)
-        self.carried = carried_state(ckpt, self.device)
-        if "rng.torch" in ckpt.extra:
-            torch.set_rng_state(ckpt.extra["rng.torch"])
-        if "rng.cuda" in ckpt.extra and self.device.type == "cuda":
-            torch.cuda.set_rng_state(ckpt.extra["rng.cuda"], self.device)
+        self.carried = slice_state(carried_state(ckpt, self.device), self.rows)
+        self.restore_rng(ckpt)
+
+    def restore_rng(self, ckpt: Checkpoint) -> None:
+        """This rank's RNG as saved; a run resumed by a different number of processes is re-seeded."""
+        saved_world = ckpt.meta.get("world_size", 1)
+        per_rank = {"cpu": ckpt.extra.get("rng.torch.ranks"), "cuda": ckpt.extra.get("rng.cuda.ranks")}
+        if saved_world != self.world.size:
+            torch.manual_seed(self.config.seed + self.world.rank + self.state.step)
+            if self.world.is_main:
+                self.observer.on_warning(
+                    f"this run was trained by {saved_world} process(es) and goes on with {self.world.size}: its "
+                    f"{self.config.batch_size} streams are re-sharded and dropout randomness differs from an "
+                    "uninterrupted run"
+                )
+            return
+        cpu, cuda = ckpt.extra.get("rng.torch"), ckpt.extra.get("rng.cuda")
+        if per_rank["cpu"] is not None:
+            cpu = per_rank["cpu"][self.world.rank].clone()
+        if per_rank["cuda"] is not None:
+            cuda = per_rank["cuda"][self.world.rank].clone()
+        if cpu is not None:
+            torch.set_rng_state(cpu)
+        if cuda is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda, self.device)
 
     def save(self, name: str) -> Path:
-        """Write best or last: weights, optimizer, counters, carried state, RNG, history."""
+        """Write best or last: weights, optimizer, counters, carried state, RNG, history.
+
+        Under torchrun every rank takes part (the carried state and RNG of all ranks are
+        gathered), and rank 0 alone writes.
+        """
         path = self.run_dir / name
+        carried = gather_state(self.team, self.carried)
+        rng = {"rng.torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.world.distributed:
+            rng.update({f"{key}.ranks": self.team.gather_cpu(value) for key, value in list(rng.items())})
+        if not self.world.is_main:
+            return path
         weights = self.model.state_dict()
         if not all_finite(weights):
             raise NonFiniteWeights(f"weights contain NaN/inf; {path} was not written")
         optim, groups = optimizer_tensors(self.optimizer)
-        extra = {**optim, **state_tensors(self.carried), "rng.torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            extra["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        extra = {**optim, **state_tensors(carried), **rng}
         state = self.state
         meta = {
             "kind": name.split(".")[0],
@@ -597,6 +723,7 @@ class Trainer:
             "last_eval_step": state.last_eval_step,
             "lr_scale": state.lr_scale,
             "rollbacks": state.rollbacks,
+            "world_size": self.world.size,
             "options": {**asdict(self.options), "resume": None, "init_from": None},
             "train_config": asdict(self.config),
             "optimizer": {"param_groups": groups},
@@ -663,14 +790,23 @@ class Trainer:
 
     @contextmanager
     def stop_on_signals(self) -> Iterator[None]:
-        """Ctrl-C / SIGTERM ask the loop to finish its step and save; a second one stops at once."""
+        """Ctrl-C / SIGTERM ask the loop to finish its step and save; a second one stops at once.
+
+        Under torchrun the first Ctrl-C reaches each rank twice (from the terminal, then
+        forwarded by torchrun), so there a repeat within `DUPLICATE_SIGNAL_S` is not a second one.
+        """
         if threading.current_thread() is not threading.main_thread():
             yield
             return
+        first_at: list[float] = []
 
         def handler(signum: int, frame: object) -> None:
-            if self.interrupted is not None:
-                raise KeyboardInterrupt
+            if first_at:
+                duplicate = self.world.distributed and time.monotonic() - first_at[0] < DUPLICATE_SIGNAL_S
+                if not duplicate:
+                    raise KeyboardInterrupt
+                return
+            first_at.append(time.monotonic())
             self.interrupted = signum
 
         previous = {sig: signal.signal(sig, handler) for sig in SIGNAL_EXIT}
@@ -683,7 +819,9 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
 
     def validate(self) -> float:
-        result = evaluate_ids(self.model, self.val_ids, self.device, self.dtype)
+        """Validation loss; under torchrun each rank scores its share and the sums are all-reduced."""
+        shard = (self.world.rank, self.world.size)
+        result = evaluate_ids(self.model, self.val_ids, self.device, self.dtype, shard=shard, reduce=self.team.sum)
         return result.loss
 
     def run_validation(self, t0: float) -> bool:
@@ -728,48 +866,100 @@ class Trainer:
             return "epochs"
         return None
 
-    def step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """One window: forward under autocast, fp32 loss, backward, clip, AdamW update."""
+    def step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One window: forward under autocast, fp32 loss, backward, clip, AdamW update.
+
+        A step whose loss or gradients are NaN/inf leaves the weights, the optimizer and the
+        carried state as they were; that is decided on the device (fused AdamW's `found_inf`),
+        so nothing here waits for the GPU. Under torchrun the gradients (and so `grad_norm`)
+        are all-reduced first, which makes every rank skip the same steps.
+        Returns (loss, grad_norm, bad) as device tensors.
+        """
         if self.state.window >= self.batcher.windows_per_epoch:
             self.state.epoch += 1
             self.state.window = 0
             self.carried = None
-        x, y = self.batcher.window(self.state.window)
+        x, y = self.batcher.window(self.state.window, pin=self.device.type == "cuda")
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with autocast(self.device, self.dtype):
-            logits, carried = self.model(x, self.carried)  # [B, T, V]
+            logits, carried = self.net(x, self.carried)  # [rows, T, V]
         loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip or float("inf"))
-        if bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):  # one sync per step buys NaN safety
-            self.optimizer.step()
-            self.carried = detach_state(carried)
-            self.bad_steps = 0
-        else:  # skip the update; the window is consumed so a bad batch cannot repeat forever
-            self.optimizer.zero_grad(set_to_none=True)
-            self.bad_steps += 1
+        bad = ~torch.isfinite(grad_norm)
+        if not self.world.distributed:  # (a rank's own loss could differ; its gradients cannot)
+            bad |= ~torch.isfinite(loss)
+        self.optimizer.found_inf = bad.float()  # type: ignore[attr-defined]
+        self.optimizer.step()
+        self.carried = keep_finite_state(bad, carried, self.carried)
+        self.bad_run = (self.bad_run + 1) * bad
+        self.skipped += bad
         self.state.step += 1
         self.state.window += 1
-        return loss.detach(), grad_norm.detach()
+        return loss.detach(), grad_norm.detach(), bad
+
+    def check_health(self) -> None:
+        """Report skipped NaN/inf steps and roll back after `max_bad_steps` in a row (one host sync)."""
+        skipped, self.bad_steps = int(self.skipped), int(self.bad_run)
+        if not skipped:
+            return
+        self.skipped.zero_()
+        step = self.state.step
+        where = f"step {step}" if skipped == 1 else f"{skipped} steps up to step {step}"
+        self.observer.on_warning(f"{where}: loss or gradients are NaN/inf; update skipped")
+        if self.bad_steps >= self.options.max_bad_steps:
+            self.roll_back()
+            self.bad_run.zero_()
 
     def run(self) -> TrainResult:
         """Train until a budget, patience or a signal stops the run; then validate and save.
 
         Ctrl-C / SIGTERM finish the current step, save `last` and raise `Interrupted`.
         """
-        self.model.train()
+        clean = False
+        try:
+            result = self.loop()
+            clean = True
+            return result
+        except Interrupted:
+            clean = True
+            raise
+        finally:
+            self.net = self.model  # DDP's reducer goes before its process group
+            self.team.close(clean)
+
+    def decide(self, now: float, t0: float, marks: dict[str, float]) -> tuple[str | None, bool, bool, bool, int]:
+        """(stop reason, log?, validate?, save?, signal) for this step, agreed by all ranks."""
+        state = self.state
+        wanted = self.team.agree(
+            [
+                STOP_REASONS.index(self.budget_reason(now - t0) or ""),
+                now - marks["log"] >= LOG_EVERY_S,
+                self.has_val and self.eval_every.due(state.step, state.last_eval_step, now, marks["eval"]),
+                self.save_every.due(state.step, int(marks["save_step"]), now, marks["save"]),
+                self.interrupted or 0,
+            ]
+        )
+        signum = wanted[4]
+        if signum:
+            self.interrupted = signum  # another rank's Ctrl-C stops this one too
+        return STOP_REASONS[wanted[0]] or None, bool(wanted[1]), bool(wanted[2]), bool(wanted[3]), signum
+
+    def loop(self) -> TrainResult:
+        self.net.train()
         self.observer.on_start(self.banner())
         for message in self.warnings:
             self.observer.on_warning(message)
-        state, config = self.state, self.config
+        state = self.state
         t0 = time.perf_counter() - state.elapsed_s  # a resumed run keeps its clock
-        last_log_t, last_log_step = time.perf_counter(), state.step
-        last_eval_t, last_save_t, last_save_step = last_log_t, last_log_t, state.step
+        start = time.perf_counter()
+        marks = {"log": start, "eval": start, "save": start, "save_step": float(state.step)}
+        last_log_step = state.step
         loss_sum = torch.zeros((), device=self.device)
-        loss_count = 0
+        loss_count = torch.zeros((), device=self.device)
         grad_norm = torch.zeros((), device=self.device)
         stop_reason = self.budget_reason(state.elapsed_s)  # a resumed run may have no budget left
         if stop_reason:
@@ -777,30 +967,28 @@ class Trainer:
         with self.stop_on_signals():
             while stop_reason is None:
                 now = time.perf_counter()
-                progress = config.progress(state.step, now - t0, self.epochs_done())
-                lr = config.lr_at(state.step, progress) * state.lr_scale
-                loss, grad_norm = self.step(lr)
-                if self.bad_steps:  # the update was skipped
-                    self.observer.on_warning(f"step {state.step}: loss or gradients are NaN/inf; update skipped")
-                    if self.bad_steps >= self.options.max_bad_steps:
-                        self.roll_back()
-                        state = self.state
-                        last_save_step = state.step
-                else:
-                    loss_sum += loss
-                    loss_count += 1
+                progress = self.config.progress(state.step, now - t0, self.epochs_done())
+                lr = self.config.lr_at(state.step, progress) * state.lr_scale
+                loss, grad_norm, bad = self.step(lr)
+                loss_sum += torch.where(bad, 0.0, loss)
+                loss_count += (~bad).float()
+                if self.check_each_step:
+                    self.check_health()
                 now = time.perf_counter()
                 state.elapsed_s = now - t0
-                stop_reason = self.budget_reason(state.elapsed_s)
-                if now - last_log_t >= LOG_EVERY_S or stop_reason or self.interrupted:
-                    train_loss = float(loss_sum.item()) / loss_count if loss_count else math.nan
-                    steps = state.step - last_log_step
+                stop_reason, log_due, eval_due, save_due, signum = self.decide(now, t0, marks)
+                if log_due or stop_reason or signum:
+                    if not self.check_each_step:
+                        self.check_health()
+                    total_loss, count = (float(v) for v in self.team.sum(torch.stack([loss_sum, loss_count])))
+                    train_loss = total_loss / count if count else math.nan
+                    steps = self.state.step - last_log_step
                     row = {
                         "event": "train",
-                        "step": state.step,
+                        "step": self.state.step,
                         "epoch": round(self.epochs_done(), 4),
-                        "elapsed_s": round(state.elapsed_s, 3),
-                        "chars_per_s": round(steps * self.batcher.chars_per_window / max(now - last_log_t, 1e-9), 1),
+                        "elapsed_s": round(self.state.elapsed_s, 3),
+                        "chars_per_s": round(steps * self.batcher.chars_per_window / max(now - marks["log"], 1e-9), 1),
                         "lr": lr,
                         "train_loss": json_number(train_loss),
                         "train_bpc": json_number(train_loss / math.log(2)),
@@ -810,23 +998,26 @@ class Trainer:
                     self.append_metrics(row)
                     self.observer.on_log(row)
                     loss_sum.zero_()
-                    loss_count = 0
-                    last_log_t, last_log_step = now, state.step
-                if (
-                    self.has_val
-                    and not stop_reason
-                    and self.eval_every.due(state.step, state.last_eval_step, now, last_eval_t)
-                ):
+                    loss_count.zero_()
+                    marks["log"], last_log_step = now, self.state.step
+                if self.state is not state:  # rolled back to the last checkpoint: the budget is not spent
+                    state = self.state
+                    marks["save_step"] = float(state.step)
+                    last_log_step = min(last_log_step, state.step)
+                    if not signum:
+                        stop_reason = None
+                        continue
+                if eval_due and not stop_reason:
                     if self.run_validation(t0):
                         stop_reason = "patience"
-                    last_eval_t = time.perf_counter()
-                    last_log_t += last_eval_t - now  # throughput counts training time only
-                if not stop_reason and self.save_every.due(state.step, last_save_step, now, last_save_t):
+                    marks["eval"] = time.perf_counter()
+                    marks["log"] += marks["eval"] - now  # throughput counts training time only
+                if save_due and not stop_reason:
                     self.try_save(LAST)
-                    last_save_t, last_save_step = time.perf_counter(), state.step
-                    last_log_t += last_save_t - now
-                if self.interrupted is not None and not stop_reason:
-                    stop_reason = signal.Signals(self.interrupted).name
+                    marks["save"], marks["save_step"] = time.perf_counter(), float(state.step)
+                    marks["log"] += marks["save"] - now
+                if signum and not stop_reason:
+                    stop_reason = signal.Signals(signum).name
             interrupted = self.interrupted is not None and stop_reason == signal.Signals(self.interrupted).name
             if self.has_val and state.last_eval_step != state.step and not interrupted:
                 self.run_validation(t0)
@@ -834,7 +1025,7 @@ class Trainer:
                 self.observer.on_warning("no validation text (--val-frac 0 or a tiny corpus): best = last")
             last_path = self.final_save(LAST)
             best_path = self.run_dir / BEST
-            if not best_path.exists():
+            if not self.team.share(best_path.exists()):
                 self.final_save(BEST)
         elapsed = time.perf_counter() - t0
         result = TrainResult(

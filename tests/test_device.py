@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 
 from charrnn import device as dev
+from charrnn.checkpoint import load_checkpoint, load_model, save_checkpoint
 from charrnn.errors import ConfigError
+from charrnn.runs import LAST
+from charrnn.train import Trainer, TrainOptions, train
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,3 +51,21 @@ def test_threads(monkeypatch: pytest.MonkeyPatch) -> None:
         assert dev.configure_threads(None) == dev.available_cores()
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_gpu_run_loads_and_resumes_on_cpu(trained_run: Path, tmp_path: Path) -> None:
+    """A checkpoint as a CUDA run writes it (CUDA RNG, device cuda) samples and resumes on a CPU-only machine."""
+    run = tmp_path / "gpu-run"
+    shutil.copytree(trained_run, run)
+    ckpt = load_checkpoint(run / LAST)
+    meta = {**ckpt.meta, "options": {**ckpt.meta["options"], "device": "cuda"}}
+    extra = {**ckpt.extra, "rng.cuda": torch.zeros(16, dtype=torch.uint8)}
+    save_checkpoint(run / LAST, ckpt.config, ckpt.vocab, ckpt.weights, meta, extra)
+    model = load_model(load_checkpoint(run / LAST), "cpu")
+    assert next(model.parameters()).device.type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="--device cpu"):
+            Trainer(TrainOptions(corpus=(), resume=str(run)))
+    steps = ckpt.meta["step"] + 3
+    result = train(TrainOptions(corpus=(), resume=str(run), device="cpu", steps=steps))
+    assert result.steps == steps and load_checkpoint(result.last_path).meta["world_size"] == 1

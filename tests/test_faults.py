@@ -136,6 +136,44 @@ def test_a_nan_step_is_skipped(corpus_file: Path, tmp_path: Path) -> None:
     assert last.meta["rollbacks"] == 0 and last.meta["lr_scale"] == 1.0
 
 
+def test_on_a_gpu_nan_steps_are_skipped_on_the_device_and_reported_at_log_time(
+    corpus_file: Path, tmp_path: Path
+) -> None:
+    """The GPU path (no host sync per step), run on CPU: same skips, counted and reported later."""
+    recorder = Recorder()
+    trainer = Trainer(tiny(corpus_file, tmp_path / "run", steps=12, eval_every="100", dropout=0.0), recorder)
+    trainer.check_each_step = False  # what a CUDA device gets
+    NaNAt(trainer, {4, 9})
+    weights: list[dict[str, torch.Tensor]] = []
+    real_step = trainer.step
+
+    def step(lr: float) -> Any:
+        out = real_step(lr)
+        weights.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+        return out
+
+    trainer.step = step  # type: ignore[method-assign]
+    result = trainer.run()
+    unchanged = [i + 1 for i in range(1, 12) if all(torch.equal(weights[i - 1][k], weights[i][k]) for k in weights[i])]
+    assert result.steps == 12 and unchanged == [4, 9]
+    assert [w for w in recorder.warnings if "update skipped" in w] == [
+        "2 steps up to step 12: loss or gradients are NaN/inf; update skipped"
+    ]
+
+
+def test_on_a_gpu_nan_steps_in_a_row_roll_back_at_the_next_check(corpus_file: Path, tmp_path: Path) -> None:
+    recorder = Recorder()
+    options = tiny(corpus_file, tmp_path / "run", steps=20, eval_every="100", max_bad_steps=3)
+    trainer = Trainer(options, recorder)
+    trainer.check_each_step = False
+    NaNAt(trainer, set(range(12, 10_000)))  # diverged for good from step 12
+    with pytest.raises(TrainingError, match=r"diverged.*after 3 rollbacks"):
+        trainer.run()
+    # skipped steps leave the weights sound, so the save at step 15 is the last good checkpoint
+    rolled = [w for w in recorder.warnings if "rolled back" in w]
+    assert len(rolled) == 3 and all("rolled back to step 15" in w for w in rolled)
+
+
 def test_nan_steps_in_a_row_roll_back_with_lower_lr(corpus_file: Path, tmp_path: Path) -> None:
     recorder = Recorder()
     options = tiny(corpus_file, tmp_path / "run", steps=20, eval_every="100", max_bad_steps=3)

@@ -58,7 +58,7 @@ class StopAt(Trainer):
 
     stop_step = 10
 
-    def step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = super().step(lr)
         if self.state.step == self.stop_step:
             self.interrupted = signal.SIGINT
@@ -70,7 +70,7 @@ class CrashAt(Trainer):
 
     crash_step = 13
 
-    def step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = super().step(lr)
         if self.state.step == self.crash_step:
             raise SystemExit("killed")
@@ -155,7 +155,7 @@ def test_resume_never_replaces_a_newer_better_best(corpus_file: Path, tmp_path: 
 
 def test_resume_keeps_the_time_budget(corpus_file: Path, tmp_path: Path) -> None:
     class StopLate(Trainer):
-        def step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        def step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             out = super().step(lr)
             if self.state.elapsed_s >= 1.5 and self.interrupted is None:
                 self.interrupted = signal.SIGTERM

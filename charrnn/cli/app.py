@@ -54,16 +54,23 @@ def err(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def main_rank() -> bool:
+    """False in the processes torchrun starts besides rank 0: they train but stay silent."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 @contextmanager
 def guarded() -> Iterator[None]:
     """Turn domain errors into one line and the documented exit code; Ctrl-C into 130."""
     try:
         yield
     except CharRNNError as exc:
-        err(f"charrnn: error: {exc}")
+        if main_rank():  # every rank meets the same bad input; one line says it
+            err(f"charrnn: error: {exc}")
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        err("charrnn: interrupted")
+        if main_rank():
+            err("charrnn: interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except MemoryError:
         err("charrnn: error: out of memory; use a smaller --batch-size, --hidden or corpus")
@@ -223,7 +230,8 @@ def train(
         if not sources and resume is None:
             from charrnn.default_corpus import build_default_corpus
 
-            err("charrnn: no corpus given; using Python's standard library source (charrnn corpus)")
+            if main_rank():
+                err("charrnn: no corpus given; using Python's standard library source (charrnn corpus)")
             sources = (str(build_default_corpus()),)
         options = TrainOptions(
             corpus=sources,
@@ -258,12 +266,13 @@ def train(
         )
         with TrainReport(quiet=quiet) as report:
             trainer = Trainer(options, report)
-            if trainer.resumed_from and quiet:  # otherwise the banner says it
+            if trainer.resumed_from and quiet and main_rank():  # otherwise the banner says it
                 err(f"charrnn: resuming {trainer.run_dir} at step {trainer.state.step} from {trainer.resumed_from}")
             try:
                 trainer.run()
             except Interrupted as exc:
-                err(f"charrnn: interrupted: {exc}")
+                if main_rank():
+                    err(f"charrnn: interrupted: {exc}")
                 raise typer.Exit(exc.exit_code) from None
 
 

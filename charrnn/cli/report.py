@@ -145,6 +145,8 @@ class TrainReport:
         corpus, model = info["corpus"], info["model"]
         sources = corpus["sources"]
         names = sources[0] if len(sources) == 1 else f"{len(sources)} files ({sources[0]}, ...)"
+        world = info.get("world_size", 1)
+        ranks = f"{world} processes ({info.get('backend')}) x " if world > 1 else ""
         lines = [
             (
                 "corpus",
@@ -158,8 +160,8 @@ class TrainReport:
             ),
             (
                 "train",
-                f"{info['device']} {info['dtype']}, {plural(info['threads'], 'thread')}, batch {info['batch_size']} x "
-                f"{info['seq_len']} chars, lr {info['lr']:g}",
+                f"{info['device']} {info['dtype']}, {ranks}{plural(info['threads'], 'thread')}, "
+                f"batch {info['batch_size']} x {info['seq_len']} chars, lr {info['lr']:g}",
             ),
             ("budget", f"{info['budget']}, validate every {info['eval_every']}"),
             ("run", str(info["run_dir"])),
