@@ -78,7 +78,9 @@ class Product:
     def __call__(self, x: Tensor) -> Tensor:
         if self.packed is None:
             return F.linear(x, self.weight, self.bias)
-        return torch.ops.quantized.linear_dynamic(x.contiguous(), self.packed)
+        # reduce_range: 7-bit activations, as PyTorch's own x86 dynamic-quantization default. Without
+        # it, AVX2 CPUs (no VNNI) saturate int16 partial sums: 100-300x the KL measured on an EPYC 7003.
+        return torch.ops.quantized.linear_dynamic(x.contiguous(), self.packed, True)
 
 
 def pack_int8(weight: Tensor, bias: Tensor | None) -> object:
