@@ -9,6 +9,7 @@ Cases (2x512 LSTM, vocab 65, randomly initialised: speed does not depend on trai
   fast-64    the same stepper, 64 streams at once (aggregate chars/s)
   int8-1/64  the stepper with int8 weights (--weights int8)
   int8       with --checkpoint and --text: does int8 change the distribution (see int8_quality)
+  ceiling    chars/s if a step only read its fp32 weights once (memory bandwidth, measured now)
   help       wall time of `charrnn --help` in a fresh process
   first-char time from starting `charrnn sample` to its first byte on stdout
 Every engine runs through the same `generate_many` loop (temperature 1 sampling), so the ratios
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -86,6 +88,27 @@ def best_of(model: CharRNN, vocab: Vocab, cases: dict[str, Spec], rounds: int) -
         }
         for name, (engine, weights, streams, length, threads) in cases.items()
     }
+
+
+def read_ceiling(model: CharRNN, seconds: float = 2.0) -> dict[str, float]:
+    """The one-stream ceiling: chars/s if a step cost nothing but reading its fp32 weights once.
+
+    Each character's step reads every recurrent and head matrix; here they are only summed, in
+    the same order, on one thread, and the best pass counts. A stepper near this figure is bound
+    by the machine's memory bandwidth, and only fewer bytes (int8) can go faster.
+    """
+    stepper = FastStepper(model)
+    matrices = [p.weight for p in (*stepper.hh, *stepper.ih, *stepper.cat, stepper.head)]
+    total = sum(m.numel() * m.element_size() for m in matrices)
+    torch.set_num_threads(1)
+    best = math.inf
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        for m in matrices:
+            m.sum()
+        best = min(best, time.perf_counter() - start)
+    return {"bytes_per_char": total, "read_gb_per_s": round(total / best / 1e9, 2), "chars_per_s": round(1 / best, 1)}
 
 
 def int8_quality(model: CharRNN, vocab: Vocab, text: str, chars: int, samples: int) -> dict[str, float]:
@@ -202,6 +225,7 @@ def main() -> None:
     quality = None
     if args.checkpoint and args.text:
         quality = int8_quality(model, vocab, Path(args.text).read_text(encoding="utf-8"), args.quality_chars, 4)
+    ceiling = read_ceiling(model)
     times = startup(model, vocab)
     name = f"{args.layers}x{args.hidden} {args.cell.upper()}"
     for case, figures in cases.items():
@@ -212,6 +236,11 @@ def main() -> None:
         )
     for ratio, value in ratios.items():
         print(f"ratio      {ratio}: {value:.1f}x")
+    print(
+        f"ceiling    {ceiling['bytes_per_char'] / 1e6:.1f} MB of fp32 weights per char read at "
+        f"{ceiling['read_gb_per_s']:.1f} GB/s: {ceiling['chars_per_s']:,.0f} chars/s for one stream; "
+        f"fast-1 reaches {cases['fast-1']['chars_per_s'] / ceiling['chars_per_s']:.0%} of it"
+    )
     if quality:
         print(
             f"int8       held-out loss {quality['heldout_loss_fp32']:.4f} (fp32) vs {quality['heldout_loss_int8']:.4f} "
@@ -224,6 +253,7 @@ def main() -> None:
         "cases": cases,
         "ratios": ratios,
         "startup": times,
+        "read_ceiling": ceiling,
         "int8_quality": quality,
         "checkpoint": args.checkpoint,
         "machine": {
