@@ -41,6 +41,11 @@ def train_flops(device: torch.device, dtype: torch.dtype) -> float:
     return GPU_TRAIN_FLOPS
 
 
+def validation_seconds(config: ModelConfig, val_chars: int, device: torch.device, dtype: torch.dtype) -> float:
+    """Expected wall time of one validation pass: forward only, 2 FLOPs per parameter per char."""
+    return 2 * count_parameters(config) * max(val_chars, 0) / train_flops(device, dtype)
+
+
 def hidden_for_corpus(train_chars: int) -> int:
     """The largest hidden size the corpus can feed without gross overfitting."""
     for limit, hidden in ((50_000, 128), (250_000, 256), (600_000, 384)):

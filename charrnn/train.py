@@ -47,7 +47,7 @@ from charrnn.errors import CheckpointError, ConfigError, CorpusError, Interrupte
 from charrnn.evaluate import evaluate_ids
 from charrnn.metrics import metrics_row
 from charrnn.model import CharRNN, ModelConfig, State
-from charrnn.plan import DEFAULT_TIME_S, make_plan
+from charrnn.plan import DEFAULT_TIME_S, make_plan, validation_seconds
 from charrnn.resume import adjust_train_config, init_from_config, resume_changes
 from charrnn.runs import BEST, CONFIG, LAST, METRICS, clean_stale_temps, new_run_dir, resolve_checkpoint, resume_target
 
@@ -60,6 +60,7 @@ MAX_THREADS = 1024
 ROLLBACK_LR_FACTOR = 0.5
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 STOP_REASONS = ("", "steps", "time", "epochs")  # budgets, in the order `budget_reason` checks them
+VAL_COST_RATIO = 20  # periodic validations at least this many validation-times apart (<= 5% of the time)
 DUPLICATE_SIGNAL_S = 2.0  # torchrun forwards the terminal's Ctrl-C: the same signal twice at once
 
 
@@ -228,7 +229,9 @@ def resolve_configs(
     warmup = options.warmup_steps
     if warmup is None:
         warmup = min(WARMUP_STEPS, max(1, options.steps // 10)) if options.steps else WARMUP_STEPS
-    eval_every = options.eval_every or default_eval_every(time_s, options.steps)
+    val_chars = min(options.val_max_chars, corpus.num_chars - train_chars)
+    val_s = validation_seconds(model_config, val_chars, device, dtype)
+    eval_every = options.eval_every or default_eval_every(time_s, options.steps, val_s)
     Interval.parse(eval_every)
     Interval.parse(options.save_every)
     ranks = world.size if world else 1
@@ -255,11 +258,20 @@ def resolve_configs(
     return model_config, train_config
 
 
-def default_eval_every(time_s: float | None, steps: int | None) -> str:
-    """About four validations per run (the last at the end), never more often than every 15 s."""
+def default_eval_every(time_s: float | None, steps: int | None, val_s: float = 0.0) -> str:
+    """About four validations per run (the last at the end), never more often than every 15 s,
+    and spaced so that periodic validation takes at most ~5% of a time budget.
+
+    `val_s` is the expected cost of one validation: on two CPU cores a full pass over Tiny
+    Shakespeare's validation text takes ~4 s, which every 20 s would cost an 80 s run 15% of its
+    steps. Where even one periodic validation would cost more than that, only the final one runs.
+    """
     if steps is not None and time_s is None:
         return str(max(1, steps // 4))
-    seconds = max(15.0, min(300.0, (time_s or 600.0) / 4))
+    budget = time_s or 600.0
+    seconds = max(15.0, min(300.0, budget / 4), VAL_COST_RATIO * val_s)
+    if time_s is not None:
+        seconds = time_s / max(1, math.floor(time_s / seconds))  # equal parts, the last ending the run
     return f"{seconds:g}s"
 
 

@@ -47,7 +47,7 @@ def test_dtype_auto(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_explicit_bf16_needs_a_cpu_with_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     """Emulated bf16 is ~80x slower than fp32 and oneDNN has no LSTM for it: refuse, saying what works."""
     monkeypatch.setattr(dev, "cpu_supports_fast_bf16", lambda: False)
-    with pytest.raises(ConfigError, match="no native bf16.*--dtype fp32"):
+    with pytest.raises(ConfigError, match=r"no native bf16.*--dtype fp32"):
         dev.resolve_dtype("bf16", torch.device("cpu"))
     monkeypatch.setattr(dev, "cpu_supports_fast_bf16", lambda: True)
     assert dev.resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16

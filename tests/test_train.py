@@ -11,7 +11,7 @@ import pytest
 from charrnn.checkpoint import load_checkpoint
 from charrnn.errors import ConfigError
 from charrnn.plan import make_plan
-from charrnn.train import Trainer, TrainOptions, train
+from charrnn.train import Trainer, TrainOptions, default_eval_every, train
 from tests.conftest import SHAKESPEARE, make_text, tiny_options
 
 
@@ -80,6 +80,16 @@ def test_plan_scales_with_corpus_and_budget() -> None:
     assert short.dropout == 0
     few_steps = make_plan(1_000_000, 65, cpu, torch.bfloat16, steps=50)
     assert few_steps.dropout == 0
+
+
+def test_periodic_validation_costs_at_most_a_twentieth_of_the_budget() -> None:
+    """Four validations per budget unless each costs more than 5% of it; intervals divide the budget."""
+    assert default_eval_every(600.0, None, 0.5) == "150s"
+    assert default_eval_every(600.0, None, 6.0) == "150s"  # 4 x 6 s of 600 s: 4%
+    assert default_eval_every(80.0, None, 0.2) == "20s"
+    assert default_eval_every(80.0, None, 3.5) == "80s"  # 70 s apart would be due once, just before the end
+    assert default_eval_every(600.0, None, 10.0) == "200s"
+    assert default_eval_every(None, 1000, 50.0) == "250"  # a step budget: every quarter
 
 
 @pytest.mark.skipif(not SHAKESPEARE.exists(), reason="../shared/corpora/tinyshakespeare.txt not present")
