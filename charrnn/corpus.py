@@ -29,13 +29,12 @@ from charrnn.textstream import (
     OnBytes,
     UndecodableError,
     binary_error,
-    codepoints_of,
     count_points,
     fingerprint,
     iter_text,
     spool,
 )
-from charrnn.vocab import UNICODE_SIZE, Vocab
+from charrnn.vocab import UNICODE_SIZE, Vocab, codepoints
 
 ERROR_POLICIES = ("strict", "replace", "ignore")
 SEPARATOR = "\n\n"  # a blank line between documents
@@ -161,7 +160,6 @@ def scan(
             skipped[index] = binary_error(source)
             on_bytes(printed.size)
             continue
-        own = np.zeros(UNICODE_SIZE, dtype=np.int64)
         check, with_file = hashlib.sha256(), digest.copy()
 
         def on_raw(data: bytes, check: Any = check, with_file: Any = with_file) -> None:
@@ -169,12 +167,12 @@ def scan(
             with_file.update(data)
 
         try:
-            chars[-1] = count_points(iter_text(path, source, errors, block_size, on_bytes, on_raw), own)
+            own, chars[-1] = count_points(iter_text(path, source, errors, block_size, on_bytes, on_raw))
         except UndecodableError as exc:
             skipped[index] = exc
             continue
         unchanged(source, printed, check)
-        counts += own
+        counts[: own.size] += own
         digest = with_file
     return Scan(counts=counts, chars=tuple(chars), skipped=skipped, digest=digest.hexdigest())
 
@@ -272,7 +270,7 @@ def encode_corpus(
     counts = found.counts
     joins = len(documents) - 1
     if joins and separator:
-        counts = counts + np.bincount(codepoints_of(separator), minlength=UNICODE_SIZE) * joins
+        counts = counts + np.bincount(codepoints(separator), minlength=UNICODE_SIZE) * joins
     kept = [s for i, s in enumerate(sources) if i not in found.skipped]
     vocab = choose_vocab(counts, kept, vocab)
     size = sum(found.chars) + len(separator) * joins
@@ -281,11 +279,11 @@ def encode_corpus(
     def fill(sink: idcache.Sink) -> None:
         """Pass 2: each document's ids block by block, the separator's between documents."""
         on_bytes = meter.phase("encode")
-        between = table[codepoints_of(separator)]
+        between = table[codepoints(separator)]
         for n, index in enumerate(documents):
             check, written = hashlib.sha256(), 0
             for chunk in iter_text(files[index], sources[index], errors, block_size, on_bytes, check.update):
-                ids = table[codepoints_of(chunk)]
+                ids = table[codepoints(chunk)]
                 written += ids.size
                 sink(ids)
             unchanged(sources[index], prints[index], check)

@@ -12,7 +12,7 @@ The gate arithmetic follows PyTorch's definitions exactly (LSTM i,f,g,o; GRU r,z
 gate applied to `W_hn h + b_hn`; RNN tanh), so logits match `CharRNN.forward` within float
 rounding. `ModuleStepper` is the plain reference: the model's own forward, one character a call.
 
-`weights="int8"` (opt-in, CPU) stores the recurrent and head matrices as per-row int8 and runs
+`weights="int8"` (opt-in, CPU) stores the recurrent matrices as per-row int8 and runs
 them through PyTorch's int8 kernels: a quarter of the bytes per character, a slightly different
 distribution (measured in benchmarks/sample_speed.py --checkpoint), so a seed's text changes.
 """
@@ -27,9 +27,8 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from charrnn.errors import ConfigError
-from charrnn.model import CharRNN, State
+from charrnn.model import GATES, CharRNN, State
 
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 MAX_TABLE_BYTES = 64 * 1024 * 1024  # beyond this, layer 0 multiplies the embedding instead
 WEIGHTS = ("fp32", "int8")
 
@@ -138,7 +137,9 @@ class FastStepper:
                         self.ih.append(Product(w_ih, b_ih, weights))
                     else:
                         self.cat.append(Product(torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh, weights))
-            self.head = Product(model.head.weight.detach().float(), model.head.bias.detach().float(), weights)
+            # The head stays fp32 whatever `weights`: [V, H] is a few hundred KB, and an int8 call's
+            # fixed cost (quantizing the input, requantizing the output) made it 4x slower (27 vs 6 us).
+            self.head = Product(model.head.weight.detach().float(), model.head.bias.detach().float(), "fp32")
         self.h: list[Tensor] = []
         self.c: list[Tensor] = []
 

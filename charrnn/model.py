@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Union
 
@@ -11,6 +10,7 @@ from torch import Tensor, nn
 from charrnn.errors import ConfigError
 
 CELLS = ("lstm", "gru", "rnn")
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per layer: i,f,g,o / r,z,n / one
 
 # LSTM state is (h, c), each [num_layers, B, hidden]; GRU/RNN state is h alone.
 State = Union[tuple[Tensor, Tensor], Tensor]
@@ -84,7 +84,7 @@ def detach_state(state: State) -> State:
 def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """The state-dict names and shapes of `CharRNN(config)`, computed without building it
     (no memory, no torch machinery: a forged config cannot make this allocate)."""
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}[config.cell]
+    gates = GATES[config.cell]
     h, e, v = config.hidden_size, config.embed_size, config.vocab_size
     shapes: dict[str, tuple[int, ...]] = {"embed.weight": (v, e)}
     for layer in range(config.num_layers):
@@ -98,5 +98,9 @@ def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 def count_parameters(config: ModelConfig) -> int:
-    """Parameter count without building the model (for planning sizes)."""
-    return sum(math.prod(shape) for shape in parameter_shapes(config).values())
+    """Parameter count in closed form, without building the model or looping over its layers
+    (planning sizes, and refusing absurd `--layers 100000000` before anything is allocated)."""
+    gates = GATES.get(config.cell, 4)
+    h, e, v, layers = config.hidden_size, config.embed_size, config.vocab_size, config.num_layers
+    rnn = gates * h * (e + h + 2) + (layers - 1) * gates * h * (2 * h + 2)
+    return v * e + rnn + h * v + v

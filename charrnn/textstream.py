@@ -17,7 +17,7 @@ from typing import BinaryIO
 import numpy as np
 
 from charrnn.errors import CorpusError
-from charrnn.vocab import UNICODE_SIZE
+from charrnn.vocab import codepoints
 
 BLOCK_SIZE = 8 << 20  # bytes per read: big enough for numpy to pay off, small enough for memory
 BINARY_SNIFF_BYTES = 65536  # a NUL byte in this much of a file's head marks it binary
@@ -133,19 +133,21 @@ def iter_text(
             return
 
 
-def codepoints_of(text: str) -> np.ndarray:
-    """Code points of a chunk as uint32 (lone surrogates kept, so no chunk can fail to encode)."""
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
-
-
-def count_points(chunks: Iterator[str], counts: np.ndarray) -> int:
-    """Add each code point's occurrences to `counts` (indexed by code point); returns the chars seen."""
+def count_points(chunks: Iterator[str]) -> tuple[np.ndarray, int]:
+    """Occurrences of each code point (indexed by code point, only as long as the highest one seen)
+    and the number of chars: a small file costs a small array, not one slot per Unicode code point."""
+    counts = np.zeros(0, dtype=np.int64)
     total = 0
     for chunk in chunks:
-        points = codepoints_of(chunk)
-        counts += np.bincount(points, minlength=UNICODE_SIZE)
+        points = codepoints(chunk)
+        found = np.bincount(points)
+        if found.size > counts.size:
+            found[: counts.size] += counts
+            counts = found
+        else:
+            counts[: found.size] += found
         total += points.size
-    return total
+    return counts, total
 
 
 def spool(stream: BinaryIO, target: Path, block_size: int = BLOCK_SIZE) -> None:

@@ -46,7 +46,7 @@ from charrnn.durations import Interval, parse_duration
 from charrnn.errors import CheckpointError, ConfigError, CorpusError, Interrupted, TrainingError
 from charrnn.evaluate import evaluate_ids
 from charrnn.metrics import metrics_row
-from charrnn.model import CharRNN, ModelConfig, State
+from charrnn.model import CharRNN, ModelConfig, State, count_parameters
 from charrnn.plan import DEFAULT_TIME_S, make_plan, validation_seconds
 from charrnn.resume import adjust_train_config, init_from_config, resume_changes
 from charrnn.runs import BEST, CONFIG, LAST, METRICS, clean_stale_temps, new_run_dir, resolve_checkpoint, resume_target
@@ -60,6 +60,7 @@ MAX_THREADS = 1024
 ROLLBACK_LR_FACTOR = 0.5
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 STOP_REASONS = ("", "steps", "time", "epochs")  # budgets, in the order `budget_reason` checks them
+FINAL_VAL_MAX_SHARE = 0.25  # of a time budget, at most, kept for the final validation
 VAL_COST_RATIO = 20  # periodic validations at least this many validation-times apart (<= 5% of the time)
 DUPLICATE_SIGNAL_S = 2.0  # torchrun forwards the terminal's Ctrl-C: the same signal twice at once
 
@@ -298,14 +299,6 @@ def check_positive(config: TrainConfig) -> None:
         raise ConfigError(f"--patience must be at least 1, got {config.patience}")
 
 
-def parameter_estimate(config: ModelConfig) -> int:
-    """Parameter count in closed form (no loop over layers, so absurd --layers values stay cheap)."""
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}.get(config.cell, 4)
-    h, e, v, layers = config.hidden_size, config.embed_size, config.vocab_size, config.num_layers
-    rnn = gates * h * (e + h + 2) + (layers - 1) * gates * h * (2 * h + 2)
-    return v * e + rnn + h * v + v
-
-
 def check_options(options: TrainOptions) -> None:
     """Refuse absurd option values before any work (comparisons written so NaN fails them too)."""
     if not 0 <= options.val_frac < 1:
@@ -336,14 +329,14 @@ def check_options(options: TrainOptions) -> None:
 
 def check_fits(config: ModelConfig) -> None:
     """Refuse a model whose weights, gradients and AdamW moments exceed this machine's memory."""
-    need = parameter_estimate(config) * 4 * 4
+    need = count_parameters(config) * 4 * 4
     try:
         have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return
     if need > have:
         raise ConfigError(
-            f"the model has {parameter_estimate(config):,} parameters and needs about {need / 2**30:,.0f} GiB "
+            f"the model has {count_parameters(config):,} parameters and needs about {need / 2**30:,.0f} GiB "
             f"to train; this machine has {have / 2**30:,.0f} GiB; use a smaller --hidden, --layers or --embed"
         )
 
@@ -501,11 +494,22 @@ class Trainer:
         self.rows = world.rows(self.config.batch_size)
         self.batcher = StreamBatcher(self.train_ids, self.config.batch_size, self.config.seq_len, self.rows)
         self.has_val = self.val_ids.size >= 2
+        self.reserve_s = self.final_validation_reserve(
+            validation_seconds(self.model_config, int(self.val_ids.size), self.device, self.dtype) / world.size
+        )
         if resume is not None:
             self.run_dir = Path(options.out or "")
-        else:  # rank 0 picks the (new, unique) directory; the others only learn its name
-            picked = str(new_run_dir(options.out, self.corpus.sources)) if world.is_main else None
-            self.run_dir = Path(self.team.share(picked))
+        else:  # rank 0 picks the (new, unique) directory; the others learn its name, or its error
+            picked: tuple[str, str] | None = None
+            if world.is_main:
+                try:
+                    picked = (str(new_run_dir(options.out, self.corpus.sources)), "")
+                except ConfigError as exc:
+                    picked = ("", str(exc))
+            name, error = self.team.share(picked)
+            if error:  # every rank stops with it: none is left waiting in a collective
+                raise ConfigError(error)
+            self.run_dir = Path(name)
         if world.is_main:
             for stale in clean_stale_temps(self.run_dir):
                 self.warnings.append(f"removed {stale.name}, left by an interrupted save")
@@ -538,6 +542,9 @@ class Trainer:
     def load_corpus(self, base: Checkpoint | None) -> Corpus:
         """Read and encode the corpus; under torchrun rank 0 goes first so the others hit its id cache."""
         options = self.options
+        if self.world.distributed and "-" in options.corpus:
+            # Each rank would read the one pipe: rank 0 drains it and the others see an empty corpus.
+            raise ConfigError("a corpus from stdin (-) cannot be shared by torchrun's processes; save it to a file")
         if self.world.distributed and not self.world.is_main:
             self.team.barrier()
         try:
@@ -833,8 +840,20 @@ class Trainer:
     def validate(self) -> float:
         """Validation loss; under torchrun each rank scores its share and the sums are all-reduced."""
         shard = (self.world.rank, self.world.size)
+        start = time.perf_counter()
         result = evaluate_ids(self.model, self.val_ids, self.device, self.dtype, shard=shard, reduce=self.team.sum)
+        self.reserve_s = self.final_validation_reserve(time.perf_counter() - start)
         return result.loss
+
+    def final_validation_reserve(self, seconds: float) -> float:
+        """Seconds of a time budget kept for the validation that follows the last step (0 without one).
+
+        `--time X` then ends near X, not X plus a validation (6 s for 2x512 on two cores). It is the
+        last validation's measured time, or an estimate before the first; never over a quarter of X.
+        """
+        if not self.has_val or self.config.time_s is None:
+            return 0.0
+        return min(seconds, FINAL_VAL_MAX_SHARE * self.config.time_s)
 
     def run_validation(self, t0: float) -> bool:
         """Validate, record, keep the best checkpoint; True when patience has run out."""
@@ -948,7 +967,7 @@ class Trainer:
         state = self.state
         wanted = self.team.agree(
             [
-                STOP_REASONS.index(self.budget_reason(now - t0) or ""),
+                STOP_REASONS.index(self.budget_reason(now - t0 + self.reserve_s) or ""),
                 now - marks["log"] >= LOG_EVERY_S,
                 self.has_val and self.eval_every.due(state.step, state.last_eval_step, now, marks["eval"]),
                 self.save_every.due(state.step, int(marks["save_step"]), now, marks["save"]),
@@ -973,13 +992,13 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         loss_count = torch.zeros((), device=self.device)
         grad_norm = torch.zeros((), device=self.device)
-        stop_reason = self.budget_reason(state.elapsed_s)  # a resumed run may have no budget left
+        stop_reason = self.budget_reason(state.elapsed_s + self.reserve_s)  # a resumed run may have no budget left
         if stop_reason:
             self.observer.on_warning(f"the run's {stop_reason} budget is already spent; give a larger one to go on")
         with self.stop_on_signals():
             while stop_reason is None:
                 now = time.perf_counter()
-                progress = self.config.progress(state.step, now - t0, self.epochs_done())
+                progress = self.config.progress(state.step, now - t0 + self.reserve_s, self.epochs_done())
                 lr = self.config.lr_at(state.step, progress) * state.lr_scale
                 loss, grad_norm, bad = self.step(lr)
                 loss_sum += torch.where(bad, 0.0, loss)
@@ -1133,6 +1152,12 @@ def check_same_corpus(ckpt: Checkpoint, corpus: Corpus) -> None:
         )
     if corpus.vocab.chars != ckpt.vocab.chars:
         raise CorpusError("--resume: the corpus gives a different vocabulary than the checkpoint's")
+    if stored.get("chars") not in (None, corpus.num_chars):
+        # Same bytes, other text: the files are joined differently (an older charrnn, another separator).
+        raise CorpusError(
+            f"--resume: the corpus now encodes to {corpus.num_chars:,} chars, the run was trained on "
+            f"{stored['chars']:,}; resume with the charrnn and --doc-separator that started it"
+        )
 
 
 def train(options: TrainOptions, observer: TrainObserver | None = None) -> TrainResult:

@@ -175,6 +175,21 @@ def test_two_rank_run_resumes_exactly_and_on_one_rank_with_a_warning(corpus: Pat
 
 
 @needs_gloo
+def test_errors_only_rank_0_can_see_stop_every_rank_at_once(corpus: Path, tmp_path: Path) -> None:
+    """An --out that holds a run (only rank 0 checks it) and stdin (one pipe for all ranks): one line, no hang."""
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / LAST).write_bytes(b"x")
+    start = time.monotonic()
+    taken = torchrun("-m", "charrnn", "train", str(corpus), *RUN, "--steps", "5", "--out", "taken", cwd=tmp_path)
+    assert taken.returncode != 0
+    errors = [line for line in own_lines(taken.stderr) if line.startswith("charrnn: error:")]
+    assert errors and all("already holds a run" in line for line in errors), taken.stderr.decode()[-2000:]
+    piped = torchrun("-m", "charrnn", "train", "-", *RUN, "--steps", "5", cwd=tmp_path)
+    assert piped.returncode != 0 and "stdin (-) cannot be shared" in piped.stderr.decode()
+    assert time.monotonic() - start < 60  # nobody waited in a collective for a rank that had left
+
+
+@needs_gloo
 def test_nan_on_one_rank_is_skipped_by_all(corpus: Path, tmp_path: Path) -> None:
     proc = torchrun(str(WORKER), str(corpus), "run", "--steps", "12", "--nan-at", "1:5", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
