@@ -1024,7 +1024,9 @@ class Trainer:
                         "train_loss": json_number(train_loss),
                         "train_bpc": json_number(train_loss / math.log(2)),
                         "grad_norm": json_number(float(grad_norm.item())),
-                        "progress": round(progress, 4),
+                        # of the whole run, the final validation included (the lr schedule's `progress`
+                        # counts that validation as spent already, to reach zero at the last step)
+                        "progress": round(self.config.progress(state.step, now - t0, self.epochs_done()), 4),
                     }
                     self.append_metrics(row)
                     self.observer.on_log(row)
