@@ -77,32 +77,27 @@ def evaluate_ids(
     num_streams, chunk = stream_layout(n_pred, streams)
     rank, ranks = shard
     starts = [s * chunk for s in range(rank, num_streams, ranks)]
-    warm = [min(burn_in, start) for start in starts]
-    lengths = [min(chunk, n_pred - start) + w for start, w in zip(starts, warm, strict=False)]
-    width = max(lengths, default=0)
-    inputs = np.zeros((len(starts), width), dtype=np.int64)
-    targets = np.zeros((len(starts), width), dtype=np.int64)
-    scored = np.zeros((len(starts), width), dtype=bool)
-    for s, (start, w, length) in enumerate(zip(starts, warm, lengths, strict=False)):
-        begin = start - w
-        inputs[s, :length] = ids[begin : begin + length]
-        targets[s, :length] = ids[begin + 1 : begin + length + 1]
-        scored[s, w:length] = True
+    warm = np.array([min(burn_in, start) for start in starts], dtype=np.int64)
+    begins = np.array(starts, dtype=np.int64) - warm
+    lengths = np.minimum(chunk, n_pred - np.array(starts, dtype=np.int64)) + warm
+    width = int(lengths.max(initial=0))
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
     state = None
-    x_all = torch.from_numpy(inputs).to(device)
-    y_all = torch.from_numpy(targets).to(device)
-    m_all = torch.from_numpy(scored).to(device)
+    # Each window's columns are gathered from `ids` as they are needed (a memory map stays one), so
+    # memory is streams x WINDOW, not three int64 copies of the whole text.
     for pos in range(0, width, WINDOW):
-        x = x_all[:, pos : pos + WINDOW]
+        cols = np.arange(pos, min(pos + WINDOW, width), dtype=np.int64)
+        live = cols[None, :] < lengths[:, None]  # past a chunk's end: padding, never scored
+        index = np.where(live, begins[:, None] + cols[None, :], 0)
+        x = torch.from_numpy(np.asarray(ids[index], dtype=np.int64)).to(device)
+        y = torch.from_numpy(np.asarray(ids[index + 1], dtype=np.int64)).to(device)
+        scored = torch.from_numpy(live & (cols[None, :] >= warm[:, None])).to(device)
         with autocast(device, dtype):
             logits, state = model(x, state)
-        losses = F.cross_entropy(
-            logits.float().reshape(-1, logits.size(-1)), y_all[:, pos : pos + WINDOW].reshape(-1), reduction="none"
-        )
-        total += (losses * m_all[:, pos : pos + WINDOW].reshape(-1)).sum(dtype=torch.float64)
+        losses = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="none")
+        total += (losses * scored.reshape(-1)).sum(dtype=torch.float64)
         state = detach_state(state)
     model.train(was_training)
     if reduce is not None:

@@ -42,3 +42,20 @@ def test_parallel_streams_with_burn_in_match_one_pass() -> None:
 def test_too_short_text_has_no_predictions() -> None:
     result = evaluate_ids(tiny_model(), np.array([1], dtype=np.uint8), torch.device("cpu"))
     assert result.chars == 0 and math.isnan(result.loss)
+
+
+def test_memory_stays_a_few_windows_whatever_the_text_length() -> None:
+    """A long text is gathered window by window, never copied whole as int64 inputs, targets and mask."""
+    import tracemalloc
+
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(vocab_size=7, hidden_size=4, num_layers=1, embed_size=2)).eval()
+    ids = np.random.default_rng(1).integers(0, 7, 1_000_000).astype(np.uint8)
+    tracemalloc.start()
+    try:
+        result = evaluate_ids(model, ids, torch.device("cpu"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.chars == ids.size - 1 and math.isfinite(result.loss)
+    assert peak < 4 * 2**20  # whole-text int64 copies would be 17 MB
