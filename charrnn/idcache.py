@@ -25,6 +25,18 @@ from charrnn.textstream import Fingerprint
 from charrnn.vocab import Vocab
 
 STALE_TEMP_S = 3600.0
+
+
+def current_umask() -> int:
+    """The process umask (it can only be read by setting it, so this runs once, at import)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# What open() would give a new file: mkstemp's 0o600 would hide a shared CHARRNN_CACHE_DIR's
+# entries from its other users.
+FILE_MODE = 0o666 & ~current_umask()
 FORMAT = 1  # bump when the encoding of ids changes, so old entries stop matching
 Sink = Callable[[np.ndarray], None]  # receives consecutive blocks of ids
 
@@ -115,6 +127,7 @@ def atomic_stream(target: Path, write: Callable[[Any], None]) -> int:
     """Write via a temporary file in the same directory, fsync, rename; returns the bytes written."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as out:
             write(out)
             out.flush()

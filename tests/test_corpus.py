@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from charrnn import idcache
 from charrnn.batches import StreamBatcher
 from charrnn.corpus import load_corpus, split_train_val
 from charrnn.errors import CorpusError
@@ -118,6 +119,8 @@ def test_cache_hit_is_a_read_only_memmap(tmp_path: Path, corpus_file: Path) -> N
     assert first.digest == hashlib.sha256(corpus_file.read_bytes()).hexdigest()
     assert len(list(cache.glob("*.npy"))) == 1 and len(list(cache.glob("*.json"))) == 1
     assert not list(cache.glob(".*"))  # no temporary files left
+    for entry in cache.iterdir():  # readable by whoever the umask allows, as open() would make it
+        assert entry.stat().st_mode & 0o777 == idcache.FILE_MODE
 
 
 def test_cache_key_follows_content_separator_and_errors(tmp_path: Path) -> None:
