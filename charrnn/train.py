@@ -755,36 +755,49 @@ class Trainer:
         save_checkpoint(path, self.model_config, self.corpus.vocab, weights, meta, extra)
         return path
 
-    def try_save(self, name: str) -> None:
-        """Save during training; a failed write keeps the previous file and training goes on, a while."""
-        path = self.run_dir / name
+    def save_everywhere(self, name: str) -> str | None:
+        """Save, then tell every rank how rank 0's write went: None, or why it failed.
+
+        Only rank 0 writes, so only it can fail; sharing the outcome lets all ranks warn, go on or
+        stop together, instead of leaving the others waiting in a collective for a rank that left.
+        """
+        failure: str | None = None
         try:
             self.save(name)
         except NonFiniteWeights as exc:
-            self.observer.on_warning(f"step {self.state.step}: {exc}")
-            return
+            failure = f"nonfinite:{exc}"
         except OSError as exc:
-            self.save_failures += 1
-            reason = exc.strerror or str(exc)
-            if self.save_failures >= self.options.max_save_failures:
-                raise TrainingError(
-                    f"could not write {path} {self.save_failures} times in a row ({reason}); stopped at step "
-                    f"{self.state.step}; free space or fix permissions, then: charrnn train --resume {self.run_dir}"
-                ) from None
-            self.observer.on_warning(f"could not write {path} ({reason}); the previous file is kept, training goes on")
+            failure = f"oserror:{exc.strerror or exc}"
+        return self.team.share(failure)
+
+    def try_save(self, name: str) -> None:
+        """Save during training; a failed write keeps the previous file and training goes on, a while."""
+        path = self.run_dir / name
+        failure = self.save_everywhere(name)
+        if failure is None:
+            self.save_failures = 0
             return
-        self.save_failures = 0
+        kind, reason = failure.split(":", 1)
+        if kind == "nonfinite":
+            self.observer.on_warning(f"step {self.state.step}: {reason}")
+            return
+        self.save_failures += 1
+        if self.save_failures >= self.options.max_save_failures:
+            raise TrainingError(
+                f"could not write {path} {self.save_failures} times in a row ({reason}); stopped at step "
+                f"{self.state.step}; free space or fix permissions, then: charrnn train --resume {self.run_dir}"
+            )
+        self.observer.on_warning(f"could not write {path} ({reason}); the previous file is kept, training goes on")
 
     def final_save(self, name: str) -> Path:
-        """The save that ends a run must succeed, or the run fails saying what survives."""
-        try:
-            return self.save(name)
-        except (OSError, NonFiniteWeights) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        """The save that ends a run must succeed, or the run fails (on every rank) saying what survives."""
+        failure = self.save_everywhere(name)
+        if failure is not None:
             raise TrainingError(
-                f"could not write {self.run_dir / name} at step {self.state.step} ({reason}); "
+                f"could not write {self.run_dir / name} at step {self.state.step} ({failure.split(':', 1)[1]}); "
                 f"the last good checkpoint in {self.run_dir} is kept"
-            ) from None
+            )
+        return self.run_dir / name
 
     def roll_back(self) -> None:
         """After `max_bad_steps` NaN/inf steps in a row: reload last with a lower lr, or give up."""

@@ -1,12 +1,13 @@
 """One rank of a tiny training run under torchrun, with injected events; driven by test_distributed.py.
 
 torchrun --standalone --nproc-per-node=2 tests/distributed_worker.py CORPUS OUT --steps 20 [--stop-at 10]
-    [--resume] [--nan-at RANK:STEP] [--fail-at RANK:STEP]
+    [--resume] [--nan-at RANK:STEP] [--fail-at RANK:STEP] [--full-disk]
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import signal
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 
 import torch
 
+from charrnn import checkpoint
 from charrnn.distributed import world_from_env
 from charrnn.errors import Interrupted
 from charrnn.train import Trainer, TrainOptions
@@ -69,11 +71,19 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--nan-at")
     parser.add_argument("--fail-at")
+    parser.add_argument("--full-disk", action="store_true", help="every checkpoint write fails (ENOSPC)")
     args = parser.parse_args()
     if args.resume:
         options = TrainOptions(corpus=(), resume=args.out, threads=1)
     else:
-        options = tiny(args.corpus, args.out, steps=args.steps, batch_size=8)
+        extra = {"save_every": "3", "eval_every": "1000"} if args.full_disk else {}
+        options = tiny(args.corpus, args.out, steps=args.steps, batch_size=8, **extra)
+    if args.full_disk:
+
+        def no_space(path: object, data: bytes) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        checkpoint.atomic_write = no_space  # type: ignore[assignment]
     Injected.stop_at, Injected.nan_at, Injected.fail_at = args.stop_at, rank_step(args.nan_at), rank_step(args.fail_at)
     try:
         result = Injected(options, Printer()).run()

@@ -207,6 +207,18 @@ def test_a_failing_rank_stops_the_run(corpus: Path, tmp_path: Path) -> None:
 
 
 @needs_gloo
+def test_a_full_disk_on_rank_0_stops_every_rank_together(corpus: Path, tmp_path: Path) -> None:
+    """Only rank 0 writes; its third failed save in a row must stop the others too, not strand them."""
+    start = time.monotonic()
+    proc = torchrun(str(WORKER), str(corpus), "run", "--steps", "100000", "--full-disk", cwd=tmp_path)
+    err = proc.stderr.decode()
+    assert proc.returncode != 0
+    assert err.count("TrainingError: could not write") == 2, err[-3000:]  # raised on both ranks
+    assert "3 times in a row (No space left on device); stopped at step 9" in err
+    assert time.monotonic() - start < 60
+
+
+@needs_gloo
 def test_ctrl_c_stops_every_rank_with_a_checkpoint(corpus: Path, tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="100", NO_COLOR="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
