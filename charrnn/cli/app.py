@@ -158,7 +158,9 @@ def train(
     time: Annotated[
         Optional[str],
         typer.Option(
-            "--time", help="Wall-clock budget: 90s, 10m, 1h30m. [default: 10m if no budget]", rich_help_panel=BUDGET
+            "--time",
+            help="Wall-clock budget, final validation included: 90s, 10m, 1h30m. [default: 10m if no budget]",
+            rich_help_panel=BUDGET,
         ),
     ] = None,
     steps: Annotated[
@@ -173,7 +175,8 @@ def train(
     eval_every: Annotated[
         Optional[str],
         typer.Option(
-            help="Validate every N steps or every DURATION. [default: 1/5 of the budget]", rich_help_panel=BUDGET
+            help="Validate every N steps or every DURATION. [default: 1/4 of the budget, costing at most ~5% of it]",
+            rich_help_panel=BUDGET,
         ),
     ] = None,
     save_every: Annotated[
