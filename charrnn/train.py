@@ -755,19 +755,19 @@ class Trainer:
         save_checkpoint(path, self.model_config, self.corpus.vocab, weights, meta, extra)
         return path
 
-    def save_everywhere(self, name: str) -> str | None:
-        """Save, then tell every rank how rank 0's write went: None, or why it failed.
+    def save_everywhere(self, name: str) -> tuple[str, str] | None:
+        """Save, then tell every rank how rank 0's write went: None, or (kind, reason) of the failure.
 
         Only rank 0 writes, so only it can fail; sharing the outcome lets all ranks warn, go on or
         stop together, instead of leaving the others waiting in a collective for a rank that left.
         """
-        failure: str | None = None
+        failure: tuple[str, str] | None = None
         try:
             self.save(name)
         except NonFiniteWeights as exc:
-            failure = f"nonfinite:{exc}"
+            failure = ("nonfinite", str(exc))
         except OSError as exc:
-            failure = f"oserror:{exc.strerror or exc}"
+            failure = ("oserror", exc.strerror or str(exc))
         return self.team.share(failure)
 
     def try_save(self, name: str) -> None:
@@ -777,7 +777,7 @@ class Trainer:
         if failure is None:
             self.save_failures = 0
             return
-        kind, reason = failure.split(":", 1)
+        kind, reason = failure
         if kind == "nonfinite":
             self.observer.on_warning(f"step {self.state.step}: {reason}")
             return
@@ -794,7 +794,7 @@ class Trainer:
         failure = self.save_everywhere(name)
         if failure is not None:
             raise TrainingError(
-                f"could not write {self.run_dir / name} at step {self.state.step} ({failure.split(':', 1)[1]}); "
+                f"could not write {self.run_dir / name} at step {self.state.step} ({failure[1]}); "
                 f"the last good checkpoint in {self.run_dir} is kept"
             )
         return self.run_dir / name
