@@ -5,11 +5,13 @@
 
 Cases (2x512 LSTM, vocab 65, randomly initialised: speed does not depend on training):
   module-1   the reference: nn.LSTM called once per character, one stream
-  fast-1     the matrix-product stepper, one stream
+  fast-1     the matrix-product stepper, one stream, one thread
   fast-64    the same stepper, 64 streams at once (aggregate chars/s)
+  fast-*-xC  the same on all C cores (what `charrnn sample` picks when the cores are idle)
   int8-1/64  the stepper with int8 weights (--weights int8)
   int8       with --checkpoint and --text: does int8 change the distribution (see int8_quality)
-  ceiling    chars/s if a step only read its fp32 weights once (memory bandwidth, measured now)
+  ceiling    chars/s if a step only read its fp32 weights once (memory bandwidth, measured now,
+             on one thread and on all cores)
   help       wall time of `charrnn --help` in a fresh process
   first-char time from starting `charrnn sample` to its first byte on stdout
 Every engine runs through the same `generate_many` loop (temperature 1 sampling), so the ratios
@@ -37,7 +39,7 @@ sys.path.insert(0, str(REPO))
 from charrnn.checkpoint import load_checkpoint, load_model, save_checkpoint  # noqa: E402
 from charrnn.device import available_cores  # noqa: E402
 from charrnn.evaluate import evaluate_ids  # noqa: E402
-from charrnn.fast_step import FastStepper  # noqa: E402
+from charrnn.fast_step import FastStepper, set_sampling_threads  # noqa: E402
 from charrnn.model import CharRNN, ModelConfig  # noqa: E402
 from charrnn.sample import SampleSettings, generate_many  # noqa: E402
 from charrnn.vocab import Vocab  # noqa: E402
@@ -53,7 +55,7 @@ def measure(
     CPU time counts only this process's own work, so it stays meaningful when other processes
     share the cores (wall time then includes waiting for a core).
     """
-    torch.set_num_threads(threads)
+    set_sampling_threads(threads, engine, weights, torch.device("cpu"))
     settings = SampleSettings(temperature=1.0)
     wall, cpu = time.perf_counter(), time.process_time()
     prime = vocab.chars[-1]
@@ -90,17 +92,17 @@ def best_of(model: CharRNN, vocab: Vocab, cases: dict[str, Spec], rounds: int) -
     }
 
 
-def read_ceiling(model: CharRNN, seconds: float = 2.0) -> dict[str, float]:
+def read_ceiling(model: CharRNN, threads: int, seconds: float = 2.0) -> dict[str, float]:
     """The one-stream ceiling: chars/s if a step cost nothing but reading its fp32 weights once.
 
     Each character's step reads every recurrent and head matrix; here they are only summed, in
-    the same order, on one thread, and the best pass counts. A stepper near this figure is bound
+    the same order, on `threads` threads, and the best pass counts. A stepper near this figure is bound
     by the machine's memory bandwidth, and only fewer bytes (int8) can go faster.
     """
     stepper = FastStepper(model)
     matrices = [p.weight for p in (*stepper.hh, *stepper.ih, *stepper.cat, stepper.head)]
     total = sum(m.numel() * m.element_size() for m in matrices)
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     best = math.inf
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
@@ -186,7 +188,6 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="time this trained checkpoint instead of a random 2x512 LSTM")
     parser.add_argument("--text", help="held-out text for the int8 quality check (needs --checkpoint)")
     parser.add_argument("--quality-chars", type=int, default=5000, help="characters per quality measurement")
-    parser.add_argument("--all-cores", action="store_true", help="also time the many-stream case on every core")
     parser.add_argument("--rounds", type=int, default=5, help="runs of each case (the best counts)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "sample_speed.json"))
     args = parser.parse_args()
@@ -210,13 +211,14 @@ def main() -> None:
         "int8-1": ("fast", "int8", 1, 1000, 1),
         f"int8-{n}": ("fast", "int8", n, 50, 1),
     }
-    if args.all_cores and cores > 1:
+    if cores > 1:
+        specs[f"fast-1-x{cores}"] = ("fast", "fp32", 1, 1000, cores)
         specs[f"fast-{n}-x{cores}"] = ("fast", "fp32", n, 50, cores)
     cases = best_of(model, vocab, specs, args.rounds)
     ratios = {}
     for clock in ("chars_per_s", "chars_per_cpu_s"):
         unit = "wall" if clock == "chars_per_s" else "cpu"
-        one = cases["fast-1"][clock]
+        one = max(figures[clock] for name, figures in cases.items() if name.startswith("fast-1"))
         many = max(figures[clock] for name, figures in cases.items() if name.startswith(f"fast-{n}"))
         ratios[f"fast-1 / module-1 ({unit})"] = round(one / cases["module-1"][clock], 2)
         ratios[f"fast-{n} / fast-1 ({unit})"] = round(many / one, 2)
@@ -225,7 +227,7 @@ def main() -> None:
     quality = None
     if args.checkpoint and args.text:
         quality = int8_quality(model, vocab, Path(args.text).read_text(encoding="utf-8"), args.quality_chars, 4)
-    ceiling = read_ceiling(model)
+    ceilings = {threads: read_ceiling(model, threads) for threads in sorted({1, cores})}
     times = startup(model, vocab)
     name = f"{args.layers}x{args.hidden} {args.cell.upper()}"
     for case, figures in cases.items():
@@ -236,11 +238,13 @@ def main() -> None:
         )
     for ratio, value in ratios.items():
         print(f"ratio      {ratio}: {value:.1f}x")
-    print(
-        f"ceiling    {ceiling['bytes_per_char'] / 1e6:.1f} MB of fp32 weights per char read at "
-        f"{ceiling['read_gb_per_s']:.1f} GB/s: {ceiling['chars_per_s']:,.0f} chars/s for one stream; "
-        f"fast-1 reaches {cases['fast-1']['chars_per_s'] / ceiling['chars_per_s']:.0%} of it"
-    )
+    for threads, ceiling in ceilings.items():
+        fast = cases["fast-1" if threads == 1 else f"fast-1-x{threads}"]["chars_per_s"]
+        print(
+            f"ceiling    {ceiling['bytes_per_char'] / 1e6:.1f} MB of fp32 weights per char read at "
+            f"{ceiling['read_gb_per_s']:.1f} GB/s on {threads} thread(s): {ceiling['chars_per_s']:,.0f} chars/s "
+            f"for one stream; fast-1 on as many threads reaches {fast / ceiling['chars_per_s']:.0%} of it"
+        )
     if quality:
         print(
             f"int8       held-out loss {quality['heldout_loss_fp32']:.4f} (fp32) vs {quality['heldout_loss_int8']:.4f} "
@@ -253,7 +257,7 @@ def main() -> None:
         "cases": cases,
         "ratios": ratios,
         "startup": times,
-        "read_ceiling": ceiling,
+        "read_ceiling": {f"threads_{threads}": ceiling for threads, ceiling in ceilings.items()},
         "int8_quality": quality,
         "checkpoint": args.checkpoint,
         "machine": {

@@ -12,6 +12,12 @@ The gate arithmetic follows PyTorch's definitions exactly (LSTM i,f,g,o; GRU r,z
 gate applied to `W_hn h + b_hn`; RNN tanh), so logits match `CharRNN.forward` within float
 rounding. `ModuleStepper` is the plain reference: the model's own forward, one character a call.
 
+On the CPU in fp32, `make_stepper` runs this same arithmetic in numpy instead
+(charrnn.blas_step.BlasStepper): torch's per-operation dispatch dominates a one-stream step there.
+`FastStepper` is the path for GPUs and for int8. `set_sampling_threads` gives the cores to whichever
+thread pool runs the products and keeps the other at one thread: numpy's BLAS and torch's OpenMP
+team both spinning on the same two cores made a step 80x slower (21 ms vs 0.27 ms).
+
 `weights="int8"` (opt-in, CPU) stores the recurrent matrices as per-row int8 and runs
 them through PyTorch's int8 kernels: a quarter of the bytes per character, a slightly different
 distribution (measured in benchmarks/sample_speed.py --checkpoint), so a seed's text changes.
@@ -23,6 +29,7 @@ import warnings
 from typing import Protocol
 
 import torch
+from threadpoolctl import threadpool_limits
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -31,6 +38,11 @@ from charrnn.model import GATES, CharRNN, State
 
 MAX_TABLE_BYTES = 64 * 1024 * 1024  # beyond this, layer 0 multiplies the embedding instead
 WEIGHTS = ("fp32", "int8")
+
+
+def table_fits(vocab_size: int, gate_width: int) -> bool:
+    """Whether layer 0's input gates are precomputed per id ([V, G*H] fp32) or multiplied each step."""
+    return vocab_size * gate_width * 4 <= MAX_TABLE_BYTES
 
 
 class Stepper(Protocol):
@@ -120,7 +132,7 @@ class FastStepper:
             b0 = b_ih0 + b_hh0 if self.cell != "gru" else b_ih0
             self.input0 = Product(weight("weight_ih_l0"), b0, "fp32")  # [G*H, E]
             self.table: Tensor | None = None
-            if self.embed.size(0) * g * h * 4 <= MAX_TABLE_BYTES:
+            if table_fits(self.embed.size(0), g * h):
                 self.table = self.input0(self.embed).contiguous()  # [V, G*H], exact whatever `weights`
             # LSTM/RNN layers above the first: [W_ih | W_hh] side by side, one product for both inputs.
             # GRU needs W_hn h apart (the reset gate multiplies it), so it keeps two products.
@@ -197,12 +209,33 @@ class FastStepper:
         return self.head(x)
 
 
+def runs_in_numpy(engine: str, weights: str, device: torch.device) -> bool:
+    """The `fast` engine in fp32 on the CPU steps in numpy (charrnn.blas_step); everything else in torch."""
+    return engine == "fast" and weights == "fp32" and device.type == "cpu"
+
+
+def set_sampling_threads(count: int, engine: str, weights: str, device: torch.device) -> None:
+    """Give `count` threads to the pool that runs the step's products, one to the other.
+
+    CPU fp32 `fast` products run in numpy's BLAS; `module` and int8 run in torch's OpenMP team.
+    """
+    if count < 1:
+        raise ConfigError(f"--threads must be at least 1, got {count}")
+    blas = runs_in_numpy(engine, weights, device)
+    torch.set_num_threads(1 if blas else count)
+    threadpool_limits(limits=count if blas else 1, user_api="blas")
+
+
 def make_stepper(model: CharRNN, engine: str = "fast", weights: str = "fp32") -> Stepper:
-    """`fast` (matrix products, the default) or `module` (the model's own forward per character)."""
+    """`fast` (matrix products, the default: numpy on the CPU in fp32) or `module` (the model's own forward)."""
     if engine == "module":
         if weights != "fp32":
             raise ConfigError("--engine module runs the model's own fp32 weights; use --weights fp32")
         return ModuleStepper(model)
     if engine == "fast":
+        if runs_in_numpy(engine, weights, next(model.parameters()).device):
+            from charrnn.blas_step import BlasStepper  # imports this module
+
+            return BlasStepper(model)
         return FastStepper(model, weights)
     raise ConfigError(f"unknown engine {engine!r}; use fast or module")

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from charrnn.errors import ConfigError, InputError
@@ -59,29 +60,67 @@ class Piece:
 
 
 def pick(logits: torch.Tensor, settings: SampleSettings, uniforms: torch.Tensor) -> torch.Tensor:
-    """Next ids [N] from logits [N, V] and one uniform number in [0, 1) per row [N]."""
+    """Next ids [N] from logits [N, V] and one uniform number in [0, 1) per row [N].
+
+    CPU logits are picked in numpy (`pick_numpy`): a dozen small torch operations per character
+    cost more than the step's arithmetic for one stream. Elsewhere the logits stay on their device.
+    """
+    if logits.device.type == "cpu":
+        return torch.from_numpy(pick_numpy(logits.float().numpy(), settings, uniforms.float().numpy()))
+    return pick_torch(logits, settings, uniforms)
+
+
+def pick_torch(logits: torch.Tensor, settings: SampleSettings, uniforms: torch.Tensor) -> torch.Tensor:
+    """`pick` in torch, for logits on a GPU; the same steps as `pick_numpy`, in the same order."""
     if settings.temperature < torch.finfo(torch.float32).tiny:  # 0, or too small for fp32: greedy
         return logits.argmax(dim=-1)
     logits = logits.float()
     # Shift the best logit to 0 before scaling: a tiny temperature then gives 0 and -inf (greedy),
     # never inf - inf = NaN.
-    logits = (logits - logits.max(dim=-1, keepdim=True).values) / settings.temperature
-    if settings.top_k is not None and settings.top_k < logits.size(-1):
-        kth = torch.topk(logits, settings.top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
+    scaled = (logits - logits.max(dim=-1, keepdim=True).values) / settings.temperature
+    if settings.top_k is not None and settings.top_k < scaled.size(-1):
+        kth = torch.topk(scaled, settings.top_k, dim=-1).values[:, -1:]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    weights = scaled.exp()  # unnormalised: the pick scales the uniform by the total instead
     if settings.top_p is not None and settings.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+        probs = weights / weights.sum(dim=-1, keepdim=True)
+        sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)
         before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass strictly above each entry
         cut = before >= settings.top_p
         cut[:, 0] = False  # the likeliest character always stays, however small top_p is
-        sorted_probs = sorted_probs.masked_fill(cut, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    cdf = probs.cumsum(dim=-1)
+        weights = torch.zeros_like(probs).scatter(-1, order, sorted_probs.masked_fill(cut, 0.0))
+    cdf = weights.cumsum(dim=-1)
     total = cdf[:, -1:]
-    # Strictly below the total, so the first cdf entry above it exists and has positive mass.
+    # Strictly below the total, so the first cdf entry above it exists and has positive weight.
     target = torch.minimum(uniforms.to(cdf).view(-1, 1) * total, torch.nextafter(total, torch.zeros_like(total)))
     return torch.searchsorted(cdf, target, right=True).view(-1)
+
+
+def pick_numpy(logits: np.ndarray, settings: SampleSettings, uniforms: np.ndarray) -> np.ndarray:
+    """`pick` in numpy, for logits on the CPU; the same steps as `pick_torch`, in the same order."""
+    fp32 = np.finfo(np.float32)
+    if settings.temperature < float(fp32.tiny):
+        return logits.argmax(axis=-1)
+    scaled = logits - logits.max(axis=-1, keepdims=True)
+    scaled /= np.float32(min(settings.temperature, float(fp32.max)))  # a huge temperature: uniform, no overflow
+    vocab = scaled.shape[-1]
+    if settings.top_k is not None and settings.top_k < vocab:
+        kth = np.partition(scaled, vocab - settings.top_k, axis=-1)[:, vocab - settings.top_k, None]
+        scaled[scaled < kth] = -np.inf
+    weights = np.exp(scaled, out=scaled)
+    if settings.top_p is not None and settings.top_p < 1.0:
+        probs = weights / weights.sum(axis=-1, keepdims=True)
+        order = np.argsort(-probs, axis=-1, kind="stable")
+        sorted_probs = np.take_along_axis(probs, order, axis=-1)
+        cut = sorted_probs.cumsum(axis=-1) - sorted_probs >= np.float32(settings.top_p)
+        cut[:, 0] = False
+        sorted_probs[cut] = 0.0
+        weights = np.zeros_like(probs)
+        np.put_along_axis(weights, order, sorted_probs, axis=-1)
+    cdf = weights.cumsum(axis=-1)
+    total = cdf[:, -1:]
+    target = np.minimum(uniforms.reshape(-1, 1) * total, np.nextafter(total, np.float32(0)))
+    return (cdf <= target).sum(axis=-1)  # == searchsorted(cdf, target, right=True), row by row
 
 
 def choose(logits: torch.Tensor, settings: SampleSettings, generator: torch.Generator) -> torch.Tensor:
@@ -117,15 +156,16 @@ def new_seed() -> int:
 MAX_SEED = 2**64 - 1
 
 
-def default_threads(num_samples: int, cores: int, load: float | None) -> int:
-    """CPU threads for sampling: 1 for one stream; for many, the cores nobody else is using.
+def default_threads(num_samples: int, engine: str, weights: str, cores: int, load: float | None) -> int:
+    """CPU threads for sampling: the cores nobody else is using, but 1 for one stream in torch's kernels.
 
-    One stream is a chain of small products that a second thread mostly waits on. Many streams
-    make real matrix products that threads do speed up, but only on idle cores: on busy ones an
-    OpenMP team spends its time waiting at barriers for a descheduled member (10x slower measured
-    with 2 threads on 2 busy cores). `load` is the 1-minute load average (None: unknown).
+    numpy's BLAS (the fp32 `fast` engine on the CPU) splits even one stream's products over idle
+    cores (a step 265 vs 432 us with 2 threads). torch's OpenMP team does not speed up one stream,
+    so `module` and int8 keep it at 1 there. Busy cores are never worth it: a thread descheduled by
+    another process stalls the rest (one stream: 742 vs 361 us with 2 threads on 2 cores, one busy).
+    `load` is the 1-minute load average (None: unknown).
     """
-    if num_samples == 1:
+    if num_samples == 1 and not (engine == "fast" and weights == "fp32"):
         return 1
     if load is None:
         return cores

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -205,5 +207,10 @@ def test_runs_and_plot_do_not_import_torch(two_runs: Path) -> None:
 def test_shell_completion_script() -> None:
     if shutil.which("bash") is None:
         pytest.skip("no bash")
-    proc = run_cli("--show-completion", "bash")
-    assert proc.returncode == 0 and "complete" in proc.stdout.decode()
+    # The shell is detected from the parent processes, so run it from bash: pytest's own parents
+    # (a CI runner, a detached job) may include no shell at all.
+    command = shlex.join([sys.executable, "-m", "charrnn", "--show-completion"])
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # "; exit $?" keeps bash alive as the parent (it would exec a lone command in its own place).
+    proc = subprocess.run(["bash", "-c", f"{command}; exit $?"], capture_output=True, env=env, timeout=60)
+    assert proc.returncode == 0 and "complete" in proc.stdout.decode(), proc.stderr.decode()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,19 @@ import torch
 from charrnn import sample as sample_module
 from charrnn.checkpoint import load_checkpoint, load_model
 from charrnn.errors import ConfigError, InputError
-from charrnn.sample import Piece, SampleSettings, choose, default_threads, generate, generate_many, in_order, pick
+from charrnn.sample import (
+    Piece,
+    SampleSettings,
+    choose,
+    default_threads,
+    generate,
+    generate_many,
+    in_order,
+    pick,
+    pick_torch,
+)
+
+PICKERS = [pick, pick_torch]  # `pick` on CPU logits is the numpy picker; pick_torch is the GPU one, run on CPU
 
 
 def loaded(run_dir: Path):
@@ -94,29 +107,53 @@ def test_settings_validation(bad: dict) -> None:
 # -- the sampler: inverse CDF at per-sample uniforms ------------------------------------------
 
 
-def test_pick_is_the_inverse_cdf() -> None:
+@pytest.mark.parametrize("picker", PICKERS)
+def test_pick_is_the_inverse_cdf(picker: Callable) -> None:
     logits = torch.tensor([[0.5, 0.3, 0.2]]).log().repeat(5, 1)
     uniforms = torch.tensor([0.0, 0.49, 0.51, 0.79, 0.999999])
-    assert pick(logits, SampleSettings(), uniforms).tolist() == [0, 0, 1, 1, 2]
+    assert picker(logits, SampleSettings(), uniforms).tolist() == [0, 0, 1, 1, 2]
 
 
-def test_pick_never_lands_on_a_trimmed_character() -> None:
+@pytest.mark.parametrize("picker", PICKERS)
+def test_pick_never_lands_on_a_trimmed_character(picker: Callable) -> None:
     """A uniform at the very top of [0, 1) still picks a kept character, not a zeroed tail."""
     logits = torch.tensor([[3.0, 2.0, 1.0, 0.0]])
     top = torch.tensor([1.0 - 2**-24])
-    assert pick(logits, SampleSettings(top_k=2), top).tolist() == [1]
-    assert pick(logits, SampleSettings(top_p=0.5), top).tolist() == [0]
+    assert picker(logits, SampleSettings(top_k=2), top).tolist() == [1]
+    assert picker(logits, SampleSettings(top_p=0.5), top).tolist() == [0]
+    assert picker(logits, SampleSettings(temperature=1e-45), top).tolist() == [0]  # below fp32's tiny: greedy
 
 
-def test_pick_frequencies_follow_the_temperature() -> None:
+@pytest.mark.parametrize("picker", PICKERS)
+def test_pick_frequencies_follow_the_temperature(picker: Callable) -> None:
     probs = torch.tensor([0.6, 0.3, 0.1])
     rows = 20000
     uniforms = torch.rand(rows, generator=torch.Generator().manual_seed(0))
     for temperature in (1.0, 0.5):
-        picks = pick(probs.log().repeat(rows, 1), SampleSettings(temperature=temperature), uniforms)
+        picks = picker(probs.log().repeat(rows, 1), SampleSettings(temperature=temperature), uniforms)
         expected = torch.softmax(probs.log() / temperature, dim=0)
         observed = torch.bincount(picks, minlength=3).float() / rows
         torch.testing.assert_close(observed, expected, atol=0.015, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        SampleSettings(),
+        SampleSettings(temperature=0.0),
+        SampleSettings(temperature=0.3),
+        SampleSettings(temperature=1.7, top_k=5),
+        SampleSettings(top_p=0.9),
+        SampleSettings(temperature=0.8, top_k=20, top_p=0.5),
+    ],
+)
+def test_numpy_and_torch_pickers_agree(settings: SampleSettings) -> None:
+    """CPU samples (numpy) and GPU samples (torch) follow one rule: same ids from the same numbers."""
+    gen = torch.Generator().manual_seed(7)
+    logits = torch.randn(3000, 65, generator=gen) * 3
+    logits[:100, :2] = 4.0  # ties at the top, for the sort of top-p
+    uniforms = torch.rand(3000, generator=gen)
+    assert torch.equal(pick(logits, settings, uniforms), pick_torch(logits, settings, uniforms))
 
 
 # -- many samples, engines, stop strings ------------------------------------------------------
@@ -230,8 +267,19 @@ def test_slow_steps_still_stream(trained_run: Path, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.parametrize(
-    ("samples", "cores", "load", "expected"),
-    [(1, 8, 0.0, 1), (4, 8, 0.2, 8), (4, 8, 3.0, 5), (64, 2, 4.5, 1), (64, 2, None, 2)],
+    ("samples", "engine", "weights", "cores", "load", "expected"),
+    [
+        (1, "module", "fp32", 8, 0.0, 1),  # torch's OpenMP team: one stream stays on one thread
+        (1, "fast", "int8", 8, 0.0, 1),
+        (1, "fast", "fp32", 8, 0.2, 8),  # numpy's BLAS splits even one stream over idle cores
+        (1, "fast", "fp32", 2, 1.2, 1),
+        (4, "module", "fp32", 8, 0.2, 8),
+        (4, "fast", "int8", 8, 3.0, 5),
+        (64, "fast", "fp32", 2, 4.5, 1),
+        (64, "fast", "fp32", 2, None, 2),
+    ],
 )
-def test_default_threads_use_only_idle_cores(samples: int, cores: int, load: float | None, expected: int) -> None:
-    assert default_threads(samples, cores, load) == expected
+def test_default_threads_use_only_idle_cores(
+    samples: int, engine: str, weights: str, cores: int, load: float | None, expected: int
+) -> None:
+    assert default_threads(samples, engine, weights, cores, load) == expected

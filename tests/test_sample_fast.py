@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from charrnn import fast_step
+from charrnn.blas_step import BlasStepper
 from charrnn.errors import ConfigError
 from charrnn.fast_step import FastStepper, ModuleStepper, make_stepper
 from charrnn.model import CharRNN, ModelConfig
@@ -29,10 +30,13 @@ def reference(model: CharRNN, prime: torch.Tensor, ids: torch.Tensor) -> torch.T
     return logits[:, prime.size(1) - 1 : -1]
 
 
+@pytest.mark.parametrize("make", [FastStepper, BlasStepper])  # torch (GPU, int8) and numpy (CPU fp32)
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("table", [True, False])
-def test_fast_steps_match_full_forward(cell: str, layers: int, table: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fast_steps_match_full_forward(
+    make: type, cell: str, layers: int, table: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not table:
         monkeypatch.setattr(fast_step, "MAX_TABLE_BYTES", 0)  # layer 0 multiplies the embedding instead
     model = tiny(cell, layers)
@@ -40,7 +44,7 @@ def test_fast_steps_match_full_forward(cell: str, layers: int, table: bool, monk
     prime = torch.randint(0, V, (N, 4), generator=gen)
     ids = torch.randint(0, V, (N, T), generator=gen)
     expected = reference(model, prime, ids)
-    stepper = FastStepper(model)
+    stepper = make(model)
     assert (stepper.table is not None) == table
     with torch.no_grad():
         first, state = model(prime)
@@ -58,7 +62,7 @@ def test_fast_steps_match_full_forward(cell: str, layers: int, table: bool, monk
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("make", [FastStepper, ModuleStepper])
+@pytest.mark.parametrize("make", [FastStepper, BlasStepper, ModuleStepper])
 def test_select_keeps_the_chosen_streams(make: type) -> None:
     """Dropping finished streams leaves the others exactly where they were."""
     model = tiny("lstm", 2)
@@ -77,7 +81,8 @@ def test_select_keeps_the_chosen_streams(make: type) -> None:
 
 def test_engine_names() -> None:
     model = tiny("gru", 1)
-    assert isinstance(make_stepper(model, "fast"), FastStepper)
+    assert isinstance(make_stepper(model, "fast"), BlasStepper)  # on the CPU in fp32
+    assert isinstance(make_stepper(model, "fast", "int8"), FastStepper)
     assert isinstance(make_stepper(model, "module"), ModuleStepper)
     with pytest.raises(ConfigError, match="engine"):
         make_stepper(model, "turbo")

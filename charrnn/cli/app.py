@@ -372,16 +372,16 @@ def sample(
             prime = read_prime(prime_file)
         prime = prime or ""
 
-        import torch
-
         from charrnn.checkpoint import load_checkpoint, load_model
         from charrnn.device import available_cores, resolve_device
+        from charrnn.fast_step import set_sampling_threads
         from charrnn.runs import resolve_checkpoint
         from charrnn.sample import SampleSettings, default_threads, generate_many, sample_seeds
 
         settings = SampleSettings(temperature=temp, top_k=top_k, top_p=top_p)
         target = resolve_device(device)
-        torch.set_num_threads(threads or default_threads(num_samples, available_cores(), load_average()))
+        count = threads or default_threads(num_samples, engine, weights, available_cores(), load_average())
+        set_sampling_threads(count, engine, weights, target)
         ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
         model = load_model(ckpt, target)
         seeds = sample_seeds(seed, num_samples)
@@ -490,17 +490,17 @@ def repl(
     keeps only model text.
     """
     with guarded():
-        import torch
-
         from charrnn.checkpoint import load_checkpoint, load_model
-        from charrnn.device import resolve_device
+        from charrnn.device import available_cores, resolve_device
+        from charrnn.fast_step import set_sampling_threads
         from charrnn.repl import Continuation, Message, Quit, Session
         from charrnn.runs import resolve_checkpoint
-        from charrnn.sample import SampleSettings
+        from charrnn.sample import SampleSettings, default_threads
 
         settings = SampleSettings(temperature=temp)
         target = resolve_device(device)
-        torch.set_num_threads(1)
+        threads = default_threads(1, "fast", "fp32", available_cores(), load_average())
+        set_sampling_threads(threads, "fast", "fp32", target)
         ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
         session = Session(load_model(ckpt, target), ckpt.vocab, settings, length, seed, target)
         interactive = sys.stdin.isatty()

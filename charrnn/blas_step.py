@@ -1,0 +1,150 @@
+"""The CPU fp32 step in numpy: the same products as `FastStepper`, at a fraction of the overhead.
+
+One stream of a 2x512 LSTM is three matrix-vector products and some thirty small elementwise
+operations per character. In torch each of those operations costs a few microseconds of dispatch;
+numpy's cost a fraction of one. And numpy's BLAS (OpenBLAS in its wheels) ran the products faster
+than the torch wheel's MKL on an AMD EPYC (2048x1024 matrix-vector product: 176 vs 205 us on one
+thread) and, unlike torch's OpenMP team, splits one stream's products over two cores. Measured in
+one run (`python benchmarks/sample_speed.py`), the whole one-stream step went from 624 to 265 us.
+
+The arithmetic is `FastStepper`'s (see charrnn.fast_step for the layout): layer 0 reads a
+precomputed row of `embed W_ih0^T + b` per id, higher layers multiply [x; h] by [W_ih | W_hh]
+in one product, and the gate formulas are PyTorch's. Logits match the model's forward within
+float rounding (tests/test_sample_fast.py). `sigmoid` is computed as 0.5 tanh(x / 2) + 0.5,
+the same function without exp's overflow warnings for large negative inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from charrnn.fast_step import table_fits
+from charrnn.model import GATES, CharRNN, State
+
+
+def sigmoid_(x: np.ndarray) -> np.ndarray:
+    """In place: 1 / (1 + e^-x), as 0.5 tanh(x / 2) + 0.5 (no overflow for very negative x)."""
+    x *= 0.5
+    np.tanh(x, out=x)
+    x *= 0.5
+    x += 0.5
+    return x
+
+
+class Product:
+    """y = x W^T + b through numpy's BLAS; W^T is a view of the weight, not a copy."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+        self.weight_t = weight.detach().float().contiguous().numpy().T
+        self.bias = None if bias is None else bias.detach().float().contiguous().numpy()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = x @ self.weight_t
+        if self.bias is not None:
+            y += self.bias
+        return y
+
+
+class BlasStepper:
+    """Advances N streams one character per call on the CPU in fp32 (the `fast` engine's CPU path)."""
+
+    def __init__(self, model: CharRNN) -> None:
+        config = model.config
+        self.cell = config.cell
+        self.hidden = config.hidden_size
+        self.layers = config.num_layers
+        rnn = model.rnn
+
+        def weight(name: str) -> Tensor:
+            return getattr(rnn, name).detach().float()
+
+        with torch.no_grad():
+            self.embed = model.embed.weight.detach().float().contiguous().numpy()
+            b_ih0, b_hh0 = weight("bias_ih_l0"), weight("bias_hh_l0")
+            # GRU keeps b_hn apart: it sits inside the reset gate's product.
+            self.input0 = Product(weight("weight_ih_l0"), b_ih0 + b_hh0 if self.cell != "gru" else b_ih0)
+            self.table: np.ndarray | None = None
+            if table_fits(self.embed.shape[0], GATES[self.cell] * self.hidden):
+                self.table = np.ascontiguousarray(self.input0(self.embed))  # [V, G*H]
+            self.hh: list[Product] = []  # layer 0 (all cells) and every GRU layer: W_hh (+ b_hh for GRU)
+            self.ih: list[Product] = []  # GRU layers >= 1: W_ih + b_ih
+            self.cat: list[Product] = []  # LSTM/RNN layers >= 1: [W_ih | W_hh] + b_ih + b_hh
+            for layer in range(self.layers):
+                w_hh, b_hh = weight(f"weight_hh_l{layer}"), weight(f"bias_hh_l{layer}")
+                if layer == 0 or self.cell == "gru":
+                    self.hh.append(Product(w_hh, b_hh if self.cell == "gru" else None))
+                if layer:
+                    w_ih, b_ih = weight(f"weight_ih_l{layer}"), weight(f"bias_ih_l{layer}")
+                    if self.cell == "gru":
+                        self.ih.append(Product(w_ih, b_ih))
+                    else:
+                        self.cat.append(Product(torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh))
+            self.head = Product(model.head.weight, model.head.bias)
+        self.h: list[np.ndarray] = []
+        self.c: list[np.ndarray] = []
+
+    def load_state(self, state: State) -> None:
+        """Take the state the model's forward returned (after the prime): [L, N, H] each."""
+        if isinstance(state, tuple):
+            h, c = state
+            self.c = [np.array(c[layer].float().cpu().numpy()) for layer in range(self.layers)]
+        else:
+            h = state
+        self.h = [np.array(h[layer].float().cpu().numpy()) for layer in range(self.layers)]
+
+    def select(self, rows: Tensor) -> None:
+        """Keep only the streams in `rows` (finished streams are dropped)."""
+        keep = rows.cpu().numpy()
+        self.h = [x[keep] for x in self.h]
+        self.c = [x[keep] for x in self.c]
+
+    def state(self) -> State:
+        """The state in nn.LSTM's layout, [L, N, H] (for handing back to the model)."""
+        h = torch.from_numpy(np.stack(self.h))
+        return (h, torch.from_numpy(np.stack(self.c))) if self.cell == "lstm" else h
+
+    def _input_gates(self, ids: np.ndarray) -> np.ndarray:
+        """W_ih x + bias for layer 0 (a table row per id when the table fits)."""
+        if self.table is not None:
+            return self.table[ids]  # [N, G*H], a copy
+        return self.input0(self.embed[ids])
+
+    def step(self, ids: Tensor) -> Tensor:
+        """ids [N] -> logits [N, V] (fp32), advancing every stream's state by one character."""
+        index = ids.numpy()
+        hidden = self.hidden
+        x = self.h[0]  # replaced by each layer's output
+        for layer in range(self.layers):
+            h = self.h[layer]
+            if self.cell == "gru":
+                gi = self._input_gates(index) if layer == 0 else self.ih[layer - 1](x)
+                gh = self.hh[layer](h)
+                rz = sigmoid_(gi[:, : 2 * hidden] + gh[:, : 2 * hidden])
+                r, z = rz[:, :hidden], rz[:, hidden:]
+                n = gh[:, 2 * hidden :] * r
+                n += gi[:, 2 * hidden :]
+                np.tanh(n, out=n)
+                h = z * (h - n)
+                h += n  # (1 - z) * n + z * h
+            else:
+                if layer == 0:
+                    gates = self._input_gates(index)
+                    gates += self.hh[0](h)
+                else:
+                    gates = self.cat[layer - 1](np.concatenate((x, h), axis=1))
+                if self.cell == "lstm":
+                    sigmoid_(gates[:, : 2 * hidden])  # i, f
+                    g = np.tanh(gates[:, 2 * hidden : 3 * hidden], out=gates[:, 2 * hidden : 3 * hidden])
+                    o = sigmoid_(gates[:, 3 * hidden :])
+                    c = gates[:, hidden : 2 * hidden] * self.c[layer]
+                    c += gates[:, :hidden] * g
+                    h = np.tanh(c)
+                    h *= o
+                    self.c[layer] = c
+                else:
+                    h = np.tanh(gates, out=gates)
+            self.h[layer] = h
+            x = h
+        return torch.from_numpy(self.head(x))
