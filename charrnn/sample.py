@@ -102,7 +102,8 @@ def pick_numpy(logits: np.ndarray, settings: SampleSettings, uniforms: np.ndarra
     if settings.temperature < float(fp32.tiny):
         return logits.argmax(axis=-1)
     scaled = logits - logits.max(axis=-1, keepdims=True)
-    scaled /= np.float32(min(settings.temperature, float(fp32.max)))  # a huge temperature: uniform, no overflow
+    with np.errstate(over="ignore"):  # a tiny temperature sends the others to -inf: the greedy limit, as in torch
+        scaled /= np.float32(min(settings.temperature, float(fp32.max)))  # a huge one: uniform
     vocab = scaled.shape[-1]
     if settings.top_k is not None and settings.top_k < vocab:
         kth = np.partition(scaled, vocab - settings.top_k, axis=-1)[:, vocab - settings.top_k, None]
