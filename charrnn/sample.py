@@ -157,20 +157,20 @@ def new_seed() -> int:
 MAX_SEED = 2**64 - 1
 
 
-def default_threads(num_samples: int, engine: str, weights: str, cores: int, load: float | None) -> int:
+def default_threads(num_samples: int, engine: str, weights: str, cores: int, busy: float | None) -> int:
     """CPU threads for sampling: the cores nobody else is using, but 1 for one stream in torch's kernels.
 
     numpy's BLAS (the fp32 `fast` engine on the CPU) splits even one stream's products over idle
     cores (a step 265 vs 432 us with 2 threads). torch's OpenMP team does not speed up one stream,
     so `module` and int8 keep it at 1 there. Busy cores are never worth it: a thread descheduled by
     another process stalls the rest (one stream: 742 vs 361 us with 2 threads on 2 cores, one busy).
-    `load` is the 1-minute load average (None: unknown).
+    `busy` is how many cores other processes use (charrnn.device.busy_cores; None: unknown).
     """
     if num_samples == 1 and not (engine == "fast" and weights == "fp32"):
         return 1
-    if load is None:
+    if busy is None:
         return cores
-    return max(1, min(cores, int(cores - load + 0.5)))
+    return max(1, min(cores, int(cores - busy + 0.5)))
 
 
 def sample_seeds(seed: int | None, count: int) -> list[int]:

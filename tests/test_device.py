@@ -78,3 +78,23 @@ def test_a_gpu_run_loads_and_resumes_on_cpu(trained_run: Path, tmp_path: Path) -
     steps = ckpt.meta["step"] + 3
     result = train(TrainOptions(corpus=(), resume=str(run), device="cpu", steps=steps))
     assert result.steps == steps and load_checkpoint(result.last_path).meta["world_size"] == 1
+
+
+def test_busy_cores_counts_the_other_runnable_tasks(tmp_path: Path) -> None:
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("1.50 0.80 0.40 3/211 4242\n")  # 3 runnable: this process and two others
+    assert dev.busy_cores(str(loadavg)) == 2.0
+    loadavg.write_text("1.50 0.80 0.40 1/211 4242\n")  # only this process: idle, whatever the average says
+    assert dev.busy_cores(str(loadavg)) == 0.0
+
+
+def test_busy_cores_falls_back_to_the_load_average(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    absent = str(tmp_path / "absent")  # not Linux, or no /proc
+    monkeypatch.setattr(dev.os, "getloadavg", lambda: (1.25, 1.0, 0.5))
+    assert dev.busy_cores(absent) == 1.25
+
+    def unavailable() -> tuple[float, float, float]:
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(dev.os, "getloadavg", unavailable)
+    assert dev.busy_cores(absent) is None

@@ -347,7 +347,9 @@ def sample(
     threads: Annotated[
         Optional[int],
         typer.Option(
-            min=1, help="CPU threads. \\[default: 1 for one sample, else the idle cores]", rich_help_panel=ADVANCED
+            min=1,
+            help="CPU threads. \\[default: the idle cores; 1 for one sample with --engine module or int8]",
+            rich_help_panel=ADVANCED,
         ),
     ] = None,
     engine: Annotated[
@@ -373,14 +375,14 @@ def sample(
         prime = prime or ""
 
         from charrnn.checkpoint import load_checkpoint, load_model
-        from charrnn.device import available_cores, resolve_device
+        from charrnn.device import available_cores, busy_cores, resolve_device
         from charrnn.fast_step import set_sampling_threads
         from charrnn.runs import resolve_checkpoint
         from charrnn.sample import SampleSettings, default_threads, generate_many, sample_seeds
 
         settings = SampleSettings(temperature=temp, top_k=top_k, top_p=top_p)
         target = resolve_device(device)
-        count = threads or default_threads(num_samples, engine, weights, available_cores(), load_average())
+        count = threads or default_threads(num_samples, engine, weights, available_cores(), busy_cores())
         set_sampling_threads(count, engine, weights, target)
         ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
         model = load_model(ckpt, target)
@@ -390,14 +392,6 @@ def sample(
         )
         head = prime if include_prime else ""
         stream_to_stdout(text_output(head, pieces) if output_format == "text" else jsonl_output(head, seeds, pieces))
-
-
-def load_average() -> float | None:
-    """The 1-minute load average, or None where the platform has none."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
 
 
 def read_prime(path: str) -> str:
@@ -491,7 +485,7 @@ def repl(
     """
     with guarded():
         from charrnn.checkpoint import load_checkpoint, load_model
-        from charrnn.device import available_cores, resolve_device
+        from charrnn.device import available_cores, busy_cores, resolve_device
         from charrnn.fast_step import set_sampling_threads
         from charrnn.repl import Continuation, Message, Quit, Session
         from charrnn.runs import resolve_checkpoint
@@ -499,7 +493,7 @@ def repl(
 
         settings = SampleSettings(temperature=temp)
         target = resolve_device(device)
-        threads = default_threads(1, "fast", "fp32", available_cores(), load_average())
+        threads = default_threads(1, "fast", "fp32", available_cores(), busy_cores())
         set_sampling_threads(threads, "fast", "fp32", target)
         ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
         session = Session(load_model(ckpt, target), ckpt.vocab, settings, length, seed, target)
