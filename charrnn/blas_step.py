@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from charrnn.fast_step import table_fits
+from charrnn.fast_step import step_weights, table_fits
 from charrnn.model import GATES, CharRNN, State
 
 
@@ -55,33 +55,16 @@ class BlasStepper:
         self.cell = config.cell
         self.hidden = config.hidden_size
         self.layers = config.num_layers
-        rnn = model.rnn
-
-        def weight(name: str) -> Tensor:
-            return getattr(rnn, name).detach().float()
-
-        with torch.no_grad():
-            self.embed = model.embed.weight.detach().float().contiguous().numpy()
-            b_ih0, b_hh0 = weight("bias_ih_l0"), weight("bias_hh_l0")
-            # GRU keeps b_hn apart: it sits inside the reset gate's product.
-            self.input0 = Product(weight("weight_ih_l0"), b_ih0 + b_hh0 if self.cell != "gru" else b_ih0)
-            self.table: np.ndarray | None = None
-            if table_fits(self.embed.shape[0], GATES[self.cell] * self.hidden):
-                self.table = np.ascontiguousarray(self.input0(self.embed))  # [V, G*H]
-            self.hh: list[Product] = []  # layer 0 (all cells) and every GRU layer: W_hh (+ b_hh for GRU)
-            self.ih: list[Product] = []  # GRU layers >= 1: W_ih + b_ih
-            self.cat: list[Product] = []  # LSTM/RNN layers >= 1: [W_ih | W_hh] + b_ih + b_hh
-            for layer in range(self.layers):
-                w_hh, b_hh = weight(f"weight_hh_l{layer}"), weight(f"bias_hh_l{layer}")
-                if layer == 0 or self.cell == "gru":
-                    self.hh.append(Product(w_hh, b_hh if self.cell == "gru" else None))
-                if layer:
-                    w_ih, b_ih = weight(f"weight_ih_l{layer}"), weight(f"bias_ih_l{layer}")
-                    if self.cell == "gru":
-                        self.ih.append(Product(w_ih, b_ih))
-                    else:
-                        self.cat.append(Product(torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh))
-            self.head = Product(model.head.weight, model.head.bias)
+        layout = step_weights(model)
+        self.embed = layout.embed.contiguous().numpy()
+        self.input0 = Product(*layout.input0)
+        self.table: np.ndarray | None = None
+        if table_fits(self.embed.shape[0], GATES[self.cell] * self.hidden):
+            self.table = np.ascontiguousarray(self.input0(self.embed))  # [V, G*H]
+        self.hh = [Product(w, b) for w, b in layout.hh]
+        self.ih = [Product(w, b) for w, b in layout.ih]
+        self.cat = [Product(w, b) for w, b in layout.cat]
+        self.head = Product(*layout.head)
         self.h: list[np.ndarray] = []
         self.c: list[np.ndarray] = []
 

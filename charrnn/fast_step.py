@@ -26,6 +26,7 @@ distribution (measured in benchmarks/sample_speed.py --checkpoint), so a seed's 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -107,6 +108,55 @@ def pack_int8(weight: Tensor, bias: Tensor | None) -> object:
         return torch.ops.quantized.linear_prepack(qweight, bias)
 
 
+Bias = Tensor | None
+
+
+@dataclass(frozen=True)
+class StepWeights:
+    """The matrices a one-character step multiplies by, as (weight [out, in], bias) pairs, fp32.
+
+    LSTM/RNN layers above the first put [W_ih | W_hh] side by side: one product for both inputs.
+    GRU needs W_hn h apart (the reset gate multiplies it), so it keeps two products per layer.
+    """
+
+    embed: Tensor  # [V, E]
+    input0: tuple[Tensor, Bias]  # layer 0's W_ih [G*H, E]; bias b_ih + b_hh (GRU: b_ih, as b_hn sits in r's product)
+    hh: list[tuple[Tensor, Bias]]  # layer 0 (all cells) and every GRU layer: W_hh (+ b_hh for GRU)
+    ih: list[tuple[Tensor, Bias]]  # GRU layers >= 1: W_ih + b_ih
+    cat: list[tuple[Tensor, Bias]]  # LSTM/RNN layers >= 1: [W_ih | W_hh] + b_ih + b_hh
+    head: tuple[Tensor, Bias]  # [V, H]
+
+
+def step_weights(model: CharRNN) -> StepWeights:
+    """The model's weights in the steppers' layout (shared by FastStepper and BlasStepper)."""
+    cell, rnn = model.config.cell, model.rnn
+
+    def weight(name: str) -> Tensor:
+        return getattr(rnn, name).detach().float()
+
+    with torch.no_grad():
+        b_ih0, b_hh0 = weight("bias_ih_l0"), weight("bias_hh_l0")
+        layout = StepWeights(
+            embed=model.embed.weight.detach().float(),
+            input0=(weight("weight_ih_l0"), b_ih0 + b_hh0 if cell != "gru" else b_ih0),
+            hh=[],
+            ih=[],
+            cat=[],
+            head=(model.head.weight.detach().float(), model.head.bias.detach().float()),
+        )
+        for layer in range(model.config.num_layers):
+            w_hh, b_hh = weight(f"weight_hh_l{layer}"), weight(f"bias_hh_l{layer}")
+            if layer == 0 or cell == "gru":
+                layout.hh.append((w_hh, b_hh if cell == "gru" else None))
+            if layer:
+                w_ih, b_ih = weight(f"weight_ih_l{layer}"), weight(f"bias_ih_l{layer}")
+                if cell == "gru":
+                    layout.ih.append((w_ih, b_ih))
+                else:
+                    layout.cat.append((torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh))
+    return layout
+
+
 class FastStepper:
     """The same network as matrix products on the same weights (see the module docstring)."""
 
@@ -119,39 +169,19 @@ class FastStepper:
         self.cell = config.cell
         self.hidden = config.hidden_size
         self.layers = config.num_layers
-        g, h = GATES[self.cell], self.hidden
-        rnn = model.rnn
-        with torch.no_grad():
-
-            def weight(name: str) -> Tensor:
-                return getattr(rnn, name).detach().float()
-
-            self.embed = model.embed.weight.detach().float()
-            b_ih0, b_hh0 = weight("bias_ih_l0"), weight("bias_hh_l0")
-            # GRU keeps b_hn apart: it sits inside the reset gate's product.
-            b0 = b_ih0 + b_hh0 if self.cell != "gru" else b_ih0
-            self.input0 = Product(weight("weight_ih_l0"), b0, "fp32")  # [G*H, E]
-            self.table: Tensor | None = None
-            if table_fits(self.embed.size(0), g * h):
+        layout = step_weights(model)
+        self.embed = layout.embed
+        self.input0 = Product(*layout.input0, "fp32")  # [G*H, E]
+        self.table: Tensor | None = None
+        if table_fits(self.embed.size(0), GATES[self.cell] * self.hidden):
+            with torch.no_grad():
                 self.table = self.input0(self.embed).contiguous()  # [V, G*H], exact whatever `weights`
-            # LSTM/RNN layers above the first: [W_ih | W_hh] side by side, one product for both inputs.
-            # GRU needs W_hn h apart (the reset gate multiplies it), so it keeps two products.
-            self.hh: list[Product] = []  # layer 0 (all cells) and every GRU layer: W_hh (+ b_hh for GRU)
-            self.ih: list[Product] = []  # GRU layers >= 1: W_ih + b_ih
-            self.cat: list[Product] = []  # LSTM/RNN layers >= 1: [W_ih | W_hh] + b_ih + b_hh
-            for layer in range(self.layers):
-                w_hh, b_hh = weight(f"weight_hh_l{layer}"), weight(f"bias_hh_l{layer}")
-                if layer == 0 or self.cell == "gru":
-                    self.hh.append(Product(w_hh, b_hh if self.cell == "gru" else None, weights))
-                if layer:
-                    w_ih, b_ih = weight(f"weight_ih_l{layer}"), weight(f"bias_ih_l{layer}")
-                    if self.cell == "gru":
-                        self.ih.append(Product(w_ih, b_ih, weights))
-                    else:
-                        self.cat.append(Product(torch.cat([w_ih, w_hh], dim=1), b_ih + b_hh, weights))
-            # The head stays fp32 whatever `weights`: [V, H] is a few hundred KB, and an int8 call's
-            # fixed cost (quantizing the input, requantizing the output) made it 4x slower (27 vs 6 us).
-            self.head = Product(model.head.weight.detach().float(), model.head.bias.detach().float(), "fp32")
+        self.hh = [Product(w, b, weights) for w, b in layout.hh]
+        self.ih = [Product(w, b, weights) for w, b in layout.ih]
+        self.cat = [Product(w, b, weights) for w, b in layout.cat]
+        # The head stays fp32 whatever `weights`: [V, H] is a few hundred KB, and an int8 call's
+        # fixed cost (quantizing the input, requantizing the output) made it 4x slower (27 vs 6 us).
+        self.head = Product(*layout.head, "fp32")
         self.h: list[Tensor] = []
         self.c: list[Tensor] = []
 
