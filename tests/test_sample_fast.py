@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import threadpoolctl
 import torch
 
 from charrnn import fast_step
@@ -114,3 +115,24 @@ def test_int8_is_cpu_only_and_fp32_only_for_the_module_engine() -> None:
         make_stepper(model, "module", "int8")
     with pytest.raises(ConfigError, match="weights"):
         make_stepper(model, "fast", "fp16")
+
+
+def blas_threads() -> list[int]:
+    return [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_sampling_threads_go_to_the_pool_that_runs_the_products() -> None:
+    """numpy's BLAS for the CPU fp32 step, torch's team otherwise; the other pool keeps one thread."""
+    before = torch.get_num_threads()
+    with threadpoolctl.threadpool_limits(limits=None):  # puts numpy's BLAS back afterwards
+        try:
+            fast_step.set_sampling_threads(2, "fast", "fp32", torch.device("cpu"))
+            assert torch.get_num_threads() == 1 and set(blas_threads()) <= {2}
+            fast_step.set_sampling_threads(2, "fast", "int8", torch.device("cpu"))
+            assert torch.get_num_threads() == 2 and set(blas_threads()) <= {1}
+            fast_step.set_sampling_threads(2, "module", "fp32", torch.device("cpu"))
+            assert torch.get_num_threads() == 2
+            with pytest.raises(ConfigError, match="--threads"):
+                fast_step.set_sampling_threads(0, "fast", "fp32", torch.device("cpu"))
+        finally:
+            torch.set_num_threads(before)
