@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 
 import torch
 
@@ -68,12 +70,45 @@ def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def available_cores() -> int:
-    """CPU cores this process may use (affinity-aware)."""
+def available_cores(cgroup: str = "/sys/fs/cgroup") -> int:
+    """CPU cores this process may use: its affinity set, capped by a container's CPU quota."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    quota = cpu_quota(cgroup)
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
+
+
+def cpu_quota(cgroup: str = "/sys/fs/cgroup") -> float | None:
+    """Cores' worth of CPU time a cgroup allows (`docker --cpus 2`: 2.0), or None when unlimited.
+
+    Affinity alone reports every core of the host inside such a container, and threads beyond the
+    quota are throttled in turn.
+    """
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            fields = Path(cgroup, quota_file).read_text(encoding="ascii").split()
+            if period_file is not None:  # cgroup v1: two files, -1 for no quota
+                fields.append(Path(cgroup, period_file).read_text(encoding="ascii").strip())
+            if fields[0] in ("max", "-1"):
+                return None
+            return int(fields[0]) / int(fields[1])
+        except (OSError, ValueError, IndexError, ZeroDivisionError):
+            continue
+    return None
+
+
+def idle_cores(cores: int, busy: float | None, host_cores: int | None) -> int:
+    """Of this process's `cores`, how many nobody else is using (at least 1).
+
+    `busy` counts other runnable tasks on the whole host (`busy_cores`); when this process may use
+    only some of the host's cores (affinity, a container), they are assumed spread evenly.
+    """
+    if busy is None:
+        return cores
+    share = min(1.0, cores / host_cores) if host_cores else 1.0
+    return max(1, min(cores, int(cores - busy * share + 0.5)))
 
 
 def busy_cores(loadavg: str = "/proc/loadavg") -> float | None:

@@ -14,7 +14,7 @@ rounding. `ModuleStepper` is the plain reference: the model's own forward, one c
 
 On the CPU in fp32, `make_stepper` runs this same arithmetic in numpy instead
 (charrnn.blas_step.BlasStepper): torch's per-operation dispatch dominates a one-stream step there.
-`FastStepper` is the path for GPUs and for int8. `set_sampling_threads` gives the cores to whichever
+`FastStepper` is the path for GPUs and for int8. `sampling_threads` gives the cores to whichever
 thread pool runs the products and keeps the other at one thread: numpy's BLAS and torch's OpenMP
 team both spinning on the same two cores made a step 80x slower (21 ms vs 0.27 ms).
 
@@ -26,6 +26,8 @@ distribution (measured in benchmarks/sample_speed.py --checkpoint), so a seed's 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -244,16 +246,24 @@ def runs_in_numpy(engine: str, weights: str, device: torch.device) -> bool:
     return engine == "fast" and weights == "fp32" and device.type == "cpu"
 
 
-def set_sampling_threads(count: int, engine: str, weights: str, device: torch.device) -> None:
-    """Give `count` threads to the pool that runs the step's products, one to the other.
+@contextmanager
+def sampling_threads(count: int, engine: str, weights: str, device: torch.device) -> Iterator[None]:
+    """For the duration: `count` threads to the pool that runs the step's products, one to the other.
 
-    CPU fp32 `fast` products run in numpy's BLAS; `module` and int8 run in torch's OpenMP team.
+    CPU fp32 `fast` products run in numpy's BLAS, `module` and int8 in torch's OpenMP team; both
+    pools spinning on the same cores made a step 80x slower. The caller's settings come back after.
     """
     if count < 1:
         raise ConfigError(f"--threads must be at least 1, got {count}")
+    before = torch.get_num_threads()
     blas = runs_in_numpy(engine, weights, device)
-    torch.set_num_threads(1 if blas else count)
-    threadpool_limits(limits=count if blas else 1, user_api="blas")
+    try:
+        torch.set_num_threads(1 if blas else count)
+        # Only the numpy path touches numpy's BLAS: elsewhere (aarch64 wheels) torch may share it.
+        with threadpool_limits(limits=count, user_api="blas") if blas else nullcontext():
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def make_stepper(model: CharRNN, engine: str = "fast", weights: str = "fp32") -> Stepper:

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 
+from charrnn.device import available_cores, busy_cores, idle_cores
 from charrnn.errors import ConfigError, InputError
-from charrnn.fast_step import Stepper, make_stepper
+from charrnn.fast_step import Stepper, make_stepper, sampling_threads
 from charrnn.model import CharRNN, State
 from charrnn.vocab import Vocab, describe_chars
 
@@ -66,7 +69,7 @@ def pick(logits: torch.Tensor, settings: SampleSettings, uniforms: torch.Tensor)
     cost more than the step's arithmetic for one stream. Elsewhere the logits stay on their device.
     """
     if logits.device.type == "cpu":
-        return torch.from_numpy(pick_numpy(logits.float().numpy(), settings, uniforms.float().numpy()))
+        return torch.from_numpy(pick_numpy(logits.detach().float().numpy(), settings, uniforms.float().numpy()))
     return pick_torch(logits, settings, uniforms)
 
 
@@ -77,7 +80,8 @@ def pick_torch(logits: torch.Tensor, settings: SampleSettings, uniforms: torch.T
     logits = logits.float()
     # Shift the best logit to 0 before scaling: a tiny temperature then gives 0 and -inf (greedy),
     # never inf - inf = NaN.
-    scaled = (logits - logits.max(dim=-1, keepdim=True).values) / settings.temperature
+    temperature = min(settings.temperature, torch.finfo(torch.float32).max)  # beyond fp32 (inf too): uniform
+    scaled = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
     if settings.top_k is not None and settings.top_k < scaled.size(-1):
         kth = torch.topk(scaled, settings.top_k, dim=-1).values[:, -1:]
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
@@ -157,20 +161,28 @@ def new_seed() -> int:
 MAX_SEED = 2**64 - 1
 
 
-def default_threads(num_samples: int, engine: str, weights: str, cores: int, busy: float | None) -> int:
-    """CPU threads for sampling: the cores nobody else is using, but 1 for one stream in torch's kernels.
+ONE_STREAM_BLAS_THREADS = 2  # measured: 1.4-1.8x over one thread on 2 cores; more is unmeasured
 
-    numpy's BLAS (the fp32 `fast` engine on the CPU) splits even one stream's products over idle
-    cores (a step 265 vs 432 us with 2 threads). torch's OpenMP team does not speed up one stream,
-    so `module` and int8 keep it at 1 there. Busy cores are never worth it: a thread descheduled by
-    another process stalls the rest (one stream: 742 vs 361 us with 2 threads on 2 cores, one busy).
-    `busy` is how many cores other processes use (charrnn.device.busy_cores; None: unknown).
+
+def default_threads(num_samples: int, engine: str, weights: str, idle: int) -> int:
+    """CPU threads for sampling, given how many of this process's cores are idle (device.idle_cores).
+
+    numpy's BLAS (the fp32 `fast` engine on the CPU) splits even one stream's products over two
+    cores (a step 265 vs 432 us); more threads for one matrix-vector product were not measured to
+    help, so one stream takes at most ONE_STREAM_BLAS_THREADS. torch's OpenMP team does not speed
+    one stream up, so `module` and int8 keep it at 1 there. Many streams take every idle core.
+    Busy cores are never worth it: a thread descheduled by another process stalls the rest
+    (one stream: 742 vs 361 us with 2 threads on 2 cores, one busy).
     """
-    if num_samples == 1 and not (engine == "fast" and weights == "fp32"):
-        return 1
-    if busy is None:
-        return cores
-    return max(1, min(cores, int(cores - busy + 0.5)))
+    if num_samples > 1:
+        return idle
+    return min(idle, ONE_STREAM_BLAS_THREADS) if engine == "fast" and weights == "fp32" else 1
+
+
+def auto_threads(num_samples: int, engine: str, weights: str) -> int:
+    """`default_threads` for this machine as it is now."""
+    cores = available_cores()
+    return default_threads(num_samples, engine, weights, idle_cores(cores, busy_cores(), os.cpu_count()))
 
 
 def sample_seeds(seed: int | None, count: int) -> list[int]:
@@ -193,6 +205,7 @@ def generate(
     keep_stop: bool = True,
     engine: str = "fast",
     weights: str = "fp32",
+    threads: int | None = None,
 ) -> Iterator[str]:
     """One sample's generated text in small chunks as it is produced (the prime is not yielded).
 
@@ -200,7 +213,9 @@ def generate(
     before anything is printed.
     """
     seeds = sample_seeds(seed, 1)
-    pieces = generate_many(model, vocab, prime, length, settings, seeds, device, stop, keep_stop, engine, weights)
+    pieces = generate_many(
+        model, vocab, prime, length, settings, seeds, device, stop, keep_stop, engine, weights, threads
+    )
     return (piece.text for piece in pieces if piece.text)
 
 
@@ -216,12 +231,15 @@ def generate_many(
     keep_stop: bool = True,
     engine: str = "fast",
     weights: str = "fp32",
+    threads: int | None = None,
 ) -> Iterator[Piece]:
     """len(seeds) independent samples computed together, yielded in order: all of sample 0, then 1, ...
 
     A sample ends after `length` generated characters or just after it produces one of `stop`
     (which is kept in its text, or dropped when `keep_stop` is false). `engine` and `weights`
     pick how the steps are computed (charrnn.fast_step); fp32 engines agree on the text of a seed.
+    `threads` (default: `auto_threads`, the idle cores) holds while the samples are drawn; the
+    process's thread settings come back when the iterator ends or is closed.
     """
     if length < 0:
         raise ConfigError(f"--length must not be negative, got {length}")
@@ -231,15 +249,20 @@ def generate_many(
         raise ConfigError("--stop needs a non-empty string")
     check_prime(vocab, prime)
     stepper = make_stepper(model, engine, weights)  # checks the engine and weights now, too
+    target = torch.device(device)
+    count = auto_threads(len(seeds), engine, weights) if threads is None else threads
+    if count < 1:
+        raise ConfigError(f"--threads must be at least 1, got {count}")
     events = _run(
         model,
         stepper,
+        partial(sampling_threads, count, engine, weights, target),
         vocab,
         start_ids(vocab, prime),
         length,
         settings or SampleSettings(),
         list(seeds),
-        torch.device(device),
+        target,
         tuple(stop),
         keep_stop,
     )
@@ -303,6 +326,7 @@ class Uniforms:
 def _run(
     model: CharRNN,
     stepper: Stepper,
+    threads: Callable[[], AbstractContextManager[None]],
     vocab: Vocab,
     start: list[int],
     length: int,
@@ -319,7 +343,25 @@ def _run(
         for index in range(count):
             yield Piece(index, "", done=True)
         return
-    last, state = feed_prime(model, start, device)
+    last, state = feed_prime(model, start, device)  # with the caller's threads: one long product
+    with threads():
+        yield from _steps(stepper, vocab, last, state, length, settings, seeds, device, stop, keep_stop)
+
+
+def _steps(
+    stepper: Stepper,
+    vocab: Vocab,
+    last: torch.Tensor,
+    state: State,
+    length: int,
+    settings: SampleSettings,
+    seeds: list[int],
+    device: torch.device,
+    stop: tuple[str, ...],
+    keep_stop: bool,
+) -> Iterator[Piece]:
+    """The sampling loop proper, from the prime's last logits and state."""
+    count = len(seeds)
     stepper.load_state(repeat_state(state, count))
     logits = last.expand(count, -1)
     uniforms = Uniforms(seeds, device)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -98,3 +99,37 @@ def test_busy_cores_falls_back_to_the_load_average(tmp_path: Path, monkeypatch: 
 
     monkeypatch.setattr(dev.os, "getloadavg", unavailable)
     assert dev.busy_cores(absent) is None
+
+
+def test_cpu_quota_of_a_container(tmp_path: Path) -> None:
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # cgroup v2, `docker --cpus 1.5`
+    assert dev.cpu_quota(str(tmp_path)) == 1.5
+    assert dev.available_cores(str(tmp_path)) == min(2, len(os.sched_getaffinity(0)))  # 1.5 cores: 2 threads
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert dev.cpu_quota(str(tmp_path)) is None
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")  # cgroup v1
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert dev.cpu_quota(str(tmp_path)) == 1.0 and dev.available_cores(str(tmp_path)) == 1
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert dev.cpu_quota(str(tmp_path)) is None
+    assert dev.cpu_quota(str(tmp_path / "absent")) is None
+
+
+@pytest.mark.parametrize(
+    ("cores", "busy", "host", "idle"),
+    [
+        (2, 0.0, 2, 2),
+        (2, 1.0, 2, 1),
+        (2, 4.0, 2, 1),  # never below one
+        (8, 3.0, 8, 5),
+        (2, 8.0, 64, 2),  # 2 of 64 cores: 8 busy tasks elsewhere leave ours idle, on average
+        (2, 48.0, 64, 1),
+        (4, None, 4, 4),  # unknown: all of them
+    ],
+)
+def test_idle_cores_are_ours_minus_our_share_of_the_busy_ones(
+    cores: int, busy: float | None, host: int, idle: int
+) -> None:
+    assert dev.idle_cores(cores, busy, host) == idle

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -145,6 +146,9 @@ def test_pick_frequencies_follow_the_temperature(picker: Callable) -> None:
         SampleSettings(temperature=1.7, top_k=5),
         SampleSettings(top_p=0.9),
         SampleSettings(temperature=0.8, top_k=20, top_p=0.5),
+        SampleSettings(temperature=1e-37),  # the others overflow to -inf: greedy, without warnings
+        SampleSettings(temperature=1e39, top_k=1),  # beyond fp32: uniform before trimming
+        SampleSettings(temperature=float("inf"), top_p=0.01),
     ],
 )
 def test_numpy_and_torch_pickers_agree(settings: SampleSettings) -> None:
@@ -153,7 +157,12 @@ def test_numpy_and_torch_pickers_agree(settings: SampleSettings) -> None:
     logits = torch.randn(3000, 65, generator=gen) * 3
     logits[:100, :2] = 4.0  # ties at the top, for the sort of top-p
     uniforms = torch.rand(3000, generator=gen)
-    assert torch.equal(pick(logits, settings, uniforms), pick_torch(logits, settings, uniforms))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow or invalid-value warnings on stderr either
+        on_cpu, on_gpu = pick(logits, settings, uniforms), pick_torch(logits, settings, uniforms)
+    # Equal but for a draw within float rounding of a CDF boundary (2 in 1.8M seen at T=0.7):
+    # their sums add up in different orders.
+    assert int((on_cpu != on_gpu).sum()) <= 1
 
 
 # -- many samples, engines, stop strings ------------------------------------------------------
@@ -267,19 +276,35 @@ def test_slow_steps_still_stream(trained_run: Path, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.parametrize(
-    ("samples", "engine", "weights", "cores", "load", "expected"),
+    ("samples", "engine", "weights", "idle", "expected"),
     [
-        (1, "module", "fp32", 8, 0.0, 1),  # torch's OpenMP team: one stream stays on one thread
-        (1, "fast", "int8", 8, 0.0, 1),
-        (1, "fast", "fp32", 8, 0.2, 8),  # numpy's BLAS splits even one stream over idle cores
-        (1, "fast", "fp32", 2, 1.2, 1),
-        (4, "module", "fp32", 8, 0.2, 8),
-        (4, "fast", "int8", 8, 3.0, 5),
-        (64, "fast", "fp32", 2, 4.5, 1),
-        (64, "fast", "fp32", 2, None, 2),
+        (1, "module", "fp32", 8, 1),  # torch's OpenMP team: one stream stays on one thread
+        (1, "fast", "int8", 8, 1),
+        (1, "fast", "fp32", 8, 2),  # numpy's BLAS splits one stream over two idle cores, no more
+        (1, "fast", "fp32", 1, 1),
+        (4, "module", "fp32", 8, 8),  # many streams: every idle core
+        (4, "fast", "int8", 5, 5),
+        (64, "fast", "fp32", 1, 1),
     ],
 )
-def test_default_threads_use_only_idle_cores(
-    samples: int, engine: str, weights: str, cores: int, load: float | None, expected: int
-) -> None:
-    assert default_threads(samples, engine, weights, cores, load) == expected
+def test_default_threads_use_only_idle_cores(samples: int, engine: str, weights: str, idle: int, expected: int) -> None:
+    assert default_threads(samples, engine, weights, idle) == expected
+
+
+def test_sampling_gives_the_threads_back(trained_run: Path) -> None:
+    """Threads are the sampler's only while it draws: after the last piece, or an early close."""
+    model, vocab = loaded(trained_run)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        pieces = generate_many(model, vocab, length=40, seeds=[1], threads=1, engine="module")
+        next(pieces)
+        assert torch.get_num_threads() == 1
+        pieces.close()  # a reader that went away (`| head`)
+        assert torch.get_num_threads() == 2
+        list(generate_many(model, vocab, length=40, seeds=[1, 2], threads=1, engine="module"))
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ConfigError, match="--threads"):
+            generate_many(model, vocab, threads=0)
+    finally:
+        torch.set_num_threads(before)

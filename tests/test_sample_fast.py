@@ -122,17 +122,24 @@ def blas_threads() -> list[int]:
 
 
 def test_sampling_threads_go_to_the_pool_that_runs_the_products() -> None:
-    """numpy's BLAS for the CPU fp32 step, torch's team otherwise; the other pool keeps one thread."""
-    before = torch.get_num_threads()
-    with threadpoolctl.threadpool_limits(limits=None):  # puts numpy's BLAS back afterwards
-        try:
-            fast_step.set_sampling_threads(2, "fast", "fp32", torch.device("cpu"))
-            assert torch.get_num_threads() == 1 and set(blas_threads()) <= {2}
-            fast_step.set_sampling_threads(2, "fast", "int8", torch.device("cpu"))
-            assert torch.get_num_threads() == 2 and set(blas_threads()) <= {1}
-            fast_step.set_sampling_threads(2, "module", "fp32", torch.device("cpu"))
-            assert torch.get_num_threads() == 2
-            with pytest.raises(ConfigError, match="--threads"):
-                fast_step.set_sampling_threads(0, "fast", "fp32", torch.device("cpu"))
-        finally:
-            torch.set_num_threads(before)
+    """numpy's BLAS for the CPU fp32 step, torch's team otherwise; the caller's settings come back."""
+    cpu = torch.device("cpu")
+    before, blas_before = torch.get_num_threads(), blas_threads()
+    assert blas_before  # numpy's wheels bring OpenBLAS, which threadpoolctl can see
+    with fast_step.sampling_threads(2, "fast", "fp32", cpu):
+        assert torch.get_num_threads() == 1 and set(blas_threads()) == {2}
+    assert torch.get_num_threads() == before and blas_threads() == blas_before
+    with fast_step.sampling_threads(2, "fast", "int8", cpu):
+        assert torch.get_num_threads() == 2 and blas_threads() == blas_before  # numpy's BLAS left alone
+    with fast_step.sampling_threads(2, "module", "fp32", cpu):
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == before
+    with pytest.raises(ConfigError, match="--threads"), fast_step.sampling_threads(0, "fast", "fp32", cpu):
+        pass
+
+
+def test_only_the_cpu_fp32_fast_engine_steps_in_numpy() -> None:
+    assert fast_step.runs_in_numpy("fast", "fp32", torch.device("cpu"))
+    for engine, weights, device in [("fast", "fp32", "cuda"), ("fast", "fp32", "mps"), ("fast", "int8", "cpu")]:
+        assert not fast_step.runs_in_numpy(engine, weights, torch.device(device))
+    assert not fast_step.runs_in_numpy("module", "fp32", torch.device("cpu"))

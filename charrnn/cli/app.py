@@ -375,20 +375,18 @@ def sample(
         prime = prime or ""
 
         from charrnn.checkpoint import load_checkpoint, load_model
-        from charrnn.device import available_cores, busy_cores, resolve_device
-        from charrnn.fast_step import set_sampling_threads
+        from charrnn.device import resolve_device
         from charrnn.runs import resolve_checkpoint
-        from charrnn.sample import SampleSettings, default_threads, generate_many, sample_seeds
+        from charrnn.sample import SampleSettings, generate_many, sample_seeds
 
         settings = SampleSettings(temperature=temp, top_k=top_k, top_p=top_p)
         target = resolve_device(device)
-        count = threads or default_threads(num_samples, engine, weights, available_cores(), busy_cores())
-        set_sampling_threads(count, engine, weights, target)
         ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
         model = load_model(ckpt, target)
         seeds = sample_seeds(seed, num_samples)
+        stops = tuple(stop or ())
         pieces = generate_many(
-            model, ckpt.vocab, prime, length, settings, seeds, target, tuple(stop or ()), keep_stop, engine, weights
+            model, ckpt.vocab, prime, length, settings, seeds, target, stops, keep_stop, engine, weights, threads
         )
         head = prime if include_prime else ""
         stream_to_stdout(text_output(head, pieces) if output_format == "text" else jsonl_output(head, seeds, pieces))
@@ -485,16 +483,13 @@ def repl(
     """
     with guarded():
         from charrnn.checkpoint import load_checkpoint, load_model
-        from charrnn.device import available_cores, busy_cores, resolve_device
-        from charrnn.fast_step import set_sampling_threads
+        from charrnn.device import resolve_device
         from charrnn.repl import Continuation, Message, Quit, Session
         from charrnn.runs import resolve_checkpoint
-        from charrnn.sample import SampleSettings, default_threads
+        from charrnn.sample import SampleSettings
 
         settings = SampleSettings(temperature=temp)
         target = resolve_device(device)
-        threads = default_threads(1, "fast", "fp32", available_cores(), busy_cores())
-        set_sampling_threads(threads, "fast", "fp32", target)
         ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
         session = Session(load_model(ckpt, target), ckpt.vocab, settings, length, seed, target)
         interactive = sys.stdin.isatty()
