@@ -343,8 +343,8 @@ def _run(
         for index in range(count):
             yield Piece(index, "", done=True)
         return
-    last, state = feed_prime(model, start, device)  # with the caller's threads: one long product
-    with threads():
+    with threads():  # the prime too: a torch team woken for it would spin beside numpy's BLAS threads
+        last, state = feed_prime(model, start, device)
         yield from _steps(stepper, vocab, last, state, length, settings, seeds, device, stop, keep_stop)
 
 
