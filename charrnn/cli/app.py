@@ -359,7 +359,7 @@ def sample(
     weights: Annotated[
         str,
         typer.Option(
-            help="fp32, or int8: quarter-size weights, faster on CPU, slightly different text.",
+            help="fp32, or int8: quarter-size weights (CPU; faster for many streams), slightly different text.",
             rich_help_panel=ADVANCED,
         ),
     ] = "fp32",
