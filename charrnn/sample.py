@@ -345,65 +345,48 @@ def _run(
         return
     with threads():  # the prime too: a torch team woken for it would spin beside numpy's BLAS threads
         last, state = feed_prime(model, start, device)
-        yield from _steps(stepper, vocab, last, state, length, settings, seeds, device, stop, keep_stop)
-
-
-def _steps(
-    stepper: Stepper,
-    vocab: Vocab,
-    last: torch.Tensor,
-    state: State,
-    length: int,
-    settings: SampleSettings,
-    seeds: list[int],
-    device: torch.device,
-    stop: tuple[str, ...],
-    keep_stop: bool,
-) -> Iterator[Piece]:
-    """The sampling loop proper, from the prime's last logits and state."""
-    count = len(seeds)
-    stepper.load_state(repeat_state(state, count))
-    logits = last.expand(count, -1)
-    uniforms = Uniforms(seeds, device)
-    chars = vocab.chars
-    # Hold back enough text that a stop string is always whole in `pending`: it can then be
-    # matched across chunk boundaries and dropped before any of it is yielded.
-    hold = max((len(s) for s in stop), default=1) - 1
-    rows = list(range(count))  # sample index of each live row
-    pending = [""] * count
-    made = [0] * count
-    flush_at = time.monotonic() + FLUSH_S
-    while rows:
-        ids = pick(logits, settings, uniforms.next(rows))
-        finished: list[int] = []
-        now = time.monotonic()
-        flush = now >= flush_at  # a slow model still streams smoothly
-        if flush:
-            flush_at = now + FLUSH_S
-        for row, (index, char_id) in enumerate(zip(rows, ids.tolist(), strict=True)):
-            text = pending[index] + chars[char_id]
-            made[index] += 1
-            matched = next((s for s in stop if text.endswith(s)), None) if stop else None
-            if matched is not None or made[index] == length:
-                if matched is not None and not keep_stop:
-                    text = text[: -len(matched)]
-                pending[index] = ""
-                finished.append(row)
-                yield Piece(index, text, done=True)
-            elif len(text) >= CHUNK_CHARS + hold or (flush and len(text) > hold):
-                pending[index] = text[len(text) - hold :] if hold else ""
-                yield Piece(index, text[: len(text) - hold])
-            else:
-                pending[index] = text
-        if finished:
-            keep = [row for row in range(len(rows)) if row not in finished]
-            rows = [rows[row] for row in keep]
-            if not rows:
-                return
-            keep_rows = torch.tensor(keep, dtype=torch.long, device=device)
-            stepper.select(keep_rows)
-            ids = ids.index_select(0, keep_rows)
-        logits = stepper.step(ids)
+        stepper.load_state(repeat_state(state, count))
+        logits = last.expand(count, -1)
+        uniforms = Uniforms(seeds, device)
+        chars = vocab.chars
+        # Hold back enough text that a stop string is always whole in `pending`: it can then be
+        # matched across chunk boundaries and dropped before any of it is yielded.
+        hold = max((len(s) for s in stop), default=1) - 1
+        rows = list(range(count))  # sample index of each live row
+        pending = [""] * count
+        made = [0] * count
+        flush_at = time.monotonic() + FLUSH_S
+        while rows:
+            ids = pick(logits, settings, uniforms.next(rows))
+            finished: list[int] = []
+            now = time.monotonic()
+            flush = now >= flush_at  # a slow model still streams smoothly
+            if flush:
+                flush_at = now + FLUSH_S
+            for row, (index, char_id) in enumerate(zip(rows, ids.tolist(), strict=True)):
+                text = pending[index] + chars[char_id]
+                made[index] += 1
+                matched = next((s for s in stop if text.endswith(s)), None) if stop else None
+                if matched is not None or made[index] == length:
+                    if matched is not None and not keep_stop:
+                        text = text[: -len(matched)]
+                    pending[index] = ""
+                    finished.append(row)
+                    yield Piece(index, text, done=True)
+                elif len(text) >= CHUNK_CHARS + hold or (flush and len(text) > hold):
+                    pending[index] = text[len(text) - hold :] if hold else ""
+                    yield Piece(index, text[: len(text) - hold])
+                else:
+                    pending[index] = text
+            if finished:
+                keep = [row for row in range(len(rows)) if row not in finished]
+                rows = [rows[row] for row in keep]
+                if not rows:
+                    return
+                keep_rows = torch.tensor(keep, dtype=torch.long, device=device)
+                stepper.select(keep_rows)
+                ids = ids.index_select(0, keep_rows)
+            logits = stepper.step(ids)
 
 
 def step(model: CharRNN, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
