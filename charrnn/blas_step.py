@@ -37,8 +37,8 @@ class Product:
     """y = x W^T + b through numpy's BLAS; W^T is a view of the weight, not a copy."""
 
     def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
-        self.weight_t = weight.detach().float().contiguous().numpy().T
-        self.bias = None if bias is None else bias.detach().float().contiguous().numpy()
+        self.weight_t = weight.contiguous().numpy().T  # step_weights gives detached fp32 tensors
+        self.bias = None if bias is None else bias.contiguous().numpy()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         y = x @ self.weight_t

@@ -26,7 +26,7 @@ import torch
 
 from charrnn.device import available_cores, busy_cores, idle_cores
 from charrnn.errors import ConfigError, InputError
-from charrnn.fast_step import Stepper, make_stepper, sampling_threads
+from charrnn.fast_step import Stepper, make_stepper, runs_in_numpy, sampling_threads
 from charrnn.model import CharRNN, State
 from charrnn.vocab import Vocab, describe_chars
 
@@ -176,7 +176,7 @@ def default_threads(num_samples: int, engine: str, weights: str, idle: int) -> i
     """
     if num_samples > 1:
         return idle
-    return min(idle, ONE_STREAM_BLAS_THREADS) if engine == "fast" and weights == "fp32" else 1
+    return min(idle, ONE_STREAM_BLAS_THREADS) if runs_in_numpy(engine, weights, torch.device("cpu")) else 1
 
 
 def auto_threads(num_samples: int, engine: str, weights: str) -> int:
