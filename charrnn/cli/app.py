@@ -348,7 +348,7 @@ def sample(
         Optional[int],
         typer.Option(
             min=1,
-            help="CPU threads. \\[default: the idle cores; 1 for one sample with --engine module or int8]",
+            help="CPU threads. \\[default: the idle cores; one sample: at most 2, or 1 with --engine module or int8]",
             rich_help_panel=ADVANCED,
         ),
     ] = None,
