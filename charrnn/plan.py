@@ -31,7 +31,6 @@ class Plan:
     dropout: float
     batch_size: int
     seq_len: int
-    lr: float
     expected_epochs: float
 
 
@@ -104,6 +103,5 @@ def make_plan(
         dropout=dropout,
         batch_size=batch,
         seq_len=seq_len,
-        lr=lr_for_hidden(hidden),
         expected_epochs=expected_epochs,
     )

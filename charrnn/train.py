@@ -47,7 +47,7 @@ from charrnn.errors import CheckpointError, ConfigError, CorpusError, Interrupte
 from charrnn.evaluate import evaluate_ids
 from charrnn.metrics import metrics_row
 from charrnn.model import CharRNN, ModelConfig, State, count_parameters
-from charrnn.plan import DEFAULT_TIME_S, make_plan, validation_seconds
+from charrnn.plan import DEFAULT_TIME_S, lr_for_hidden, make_plan, validation_seconds
 from charrnn.resume import adjust_train_config, init_from_config, resume_changes
 from charrnn.runs import BEST, CONFIG, LAST, METRICS, clean_stale_temps, new_run_dir, resolve_checkpoint, resume_target
 
@@ -226,7 +226,7 @@ def resolve_configs(
         embed_size=options.embed_size or plan.embed_size,
         dropout=plan.dropout if options.dropout is None else options.dropout,
     )
-    lr = options.lr or plan.lr
+    lr = options.lr or lr_for_hidden(model_config.hidden_size)  # the width trained, flag or plan
     warmup = options.warmup_steps
     if warmup is None:
         warmup = min(WARMUP_STEPS, max(1, options.steps // 10)) if options.steps else WARMUP_STEPS

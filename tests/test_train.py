@@ -10,8 +10,9 @@ import pytest
 
 from charrnn.checkpoint import load_checkpoint
 from charrnn.errors import ConfigError
-from charrnn.plan import make_plan
-from charrnn.train import Trainer, TrainOptions, default_eval_every, train
+from charrnn.corpus import load_corpus
+from charrnn.plan import lr_for_hidden, make_plan
+from charrnn.train import Trainer, TrainOptions, default_eval_every, resolve_configs, train
 from tests.conftest import SHAKESPEARE, make_text, tiny_options
 
 
@@ -80,6 +81,20 @@ def test_plan_scales_with_corpus_and_budget() -> None:
     assert short.dropout == 0
     few_steps = make_plan(1_000_000, 65, cpu, torch.bfloat16, steps=50)
     assert few_steps.dropout == 0
+
+
+def test_default_lr_follows_the_width_trained(corpus_file: Path) -> None:
+    """--hidden without --lr gets that width's learning rate, not the one of the width the plan chose."""
+    import torch
+
+    corpus = load_corpus([str(corpus_file)])
+    cpu = torch.device("cpu")
+    for hidden in (None, 96, 1024):
+        model, config = resolve_configs(tiny(corpus_file, None, hidden_size=hidden), corpus, 4000, cpu, torch.float32)
+        assert config.lr == lr_for_hidden(model.hidden_size)
+    _, explicit = resolve_configs(tiny(corpus_file, None, hidden_size=96, lr=0.003), corpus, 4000, cpu, torch.float32)
+    assert explicit.lr == 0.003
+    assert lr_for_hidden(96) != lr_for_hidden(1024)
 
 
 def test_periodic_validation_costs_at_most_a_twentieth_of_the_budget() -> None:
