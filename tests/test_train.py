@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from charrnn.checkpoint import load_checkpoint
-from charrnn.errors import ConfigError
 from charrnn.corpus import load_corpus
+from charrnn.errors import ConfigError
 from charrnn.plan import lr_for_hidden, make_plan
 from charrnn.train import Trainer, TrainOptions, default_eval_every, resolve_configs, train
 from tests.conftest import SHAKESPEARE, make_text, tiny_options
