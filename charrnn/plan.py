@@ -16,8 +16,11 @@ import torch
 from charrnn.model import ModelConfig, count_parameters
 
 DEFAULT_TIME_S = 600.0
-# Training FLOP/s (6 x params x chars/s) measured for 2-layer LSTMs on this project's 2-core CPU.
-CPU_TRAIN_FLOPS = {torch.bfloat16: 2.1e11, torch.float32: 1.3e11}
+# Training FLOP/s (6 x params x chars/s) measured for 2-layer LSTMs on this project's 2-core CPUs:
+# bf16 on an AVX-512 BF16 EPYC (B); fp32 on the AVX2-only EPYC (A) that is the machine now, where a
+# 10-minute 2x512 run does ~4,500 chars/s (B did 1.3e11 in fp32). They steer dropout and the
+# validation-time estimate, so an overestimate plans more epochs, and dropout, than a run gets.
+CPU_TRAIN_FLOPS = {torch.bfloat16: 2.1e11, torch.float32: 9.0e10}
 GPU_TRAIN_FLOPS = 2.0e13
 
 

@@ -81,6 +81,10 @@ def test_plan_scales_with_corpus_and_budget() -> None:
     assert short.dropout == 0
     few_steps = make_plan(1_000_000, 65, cpu, torch.bfloat16, steps=50)
     assert few_steps.dropout == 0
+    # 10 minutes of fp32 on a 2-core CPU buy ~2.7 passes over Tiny Shakespeare: light dropout
+    ten_minutes = make_plan(1_003_854, 65, cpu, torch.float32, seconds=600)
+    assert (ten_minutes.hidden_size, ten_minutes.dropout) == (512, 0.1)
+    assert 2.5 < ten_minutes.expected_epochs < 3
 
 
 def test_default_lr_follows_the_width_trained(corpus_file: Path) -> None:
