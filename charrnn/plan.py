@@ -34,7 +34,19 @@ class Plan:
     dropout: float
     batch_size: int
     seq_len: int
+    lr: float
     expected_epochs: float
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """Sizes given by flags (None: plan it); the plan keeps them and fits the rest around them."""
+
+    hidden_size: int | None = None
+    num_layers: int | None = None
+    embed_size: int | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
 
 
 def train_flops(device: torch.device, dtype: torch.dtype) -> float:
@@ -77,8 +89,13 @@ def make_plan(
     seconds: float | None = None,
     steps: int | None = None,
     epochs: float | None = None,
+    fixed: Fixed | None = None,
 ) -> Plan:
-    """Sizes for `train_chars` of text under a budget (the first one to run out counts)."""
+    """Sizes for `train_chars` of text under a budget (the first one to run out counts).
+
+    `fixed` holds the sizes the user chose; the rest (lr, dropout) is planned for that model.
+    """
+    fixed = fixed or Fixed()
     if seconds is None and steps is None and epochs is None:
         seconds = DEFAULT_TIME_S
     batch = 32 if device.type == "cpu" else 128
@@ -87,10 +104,12 @@ def make_plan(
         batch //= 2
     while seq_len > 8 and (train_chars - 1) // batch < seq_len:
         seq_len //= 2
+    batch, seq_len = fixed.batch_size or batch, fixed.seq_len or seq_len
     hidden = hidden_for_corpus(train_chars)
     if seconds is not None:
         hidden = min(hidden, hidden_for_time(seconds, device))
-    config = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=2, embed_size=64)
+    hidden, layers, embed = fixed.hidden_size or hidden, fixed.num_layers or 2, fixed.embed_size or 64
+    config = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=layers, embed_size=embed)
     chars_per_s = train_flops(device, dtype) / (6 * count_parameters(config))
     budgets = [] if seconds is None else [chars_per_s * seconds]
     if steps is not None:
@@ -101,10 +120,11 @@ def make_plan(
     dropout = 0.25 if expected_epochs > 3 else (0.1 if expected_epochs > 2 else 0.0)
     return Plan(
         hidden_size=hidden,
-        num_layers=2,
-        embed_size=64,
+        num_layers=layers,
+        embed_size=embed,
         dropout=dropout,
         batch_size=batch,
         seq_len=seq_len,
+        lr=lr_for_hidden(hidden),
         expected_epochs=expected_epochs,
     )

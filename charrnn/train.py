@@ -47,7 +47,7 @@ from charrnn.errors import CheckpointError, ConfigError, CorpusError, Interrupte
 from charrnn.evaluate import evaluate_ids
 from charrnn.metrics import metrics_row
 from charrnn.model import CharRNN, ModelConfig, State, count_parameters
-from charrnn.plan import DEFAULT_TIME_S, lr_for_hidden, make_plan, validation_seconds
+from charrnn.plan import DEFAULT_TIME_S, Fixed, make_plan, validation_seconds
 from charrnn.resume import adjust_train_config, init_from_config, resume_changes
 from charrnn.runs import BEST, CONFIG, LAST, METRICS, clean_stale_temps, new_run_dir, resolve_checkpoint, resume_target
 
@@ -217,16 +217,17 @@ def resolve_configs(
     time_s = parse_duration(options.time) if options.time else None
     if time_s is None and options.steps is None and options.epochs is None:
         time_s = DEFAULT_TIME_S
-    plan = make_plan(train_chars, corpus.vocab.size, device, dtype, time_s, options.steps, options.epochs)
+    fixed = Fixed(options.hidden_size, options.num_layers, options.embed_size, options.batch_size, options.seq_len)
+    plan = make_plan(train_chars, corpus.vocab.size, device, dtype, time_s, options.steps, options.epochs, fixed)
     model_config = ModelConfig(
         vocab_size=corpus.vocab.size,
         cell=options.cell,
-        num_layers=options.num_layers or plan.num_layers,
-        hidden_size=options.hidden_size or plan.hidden_size,
-        embed_size=options.embed_size or plan.embed_size,
+        num_layers=plan.num_layers,
+        hidden_size=plan.hidden_size,
+        embed_size=plan.embed_size,
         dropout=plan.dropout if options.dropout is None else options.dropout,
     )
-    lr = options.lr or lr_for_hidden(model_config.hidden_size)  # the width trained, flag or plan
+    lr = options.lr or plan.lr
     warmup = options.warmup_steps
     if warmup is None:
         warmup = min(WARMUP_STEPS, max(1, options.steps // 10)) if options.steps else WARMUP_STEPS
@@ -238,7 +239,7 @@ def resolve_configs(
     ranks = world.size if world else 1
     train_config = TrainConfig(
         batch_size=options.batch_size or -(-plan.batch_size // ranks) * ranks,
-        seq_len=options.seq_len or plan.seq_len,
+        seq_len=plan.seq_len,
         lr=lr,
         min_lr=lr * MIN_LR_FRACTION,
         warmup_steps=warmup,

@@ -11,7 +11,7 @@ import pytest
 from charrnn.checkpoint import load_checkpoint
 from charrnn.corpus import load_corpus
 from charrnn.errors import ConfigError
-from charrnn.plan import lr_for_hidden, make_plan
+from charrnn.plan import Fixed, lr_for_hidden, make_plan
 from charrnn.train import Trainer, TrainOptions, default_eval_every, resolve_configs, train
 from tests.conftest import SHAKESPEARE, make_text, tiny_options
 
@@ -85,6 +85,11 @@ def test_plan_scales_with_corpus_and_budget() -> None:
     ten_minutes = make_plan(1_003_854, 65, cpu, torch.float32, seconds=600)
     assert (ten_minutes.hidden_size, ten_minutes.dropout) == (512, 0.1)
     assert 2.5 < ten_minutes.expected_epochs < 3
+    # sizes given by flags stay, and dropout and lr are planned for that model, not the default one
+    narrow = make_plan(1_003_854, 65, cpu, torch.float32, seconds=600, fixed=Fixed(hidden_size=128, seq_len=32))
+    assert (narrow.hidden_size, narrow.num_layers, narrow.seq_len) == (128, 2, 32)
+    assert narrow.expected_epochs > 10 and narrow.dropout == 0.25
+    assert narrow.lr == lr_for_hidden(128)
 
 
 def test_default_lr_follows_the_width_trained(corpus_file: Path) -> None:
