@@ -217,7 +217,13 @@ def resolve_configs(
     time_s = parse_duration(options.time) if options.time else None
     if time_s is None and options.steps is None and options.epochs is None:
         time_s = DEFAULT_TIME_S
-    fixed = Fixed(options.hidden_size, options.num_layers, options.embed_size, options.batch_size, options.seq_len)
+    fixed = Fixed(
+        hidden_size=options.hidden_size,
+        num_layers=options.num_layers,
+        embed_size=options.embed_size,
+        batch_size=options.batch_size,
+        seq_len=options.seq_len,
+    )
     plan = make_plan(train_chars, corpus.vocab.size, device, dtype, time_s, options.steps, options.epochs, fixed)
     model_config = ModelConfig(
         vocab_size=corpus.vocab.size,
