@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, write_result
 
-from charrnn.corpus import load_corpus
+from charrnn.data.corpus import load_corpus
 
 MIB = 1 << 20
 TARGET_MB_S = 30.0

@@ -22,10 +22,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHAKESPEARE, write_result
 
-from charrnn.checkpoint import load_checkpoint, load_model
-from charrnn.corpus import load_corpus, split_train_val
+from charrnn.data.corpus import load_corpus, split_train_val
 from charrnn.device import configure_threads
 from charrnn.evaluate import evaluate_ids
+from charrnn.store.checkpoint import load_checkpoint, load_model
 
 
 def held_out_text(path: Path | None) -> str:

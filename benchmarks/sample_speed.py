@@ -36,12 +36,12 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from charrnn.checkpoint import load_checkpoint, load_model, save_checkpoint  # noqa: E402
 from charrnn.device import available_cores  # noqa: E402
 from charrnn.evaluate import evaluate_ids  # noqa: E402
-from charrnn.fast_step import FastStepper  # noqa: E402
 from charrnn.model import CharRNN, ModelConfig  # noqa: E402
-from charrnn.sample import SampleSettings, generate_many  # noqa: E402
+from charrnn.sampling.generate import SampleSettings, generate_many  # noqa: E402
+from charrnn.sampling.steppers import FastStepper  # noqa: E402
+from charrnn.store.checkpoint import load_checkpoint, load_model, save_checkpoint  # noqa: E402
 from charrnn.vocab import Vocab  # noqa: E402
 
 VOCAB = Vocab("".join(sorted(set("\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))))

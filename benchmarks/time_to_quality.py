@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHAKESPEARE, write_result
 
-from charrnn.corpus import load_corpus, split_train_val
+from charrnn.data.corpus import load_corpus, split_train_val
 from charrnn.device import configure_threads
 from charrnn.durations import parse_duration
 from charrnn.evaluate import evaluate_ids

@@ -24,10 +24,10 @@ from charrnn.errors import InputError
 if TYPE_CHECKING:
     import torch
 
-    from charrnn.checkpoint import Checkpoint
     from charrnn.evaluate import EvalResult
     from charrnn.model import ModelConfig
-    from charrnn.train import TrainObserver, TrainResult
+    from charrnn.store.checkpoint import Checkpoint
+    from charrnn.training.loop import TrainObserver, TrainResult
 
 PathLike = str | Path
 
@@ -36,8 +36,8 @@ class Model:
     """A trained model with its vocabulary, ready to generate and score text."""
 
     def __init__(self, checkpoint: Checkpoint, device: str = "cpu") -> None:
-        from charrnn.checkpoint import load_model
         from charrnn.device import resolve_device
+        from charrnn.store.checkpoint import load_model
 
         self.checkpoint = checkpoint
         self.device: torch.device = resolve_device(device)
@@ -106,8 +106,8 @@ class Model:
         distribution; the same `seed` gives the same text. With `stream=True`, an iterator of
         text chunks (the prime first) as they are produced. Bad arguments raise before any text.
         """
-        from charrnn.sample import SampleSettings
-        from charrnn.sample import generate as sample_text
+        from charrnn.sampling.generate import SampleSettings
+        from charrnn.sampling.generate import generate as sample_text
 
         settings = SampleSettings(temperature=temperature, top_k=top_k, top_p=top_p)
         chunks = sample_text(
@@ -141,8 +141,8 @@ def load(path: PathLike | None = None, device: str = "cpu") -> Model:
 
     The file's digest is checked; a damaged or foreign file raises `charrnn.errors.CheckpointError`.
     """
-    from charrnn.checkpoint import load_checkpoint
-    from charrnn.runs import resolve_checkpoint
+    from charrnn.store.checkpoint import load_checkpoint
+    from charrnn.store.runs import resolve_checkpoint
 
     return Model(load_checkpoint(resolve_checkpoint(None if path is None else str(path))), device)
 
@@ -185,12 +185,12 @@ def train(
 
     `time` takes "90s", "10m", "1h30m" or seconds; `eval_every` / `save_every` take a step count
     or a duration. None means "choose for this corpus and budget", as on the command line.
-    Progress goes to `observer` (see `charrnn.train.TrainObserver`); nothing is printed.
+    Progress goes to `observer` (see `charrnn.training.loop.TrainObserver`); nothing is printed.
     Options added to `charrnn train` later are accepted through `**more` by their flag name.
     Returns where the checkpoints are (`run_dir`, `best_path`) and how the run went.
     """
-    from charrnn.train import TrainOptions
-    from charrnn.train import train as run_training
+    from charrnn.training.loop import TrainOptions
+    from charrnn.training.loop import train as run_training
 
     sources = (corpus,) if isinstance(corpus, (str, Path)) else tuple(corpus)
     given: dict[str, Any] = {
@@ -226,7 +226,7 @@ def train(
         field_name = ALIASES.get(name, name)
         if field_name not in known:
             close = difflib.get_close_matches(name, [*known, *ALIASES], n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "see help(charrnn.train)"
+            hint = f"did you mean {close[0]!r}?" if close else "see help(charrnn.training.loop)"
             raise TypeError(f"charrnn.train() got an unknown option {name!r}; {hint}")
         options[field_name] = value
     defaults = {f.name: f.default for f in fields(TrainOptions)}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from charrnn.train import TrainOptions
+    from charrnn.training.loop import TrainOptions
 
 REPO = Path(__file__).resolve().parent.parent
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
@@ -53,7 +53,7 @@ def corpus_file(tmp_path: Path) -> Path:
 
 def tiny_options(corpus: Path, out: Path | None, **changes: object) -> TrainOptions:
     """Options for a tiny, single-threaded model: fast enough for any test."""
-    from charrnn.train import TrainOptions
+    from charrnn.training.loop import TrainOptions
 
     base: dict[str, object] = dict(
         corpus=(str(corpus),),
@@ -89,7 +89,7 @@ def run_cli(
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny model trained through the library, shared by tests that only read it."""
-    from charrnn.train import train
+    from charrnn.training.loop import train
 
     root = tmp_path_factory.mktemp("trained")
     corpus = root / "tiny.txt"

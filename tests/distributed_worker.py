@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from charrnn import checkpoint
-from charrnn.distributed import world_from_env
 from charrnn.errors import Interrupted
-from charrnn.train import Trainer, TrainOptions
+from charrnn.store import checkpoint
+from charrnn.training.distributed import world_from_env
+from charrnn.training.loop import Trainer, TrainOptions
 from tests.test_resume import tiny
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charrnn.batches import StreamBatcher
+from charrnn.data.batches import StreamBatcher
 from charrnn.errors import CorpusError
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.checkpoint import FORMAT_VERSION, load_checkpoint, load_model, save_checkpoint
 from charrnn.errors import CheckpointError
 from charrnn.model import CharRNN, ModelConfig
+from charrnn.store.checkpoint import FORMAT_VERSION, load_checkpoint, load_model, save_checkpoint
 from charrnn.vocab import Vocab
 
 
@@ -46,7 +46,7 @@ def test_overwrite_is_atomic_when_write_fails(tmp_path: Path, monkeypatch: pytes
     def broken_fsync(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("charrnn.checkpoint.os.fsync", broken_fsync)
+    monkeypatch.setattr("charrnn.store.checkpoint.os.fsync", broken_fsync)
     with pytest.raises(OSError):
         write_tiny(path)
     assert path.read_bytes() == before

@@ -246,8 +246,8 @@ def test_sample_into_grep_exits_quietly(cli_run: Path) -> None:
 def test_sample_writes_utf8_whatever_the_locale(tmp_path: Path) -> None:
     import torch
 
-    from charrnn.checkpoint import save_checkpoint
     from charrnn.model import CharRNN, ModelConfig
+    from charrnn.store.checkpoint import save_checkpoint
     from charrnn.vocab import Vocab
 
     vocab = Vocab.from_text("héllo wörld €→\n")
@@ -276,7 +276,7 @@ def test_sample_advanced_options(cli_run: Path) -> None:
 
 def test_text_output_separates_samples_by_one_blank_line() -> None:
     from charrnn.cli.app import text_output
-    from charrnn.sample import Piece
+    from charrnn.sampling.generate import Piece
 
     pieces = [Piece(0, "ab"), Piece(0, "c", True), Piece(1, "d\n", True), Piece(2, "e\n\n", True), Piece(3, "f", True)]
     assert "".join(text_output("> ", iter(pieces))) == "> abc\n\n> d\n\n> e\n\n> f"

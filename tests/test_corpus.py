@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn import idcache
-from charrnn.batches import StreamBatcher
-from charrnn.corpus import load_corpus, split_train_val
+from charrnn.data import idcache
+from charrnn.data.batches import StreamBatcher
+from charrnn.data.corpus import load_corpus, split_train_val
 from charrnn.errors import CorpusError
 from charrnn.vocab import Vocab
 

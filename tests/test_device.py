@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from charrnn import device as dev
-from charrnn.checkpoint import load_checkpoint, load_model, save_checkpoint
 from charrnn.errors import ConfigError
-from charrnn.runs import LAST
-from charrnn.train import Trainer, TrainOptions, train
+from charrnn.store.checkpoint import load_checkpoint, load_model, save_checkpoint
+from charrnn.store.runs import LAST
+from charrnn.training.loop import Trainer, TrainOptions, train
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch) -> None:

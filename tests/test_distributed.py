@@ -19,14 +19,14 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from charrnn.batches import StreamBatcher
-from charrnn.checkpoint import load_checkpoint, verify_checkpoint
-from charrnn.distributed import Team, World, rank_device, world_from_env
+from charrnn.data.batches import StreamBatcher
 from charrnn.errors import ConfigError
 from charrnn.evaluate import evaluate_ids
 from charrnn.model import CharRNN, ModelConfig
-from charrnn.runs import BEST, LAST
-from charrnn.train import TrainOptions, train
+from charrnn.store.checkpoint import load_checkpoint, verify_checkpoint
+from charrnn.store.runs import BEST, LAST
+from charrnn.training.distributed import Team, World, rank_device, world_from_env
+from charrnn.training.loop import TrainOptions, train
 from tests.conftest import REPO, TINY_TRAIN, make_text
 from tests.test_resume import Recorder, assert_same_checkpoint
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import torch
 
-from charrnn.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint
 from charrnn.errors import CheckpointError, TrainingError
-from charrnn.runs import BEST, LAST
-from charrnn.train import Trainer
+from charrnn.store.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint
+from charrnn.store.runs import BEST, LAST
+from charrnn.training.loop import Trainer
 from tests.conftest import run_cli
 from tests.test_fuzz import assert_one_line, cli
 from tests.test_resume import Recorder, tiny
@@ -23,7 +23,7 @@ class DiskFull:
     """Makes fsync fail with ENOSPC for the calls whose 1-based numbers are in `fail`, like a full disk."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, fail: set[int] | None = None) -> None:
-        import charrnn.checkpoint as checkpoint
+        import charrnn.store.checkpoint as checkpoint
 
         self.real = checkpoint.os.fsync
         self.calls = 0

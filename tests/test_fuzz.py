@@ -20,7 +20,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charrnn.checkpoint import (
+from charrnn.errors import CheckpointError, ConfigError, CorpusError, InputError
+from charrnn.sampling.generate import SampleSettings, generate
+from charrnn.store.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,
     parse_checkpoint,
@@ -28,9 +30,7 @@ from charrnn.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
-from charrnn.errors import CheckpointError, ConfigError, CorpusError, InputError
-from charrnn.sample import SampleSettings, generate
-from charrnn.train import Trainer
+from charrnn.training.loop import Trainer
 from charrnn.vocab import Vocab
 from tests.conftest import make_text, run_cli, tiny_options
 from tests.test_checkpoint import write_tiny
@@ -278,7 +278,7 @@ def test_hostile_corpus(tmp_path: Path, name: str) -> None:
 
 
 def load_model_of(path: Path) -> torch.nn.Module:
-    from charrnn.checkpoint import load_model
+    from charrnn.store.checkpoint import load_model
 
     return load_model(load_checkpoint(path))
 

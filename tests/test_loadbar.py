@@ -4,7 +4,7 @@ import io
 from pathlib import Path
 
 from charrnn.cli.loadbar import CorpusBar
-from charrnn.corpus import load_corpus
+from charrnn.data.corpus import load_corpus
 
 
 def test_small_corpus_shows_nothing(corpus_file: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from charrnn.cli.curve import Line, render
 from charrnn.errors import InputError
-from charrnn.metrics import find_runs, read_checkpoint_meta, read_run
+from charrnn.store.metrics import find_runs, read_checkpoint_meta, read_run
 from tests.conftest import REPO, run_cli
 
 

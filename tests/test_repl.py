@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from charrnn.checkpoint import load_checkpoint, load_model
-from charrnn.repl import Continuation, Message, Quit, Session
-from charrnn.sample import SampleSettings, generate
+from charrnn.sampling.generate import SampleSettings, generate
+from charrnn.sampling.repl import Continuation, Message, Quit, Session
+from charrnn.store.checkpoint import load_checkpoint, load_model
 from tests.conftest import REPO, run_cli
 
 

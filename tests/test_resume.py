@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import torch
 
-from charrnn.checkpoint import load_checkpoint, verify_checkpoint
 from charrnn.errors import CheckpointError, ConfigError, CorpusError, Interrupted
-from charrnn.runs import LAST
-from charrnn.train import Trainer, TrainOptions, TrainResult, train
+from charrnn.store.checkpoint import load_checkpoint, verify_checkpoint
+from charrnn.store.runs import LAST
+from charrnn.training.loop import Trainer, TrainOptions, TrainResult, train
 from tests.conftest import REPO, TINY_TRAIN, make_text, tiny_options
 
 
@@ -134,7 +134,7 @@ def dead_pid() -> int:
 
 
 def test_resume_never_replaces_a_newer_better_best(corpus_file: Path, tmp_path: Path) -> None:
-    from charrnn.checkpoint import save_checkpoint
+    from charrnn.store.checkpoint import save_checkpoint
 
     class CrashAt17(CrashAt):
         crash_step = 17
@@ -330,13 +330,13 @@ def test_periodic_saves_by_steps_and_by_time(corpus_file: Path, tmp_path: Path) 
 def test_every_run_counter_is_restored() -> None:
     from dataclasses import fields as dataclass_fields
 
-    from charrnn.train import RUN_STATE_TYPES, RunState
+    from charrnn.training.loop import RUN_STATE_TYPES, RunState
 
     assert set(RUN_STATE_TYPES) == {f.name for f in dataclass_fields(RunState)}
 
 
 def test_malformed_resume_state_is_refused(corpus_file: Path, tmp_path: Path) -> None:
-    from charrnn.checkpoint import save_checkpoint
+    from charrnn.store.checkpoint import save_checkpoint
 
     run = tmp_path / "run"
     train(tiny(corpus_file, run, steps=3))
@@ -368,7 +368,7 @@ def test_cli_init_from_and_resume_flags(trained_run: Path, tmp_path: Path, monke
 
 
 def test_stale_temp_files_of_live_writers_are_kept(tmp_path: Path) -> None:
-    from charrnn.runs import clean_stale_temps
+    from charrnn.store.runs import clean_stale_temps
 
     dead = tmp_path / f".{LAST}.tmp-{dead_pid()}"
     mine = tmp_path / f".best.safetensors.tmp-{os.getpid()}"
@@ -382,7 +382,7 @@ def test_stale_temp_files_of_live_writers_are_kept(tmp_path: Path) -> None:
 
 def test_resume_refuses_the_same_bytes_joined_into_other_text(trained_run: Path, tmp_path: Path) -> None:
     """Same files, same vocab, but not the text the run saw (an older join, another separator): refused."""
-    from charrnn.checkpoint import save_checkpoint
+    from charrnn.store.checkpoint import save_checkpoint
 
     run = tmp_path / "old"
     shutil.copytree(trained_run, run)

@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn import sample as sample_module
-from charrnn.checkpoint import load_checkpoint, load_model
 from charrnn.errors import ConfigError, InputError
-from charrnn.sample import (
+from charrnn.sampling import generate as sample_module
+from charrnn.sampling.generate import (
     Piece,
     SampleSettings,
     choose,
@@ -21,6 +20,7 @@ from charrnn.sample import (
     pick,
     pick_torch,
 )
+from charrnn.store.checkpoint import load_checkpoint, load_model
 
 PICKERS = [pick, pick_torch]  # `pick` on CPU logits is the numpy picker; pick_torch is the GPU one, run on CPU
 

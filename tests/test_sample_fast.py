@@ -6,11 +6,11 @@ import pytest
 import threadpoolctl
 import torch
 
-from charrnn import fast_step
-from charrnn.blas_step import BlasStepper
 from charrnn.errors import ConfigError
-from charrnn.fast_step import FastStepper, ModuleStepper, make_stepper
 from charrnn.model import CharRNN, ModelConfig
+from charrnn.sampling import steppers as fast_step
+from charrnn.sampling.blas import BlasStepper
+from charrnn.sampling.steppers import FastStepper, ModuleStepper, make_stepper
 
 N, T, E, H, V = 3, 7, 4, 5, 6  # streams, steps, embed, hidden, vocab
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charrnn.checkpoint import load_checkpoint
-from charrnn.corpus import load_corpus
+from charrnn.data.corpus import load_corpus
 from charrnn.errors import ConfigError
-from charrnn.plan import Fixed, lr_for_hidden, make_plan
-from charrnn.train import Trainer, TrainOptions, default_eval_every, resolve_configs, train
+from charrnn.store.checkpoint import load_checkpoint
+from charrnn.training.loop import Trainer, TrainOptions, default_eval_every, resolve_configs, train
+from charrnn.training.plan import Fixed, lr_for_hidden, make_plan
 from tests.conftest import SHAKESPEARE, make_text, tiny_options
 
 

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from charrnn import __version__
 from charrnn.errors import CharRNNError, ConfigError, InputError
+from charrnn.version import __version__
 
 if TYPE_CHECKING:
-    from charrnn.sample import Piece
+    from charrnn.sampling.generate import Piece
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -227,11 +227,11 @@ def train(
     with guarded():
         from charrnn.cli.report import TrainReport
         from charrnn.errors import Interrupted
-        from charrnn.train import Trainer, TrainOptions
+        from charrnn.training.loop import Trainer, TrainOptions
 
         sources = tuple(corpus or ())
         if not sources and resume is None:
-            from charrnn.default_corpus import build_default_corpus
+            from charrnn.data.default_corpus import build_default_corpus
 
             if main_rank():
                 err("charrnn: no corpus given; using Python's standard library source (charrnn corpus)")
@@ -374,10 +374,10 @@ def sample(
             prime = read_prime(prime_file)
         prime = prime or ""
 
-        from charrnn.checkpoint import load_checkpoint, load_model
         from charrnn.device import resolve_device
-        from charrnn.runs import resolve_checkpoint
-        from charrnn.sample import SampleSettings, generate_many, sample_seeds
+        from charrnn.sampling.generate import SampleSettings, generate_many, sample_seeds
+        from charrnn.store.checkpoint import load_checkpoint, load_model
+        from charrnn.store.runs import resolve_checkpoint
 
         settings = SampleSettings(temperature=temp, top_k=top_k, top_p=top_p)
         target = resolve_device(device)
@@ -482,11 +482,11 @@ def repl(
     keeps only model text.
     """
     with guarded():
-        from charrnn.checkpoint import load_checkpoint, load_model
         from charrnn.device import resolve_device
-        from charrnn.repl import Continuation, Message, Quit, Session
-        from charrnn.runs import resolve_checkpoint
-        from charrnn.sample import SampleSettings
+        from charrnn.sampling.generate import SampleSettings
+        from charrnn.sampling.repl import Continuation, Message, Quit, Session
+        from charrnn.store.checkpoint import load_checkpoint, load_model
+        from charrnn.store.runs import resolve_checkpoint
 
         settings = SampleSettings(temperature=temp)
         target = resolve_device(device)
@@ -563,13 +563,13 @@ def evaluate(
 ) -> None:
     """Score text under a model: loss in nats/char, bits/char and perplexity."""
     with guarded():
-        from charrnn.checkpoint import load_checkpoint, load_model
         from charrnn.cli.loadbar import CorpusBar
         from charrnn.cli.report import is_interactive
-        from charrnn.corpus import load_corpus, skip_warnings
+        from charrnn.data.corpus import load_corpus, skip_warnings
         from charrnn.device import resolve_device
         from charrnn.evaluate import evaluate_ids
-        from charrnn.runs import resolve_checkpoint
+        from charrnn.store.checkpoint import load_checkpoint, load_model
+        from charrnn.store.runs import resolve_checkpoint
 
         target = resolve_device(device)
         ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
@@ -607,9 +607,9 @@ def info(
 ) -> None:
     """Describe a checkpoint: model, vocabulary, parameters, training progress."""
     with guarded():
-        from charrnn.checkpoint import load_checkpoint
         from charrnn.cli.describe import checkpoint_summary, format_summary
-        from charrnn.runs import resolve_checkpoint
+        from charrnn.store.checkpoint import load_checkpoint
+        from charrnn.store.runs import resolve_checkpoint
 
         ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
         summary = checkpoint_summary(ckpt)
@@ -664,7 +664,7 @@ def plot(
     with guarded():
         from charrnn.cli.curve import encodable
         from charrnn.cli.plot import terminal_chart, write_image
-        from charrnn.metrics import newest_run, read_run
+        from charrnn.store.metrics import newest_run, read_run
 
         targets = runs or [str(newest_run(Path("checkpoints")))]
         logs = [read_run(target) for target in targets]
@@ -695,7 +695,7 @@ def runs(
     with guarded():
         from charrnn.cli.runs_table import format_table, run_row, sort_rows
         from charrnn.errors import ConfigError
-        from charrnn.metrics import find_runs
+        from charrnn.store.metrics import find_runs
 
         if sort not in ("date", "bpc"):
             raise ConfigError(f"--sort {sort!r}: use date or bpc")
@@ -722,8 +722,8 @@ def verify(
 ) -> None:
     """Check a checkpoint's digest and structure without running it: exit 0 if sound, 3 with the reason."""
     with guarded():
-        from charrnn.checkpoint import verify_checkpoint
-        from charrnn.runs import BEST, LAST
+        from charrnn.store.checkpoint import verify_checkpoint
+        from charrnn.store.runs import BEST, LAST
 
         target = Path(checkpoint)
         paths = [target / n for n in (BEST, LAST) if (target / n).is_file()] if target.is_dir() else [target]
@@ -746,7 +746,7 @@ def corpus(
 ) -> None:
     """Build the default corpus (this Python's standard library source) and print its path."""
     with guarded():
-        from charrnn.default_corpus import build_default_corpus
+        from charrnn.data.default_corpus import build_default_corpus
 
         path = build_default_corpus(output)
         err(f"charrnn: default corpus: {path.stat().st_size:,} bytes")

@@ -8,11 +8,11 @@ from typing import Any
 
 from rich.text import Text
 
-from charrnn.checkpoint import Checkpoint
 from charrnn.cli.curve import loss_lines, render
 from charrnn.durations import format_duration
-from charrnn.metrics import METRICS_FILE, RunLog, read_metrics
 from charrnn.model import count_parameters
+from charrnn.store.checkpoint import Checkpoint
+from charrnn.store.metrics import METRICS_FILE, RunLog, read_metrics
 
 
 def checkpoint_summary(ckpt: Checkpoint) -> dict[str, Any]:

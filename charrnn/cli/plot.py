@@ -14,7 +14,7 @@ from rich.text import Text
 
 from charrnn.cli.curve import loss_lines, render
 from charrnn.errors import CharRNNError, ConfigError
-from charrnn.metrics import RunLog
+from charrnn.store.metrics import RunLog
 
 X_AXES = {"step": "step", "time": "elapsed_s", "epoch": "epoch"}
 X_LABELS = {"step": "step", "time": "seconds", "epoch": "epoch"}

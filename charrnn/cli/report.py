@@ -26,7 +26,7 @@ from rich.text import Text
 from charrnn.cli.curve import encodable, loss_lines, render
 from charrnn.cli.loadbar import CorpusBar
 from charrnn.durations import format_duration
-from charrnn.train import TrainResult
+from charrnn.training.loop import TrainResult
 
 PLAIN_EVERY_S = 5.0
 SAMPLE_CHARS = 120
@@ -65,7 +65,7 @@ def one_line(text: str, width: int) -> str:
 
 
 class TrainReport:
-    """Renders the trainer's events (see `charrnn.train.TrainObserver`) on stderr.
+    """Renders the trainer's events (see `charrnn.training.loop.TrainObserver`) on stderr.
 
     Use as a context manager so that a live display is closed (cursor restored) even when the
     run ends with an error or Ctrl-C.

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from charrnn.metrics import CHECKPOINT_SUFFIX, RunLog
+from charrnn.store.metrics import CHECKPOINT_SUFFIX, RunLog
 
 COLUMNS = ("run", "corpus", "chars", "model", "steps", "val bpc", "date")
 

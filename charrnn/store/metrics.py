@@ -31,7 +31,7 @@ from charrnn.errors import InputError
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
-CHECKPOINT_SUFFIX = ".safetensors"  # as in charrnn.checkpoint, which imports torch
+CHECKPOINT_SUFFIX = ".safetensors"  # as in charrnn.store.checkpoint, which imports torch
 CHECKPOINT_FORMAT = "charrnn-checkpoint"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 STABLE_KEYS = (

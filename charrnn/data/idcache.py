@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from charrnn.cachedir import cache_dir
-from charrnn.textstream import Fingerprint
+from charrnn.data.cachedir import cache_dir
+from charrnn.data.textstream import Fingerprint
 from charrnn.vocab import Vocab
 
 STALE_TEMP_S = 3600.0
@@ -42,7 +42,7 @@ Sink = Callable[[np.ndarray], None]  # receives consecutive blocks of ids
 
 
 def ids_dir(directory: str | Path | None = None) -> Path:
-    """Where entries live: `directory` if given, else <cache dir>/ids (see charrnn.cachedir)."""
+    """Where entries live: `directory` if given, else <cache dir>/ids (see charrnn.data.cachedir)."""
     return Path(directory) if directory is not None else cache_dir() / "ids"
 
 

@@ -13,7 +13,7 @@ gate applied to `W_hn h + b_hn`; RNN tanh), so logits match `CharRNN.forward` wi
 rounding. `ModuleStepper` is the plain reference: the model's own forward, one character a call.
 
 On the CPU in fp32, `make_stepper` runs this same arithmetic in numpy instead
-(charrnn.blas_step.BlasStepper): torch's per-operation dispatch dominates a one-stream step there.
+(charrnn.sampling.blas.BlasStepper): torch's per-operation dispatch dominates a one-stream step there.
 `FastStepper` is the path for GPUs and for int8. `sampling_threads` gives the cores to whichever
 thread pool runs the products and keeps the other at one thread: numpy's BLAS and torch's OpenMP
 team both spinning on the same two cores made a step 80x slower (21 ms vs 0.27 ms).
@@ -242,7 +242,7 @@ class FastStepper:
 
 
 def runs_in_numpy(engine: str, weights: str, device: torch.device) -> bool:
-    """The `fast` engine in fp32 on the CPU steps in numpy (charrnn.blas_step); everything else in torch."""
+    """The `fast` engine in fp32 on the CPU steps in numpy (charrnn.sampling.blas); everything else in torch."""
     return engine == "fast" and weights == "fp32" and device.type == "cpu"
 
 
@@ -274,7 +274,7 @@ def make_stepper(model: CharRNN, engine: str = "fast", weights: str = "fp32") ->
         return ModuleStepper(model)
     if engine == "fast":
         if runs_in_numpy(engine, weights, next(model.parameters()).device):
-            from charrnn.blas_step import BlasStepper  # imports this module
+            from charrnn.sampling.blas import BlasStepper  # imports this module
 
             return BlasStepper(model)
         return FastStepper(model, weights)

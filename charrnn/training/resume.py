@@ -11,10 +11,10 @@ import dataclasses
 from dataclasses import fields
 from typing import Any
 
-from charrnn.checkpoint import Checkpoint
 from charrnn.durations import parse_duration
 from charrnn.errors import ConfigError
 from charrnn.model import ModelConfig
+from charrnn.store.checkpoint import Checkpoint
 
 # Options that define the run: a different value is a different run.
 IDENTITY = (

@@ -10,9 +10,9 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from charrnn.cachedir import cache_dir
-from charrnn.checkpoint import atomic_write
+from charrnn.data.cachedir import cache_dir
 from charrnn.errors import CorpusError
+from charrnn.store.checkpoint import atomic_write
 
 NAME = "python-stdlib"
 SKIP_PARTS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test"})

@@ -15,7 +15,7 @@ import torch
 
 from charrnn.errors import CharRNNError, ConfigError
 from charrnn.model import CharRNN
-from charrnn.sample import SampleSettings, check_prime, generate, new_seed
+from charrnn.sampling.generate import SampleSettings, check_prime, generate, new_seed
 from charrnn.vocab import Vocab
 
 CONTEXT_CHARS = 4096  # the most recent context fed as the prime; older text is dropped

@@ -6,8 +6,8 @@ import os
 import re
 from pathlib import Path
 
-from charrnn.checkpoint import SUFFIX
 from charrnn.errors import CheckpointError, ConfigError
+from charrnn.store.checkpoint import SUFFIX
 
 DEFAULT_ROOT = Path("checkpoints")
 BEST = f"best{SUFFIX}"

@@ -26,8 +26,8 @@ import torch
 
 from charrnn.device import available_cores, busy_cores, idle_cores
 from charrnn.errors import ConfigError, InputError
-from charrnn.fast_step import Stepper, make_stepper, runs_in_numpy, sampling_threads
 from charrnn.model import CharRNN, State
+from charrnn.sampling.steppers import Stepper, make_stepper, runs_in_numpy, sampling_threads
 from charrnn.vocab import Vocab, describe_chars
 
 CHUNK_CHARS = 16  # characters per yielded chunk: small enough to stream, big enough to be cheap
@@ -237,7 +237,7 @@ def generate_many(
 
     A sample ends after `length` generated characters or just after it produces one of `stop`
     (which is kept in its text, or dropped when `keep_stop` is false). `engine` and `weights`
-    pick how the steps are computed (charrnn.fast_step); fp32 engines agree on the text of a seed.
+    pick how the steps are computed (charrnn.sampling.steppers); fp32 engines agree on the text of a seed.
     `threads` (default: `auto_threads`, the idle cores) holds while the samples are drawn; the
     process's thread settings come back when the iterator ends or is closed.
     """

@@ -3,7 +3,7 @@
 A corpus is one or more files (a directory counts as all its non-hidden files), joined into one
 text with `separator` between documents. Encoding streams the files in blocks, twice: pass 1
 validates them and counts characters (the vocab), pass 2 maps them to ids straight into the id
-cache (charrnn.idcache), so neither the text nor its ids ever sit in memory whole, and a second
+cache (charrnn.data.idcache), so neither the text nor its ids ever sit in memory whole, and a second
 run on the same bytes just memory-maps the ids.
 """
 
@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from charrnn import idcache
-from charrnn.errors import CorpusError, InputError
-from charrnn.textstream import (
+from charrnn.data import idcache
+from charrnn.data.textstream import (
     BLOCK_SIZE,
     Fingerprint,
     OnBytes,
@@ -34,6 +33,7 @@ from charrnn.textstream import (
     iter_text,
     spool,
 )
+from charrnn.errors import CorpusError, InputError
 from charrnn.vocab import UNICODE_SIZE, Vocab, codepoints
 
 ERROR_POLICIES = ("strict", "replace", "ignore")

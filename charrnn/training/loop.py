@@ -22,17 +22,8 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from charrnn import __version__
-from charrnn.batches import StreamBatcher
-from charrnn.checkpoint import (
-    Checkpoint,
-    all_finite,
-    atomic_write,
-    load_checkpoint,
-    save_checkpoint,
-    verify_checkpoint,
-)
-from charrnn.corpus import ERROR_POLICIES, Corpus, load_corpus, skip_warnings, split_train_val
+from charrnn.data.batches import StreamBatcher
+from charrnn.data.corpus import ERROR_POLICIES, Corpus, load_corpus, skip_warnings, split_train_val
 from charrnn.device import (
     autocast,
     available_cores,
@@ -41,15 +32,33 @@ from charrnn.device import (
     resolve_device,
     resolve_dtype,
 )
-from charrnn.distributed import Team, World, rank_device, world_from_env
 from charrnn.durations import Interval, parse_duration
 from charrnn.errors import CheckpointError, ConfigError, CorpusError, Interrupted, TrainingError
 from charrnn.evaluate import evaluate_ids
-from charrnn.metrics import metrics_row
 from charrnn.model import CharRNN, ModelConfig, State, count_parameters
-from charrnn.plan import DEFAULT_TIME_S, Fixed, make_plan, validation_seconds
-from charrnn.resume import adjust_train_config, init_from_config, resume_changes
-from charrnn.runs import BEST, CONFIG, LAST, METRICS, clean_stale_temps, new_run_dir, resolve_checkpoint, resume_target
+from charrnn.store.checkpoint import (
+    Checkpoint,
+    all_finite,
+    atomic_write,
+    load_checkpoint,
+    save_checkpoint,
+    verify_checkpoint,
+)
+from charrnn.store.metrics import metrics_row
+from charrnn.store.runs import (
+    BEST,
+    CONFIG,
+    LAST,
+    METRICS,
+    clean_stale_temps,
+    new_run_dir,
+    resolve_checkpoint,
+    resume_target,
+)
+from charrnn.training.distributed import Team, World, rank_device, world_from_env
+from charrnn.training.plan import DEFAULT_TIME_S, Fixed, make_plan, validation_seconds
+from charrnn.training.resume import adjust_train_config, init_from_config, resume_changes
+from charrnn.version import __version__
 
 HISTORY_LIMIT = 500
 WARMUP_STEPS = 20  # 20 beat 100 on Tiny Shakespeare at equal steps (1.489 vs 1.504 after 750)
@@ -643,7 +652,7 @@ class Trainer:
 
     def preview(self, length: int = 80, temperature: float = 0.8) -> str:
         """A short sample from the model as it is now, for progress displays (seeded: no RNG is disturbed)."""
-        from charrnn.sample import SampleSettings, generate
+        from charrnn.sampling.generate import SampleSettings, generate
 
         settings = SampleSettings(temperature)
         try:

@@ -7,7 +7,7 @@ than the torch wheel's MKL on an AMD EPYC (2048x1024 matrix-vector product: 176 
 thread) and, unlike torch's OpenMP team, splits one stream's products over two cores. Measured in
 one run (`python benchmarks/sample_speed.py`), the whole one-stream step went from 624 to 265 us.
 
-The arithmetic is `FastStepper`'s (see charrnn.fast_step for the layout): layer 0 reads a
+The arithmetic is `FastStepper`'s (see charrnn.sampling.steppers for the layout): layer 0 reads a
 precomputed row of `embed W_ih0^T + b` per id, higher layers multiply [x; h] by [W_ih | W_hh]
 in one product, and the gate formulas are PyTorch's. Logits match the model's forward within
 float rounding (tests/test_sample_fast.py). `sigmoid` is computed as 0.5 tanh(x / 2) + 0.5,
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from charrnn.fast_step import step_weights, table_fits
 from charrnn.model import GATES, CharRNN, State
+from charrnn.sampling.steppers import step_weights, table_fits
 
 
 def sigmoid_(x: np.ndarray) -> np.ndarray:
