@@ -39,7 +39,8 @@ sys.path.insert(0, str(REPO))
 from charrnn.device import available_cores  # noqa: E402
 from charrnn.evaluate import evaluate_ids  # noqa: E402
 from charrnn.model import CharRNN, ModelConfig  # noqa: E402
-from charrnn.sampling.generate import SampleSettings, generate_many  # noqa: E402
+from charrnn.sampling.generate import generate_many  # noqa: E402
+from charrnn.sampling.pick import SampleSettings  # noqa: E402
 from charrnn.sampling.steppers import FastStepper  # noqa: E402
 from charrnn.store.checkpoint import load_checkpoint, load_model, save_checkpoint  # noqa: E402
 from charrnn.vocab import Vocab  # noqa: E402

@@ -26,7 +26,8 @@ from common import gemm_peak, synchronize, write_result
 
 from charrnn.device import configure_threads, cpu_supports_fast_bf16
 from charrnn.model import ModelConfig, count_parameters
-from charrnn.training.loop import Trainer, TrainOptions
+from charrnn.training.loop import Trainer
+from charrnn.training.options import TrainOptions
 
 VOCAB = 65
 

@@ -13,9 +13,9 @@ Importing this module is cheap: torch is imported when a model is loaded or trai
 from __future__ import annotations
 
 import difflib
+import inspect
 import itertools
 from collections.abc import Iterator, Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     import torch
 
     from charrnn.evaluate import EvalResult
-    from charrnn.model import ModelConfig
+    from charrnn.model import CharRNN, ModelConfig
     from charrnn.store.checkpoint import Checkpoint
-    from charrnn.training.loop import TrainObserver, TrainResult
+    from charrnn.store.opening import OpenModel
+    from charrnn.training.observer import TrainObserver, TrainResult
 
 PathLike = str | Path
 
@@ -35,13 +36,10 @@ PathLike = str | Path
 class Model:
     """A trained model with its vocabulary, ready to generate and score text."""
 
-    def __init__(self, checkpoint: Checkpoint, device: str = "cpu") -> None:
-        from charrnn.device import resolve_device
-        from charrnn.store.checkpoint import load_model
-
-        self.checkpoint = checkpoint
-        self.device: torch.device = resolve_device(device)
-        self.module = load_model(checkpoint, self.device)
+    def __init__(self, opened: OpenModel) -> None:
+        self.checkpoint: Checkpoint = opened.checkpoint
+        self.device: torch.device = opened.device
+        self.module: CharRNN = opened.model
 
     @property
     def path(self) -> str:
@@ -106,8 +104,8 @@ class Model:
         distribution; the same `seed` gives the same text. With `stream=True`, an iterator of
         text chunks (the prime first) as they are produced. Bad arguments raise before any text.
         """
-        from charrnn.sampling.generate import SampleSettings
         from charrnn.sampling.generate import generate as sample_text
+        from charrnn.sampling.pick import SampleSettings
 
         settings = SampleSettings(temperature=temperature, top_k=top_k, top_p=top_p)
         chunks = sample_text(
@@ -141,97 +139,54 @@ def load(path: PathLike | None = None, device: str = "cpu") -> Model:
 
     The file's digest is checked; a damaged or foreign file raises `charrnn.errors.CheckpointError`.
     """
-    from charrnn.store.checkpoint import load_checkpoint
-    from charrnn.store.runs import resolve_checkpoint
+    from charrnn.store.opening import open_model
 
-    return Model(load_checkpoint(resolve_checkpoint(None if path is None else str(path))), device)
-
-
-# CLI flag names that differ from the TrainOptions fields they fill.
-ALIASES = {"layers": "num_layers", "hidden": "hidden_size", "embed": "embed_size"}
+    return Model(open_model(path, device))
 
 
 def train(
-    corpus: PathLike | Sequence[PathLike],
-    *,
-    out: PathLike | None = None,
-    cell: str = "lstm",
-    layers: int | None = None,
-    hidden: int | None = None,
-    embed: int | None = None,
-    dropout: float | None = None,
-    batch_size: int | None = None,
-    seq_len: int | None = None,
-    lr: float | None = None,
-    grad_clip: float = 1.0,
-    weight_decay: float = 0.01,
-    val_frac: float = 0.1,
-    val_max_chars: int = 131_072,
-    time: str | float | None = None,
-    steps: int | None = None,
-    epochs: float | None = None,
-    patience: int | None = None,
-    eval_every: str | int | None = None,
-    save_every: str | int = "5m",
-    device: str = "auto",
-    dtype: str = "auto",
-    threads: int | None = None,
-    seed: int = 1337,
-    errors: str = "strict",
-    observer: TrainObserver | None = None,
-    **more: Any,
+    corpus: PathLike | Sequence[PathLike], *, observer: TrainObserver | None = None, **options: Any
 ) -> TrainResult:
-    """Train as `charrnn train` does, with the same options (flag names with `_` for `-`).
+    """Train as `charrnn train` does, with the same options and defaults (flag names with `_` for `-`).
 
     `time` takes "90s", "10m", "1h30m" or seconds; `eval_every` / `save_every` take a step count
     or a duration. None means "choose for this corpus and budget", as on the command line.
-    Progress goes to `observer` (see `charrnn.training.loop.TrainObserver`); nothing is printed.
-    Options added to `charrnn train` later are accepted through `**more` by their flag name.
+    Progress goes to `observer` (see `charrnn.training.observer.TrainObserver`); nothing is printed.
     Returns where the checkpoints are (`run_dir`, `best_path`) and how the run went.
     """
-    from charrnn.training.loop import TrainOptions
     from charrnn.training.loop import train as run_training
+    from charrnn.training.options import SPECS, default_of, field_name, parse_options
 
     sources = (corpus,) if isinstance(corpus, (str, Path)) else tuple(corpus)
-    given: dict[str, Any] = {
-        "out": None if out is None else str(out),
-        "cell": cell,
-        "layers": layers,
-        "hidden": hidden,
-        "embed": embed,
-        "dropout": dropout,
-        "batch_size": batch_size,
-        "seq_len": seq_len,
-        "lr": lr,
-        "grad_clip": grad_clip,
-        "weight_decay": weight_decay,
-        "val_frac": val_frac,
-        "val_max_chars": val_max_chars,
-        "time": None if time is None else (time if isinstance(time, str) else f"{time:g}s"),
-        "steps": steps,
-        "epochs": epochs,
-        "patience": patience,
-        "eval_every": None if eval_every is None else str(eval_every),
-        "save_every": str(save_every),
-        "device": device,
-        "dtype": dtype,
-        "threads": threads,
-        "seed": seed,
-        "errors": errors,
-        **more,
-    }
-    known = {f.name for f in fields(TrainOptions)} - {"corpus", "command"}
-    options: dict[str, Any] = {}
-    for name, value in given.items():
-        field_name = ALIASES.get(name, name)
-        if field_name not in known:
-            close = difflib.get_close_matches(name, [*known, *ALIASES], n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "see help(charrnn.training.loop)"
+    values: dict[str, Any] = {}
+    for name, value in options.items():
+        target = field_name(name)
+        if target is None:
+            names = [*SPECS, *(spec.flag for spec in SPECS.values() if spec.flag)]
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "see help(charrnn.train)"
             raise TypeError(f"charrnn.train() got an unknown option {name!r}; {hint}")
-        options[field_name] = value
-    defaults = {f.name: f.default for f in fields(TrainOptions)}
+        values[target] = str(value) if isinstance(value, Path) else value
     shown = [repr(str(s)) for s in sources] + [
-        f"{name}={value!r}" for name, value in given.items() if value != defaults.get(ALIASES.get(name, name))
+        f"{name}={value!r}" for name, value in options.items() if value != default_of(field_name(name) or name)
     ]
     command = f"charrnn.train({', '.join(shown)})"
-    return run_training(TrainOptions(corpus=tuple(str(s) for s in sources), command=command, **options), observer)
+    return run_training(parse_options(tuple(str(s) for s in sources), command=command, **values), observer)
+
+
+def train_signature() -> inspect.Signature:
+    """`help(charrnn.train)` lists every option with its declared default (from training.options)."""
+    from charrnn.training.options import SPECS, default_of, value_text
+
+    params = [
+        inspect.Parameter("corpus", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        *(
+            inspect.Parameter(spec.flag or name, inspect.Parameter.KEYWORD_ONLY, default=value_text(default_of(name)))
+            for name, spec in SPECS.items()
+        ),
+        inspect.Parameter("observer", inspect.Parameter.KEYWORD_ONLY, default=None),
+    ]
+    return inspect.Signature(params)
+
+
+train.__signature__ = train_signature()  # type: ignore[attr-defined]

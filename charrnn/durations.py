@@ -44,6 +44,16 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 10 else f"{secs}s"
 
 
+def duration_text(seconds: float) -> str:
+    """Seconds as a duration `parse_duration` reads back exactly: `5m`, `1h30m`, `90s`, `26.666666666666668s`."""
+    if not float(seconds).is_integer():
+        return f"{seconds!r}s"
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
+    return "".join(parts) or "0s"
+
+
 @dataclass(frozen=True)
 class Interval:
     """Every N steps or every S seconds of wall time (exactly one of the two is set)."""
@@ -66,6 +76,11 @@ class Interval:
         if self.steps is not None:
             return step - last_step >= self.steps
         return self.seconds is not None and now - last_time >= self.seconds
+
+    @property
+    def spec(self) -> str:
+        """The interval as a user writes it, and as `parse` reads it back: `500`, `5m`, `26.5s`."""
+        return str(self.steps) if self.steps is not None else duration_text(self.seconds or 0.0)
 
     def __str__(self) -> str:
         return f"{self.steps} steps" if self.steps is not None else format_duration(self.seconds or 0)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from charrnn.training.loop import TrainOptions
+    from charrnn.training.options import TrainOptions
 
 REPO = Path(__file__).resolve().parent.parent
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
@@ -53,10 +53,9 @@ def corpus_file(tmp_path: Path) -> Path:
 
 def tiny_options(corpus: Path, out: Path | None, **changes: object) -> TrainOptions:
     """Options for a tiny, single-threaded model: fast enough for any test."""
-    from charrnn.training.loop import TrainOptions
+    from charrnn.training.options import parse_options
 
     base: dict[str, object] = dict(
-        corpus=(str(corpus),),
         out=None if out is None else str(out),
         hidden_size=16,
         embed_size=8,
@@ -65,7 +64,7 @@ def tiny_options(corpus: Path, out: Path | None, **changes: object) -> TrainOpti
         threads=1,
     )
     base.update(changes)
-    return TrainOptions(**base)  # type: ignore[arg-type]
+    return parse_options((str(corpus),), **base)
 
 
 TINY_TRAIN = ["--hidden", "16", "--embed", "8", "--batch-size", "4", "--seq-len", "16", "--threads", "1"]

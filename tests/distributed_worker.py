@@ -18,7 +18,8 @@ import torch
 from charrnn.errors import Interrupted
 from charrnn.store import checkpoint
 from charrnn.training.distributed import world_from_env
-from charrnn.training.loop import Trainer, TrainOptions
+from charrnn.training.loop import Trainer
+from charrnn.training.options import TrainOptions
 from tests.test_resume import tiny
 
 

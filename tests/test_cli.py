@@ -275,7 +275,7 @@ def test_sample_advanced_options(cli_run: Path) -> None:
 
 
 def test_text_output_separates_samples_by_one_blank_line() -> None:
-    from charrnn.cli.app import text_output
+    from charrnn.cli.output import text_output
     from charrnn.sampling.generate import Piece
 
     pieces = [Piece(0, "ab"), Piece(0, "c", True), Piece(1, "d\n", True), Piece(2, "e\n\n", True), Piece(3, "f", True)]

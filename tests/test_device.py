@@ -11,7 +11,8 @@ from charrnn import device as dev
 from charrnn.errors import ConfigError
 from charrnn.store.checkpoint import load_checkpoint, load_model, save_checkpoint
 from charrnn.store.runs import LAST
-from charrnn.training.loop import Trainer, TrainOptions, train
+from charrnn.training.loop import Trainer, train
+from charrnn.training.options import TrainOptions
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,7 +26,8 @@ from charrnn.model import CharRNN, ModelConfig
 from charrnn.store.checkpoint import load_checkpoint, verify_checkpoint
 from charrnn.store.runs import BEST, LAST
 from charrnn.training.distributed import Team, World, rank_device, world_from_env
-from charrnn.training.loop import TrainOptions, train
+from charrnn.training.loop import train
+from charrnn.training.options import TrainOptions
 from tests.conftest import REPO, TINY_TRAIN, make_text
 from tests.test_resume import Recorder, assert_same_checkpoint
 

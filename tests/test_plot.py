@@ -39,7 +39,8 @@ def test_chart_skips_nonfinite_and_handles_empty() -> None:
     assert "2.50" in lines[0] and "·" in lines[2]  # one finite point, centred in a padded range
     assert render([], width=40)[0].plain.startswith("(no finite points")
     ascii_lines = render([Line("v", (0.0, 1.0), (1.0, 2.0), "●")], width=40, height=5, ascii_only=True)
-    "\n".join(t.plain for t in ascii_lines).encode("ascii")
+    ascii_text = "\n".join(t.plain for t in ascii_lines)
+    assert ascii_text.isascii() and "o" in ascii_text  # the val marker drawn in its ASCII form
 
 
 @pytest.fixture(scope="module")

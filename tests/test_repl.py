@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from charrnn.sampling.generate import SampleSettings, generate
+from charrnn.sampling.generate import generate
+from charrnn.sampling.pick import SampleSettings
 from charrnn.sampling.repl import Continuation, Message, Quit, Session
 from charrnn.store.checkpoint import load_checkpoint, load_model
 from tests.conftest import REPO, run_cli

@@ -20,7 +20,7 @@ import pytest
 
 from charrnn.cli.report import PLAIN_EVERY_S, TrainReport, one_line
 from charrnn.store.metrics import STABLE_KEYS, metrics_row
-from charrnn.training.loop import TrainResult
+from charrnn.training.observer import TrainResult
 from tests.conftest import REPO, TINY_TRAIN, make_text, run_cli
 
 ANSI = re.compile(rb"\x1b\[")
@@ -161,7 +161,8 @@ def test_metrics_file_rows_share_keys(trained_run: Path) -> None:
 def test_sample_hook_leaves_training_untouched(corpus_file: Path, tmp_path: Path) -> None:
     import torch
 
-    from charrnn.training.loop import Trainer, TrainOptions
+    from charrnn.training.loop import Trainer
+    from charrnn.training.options import TrainOptions
 
     options = TrainOptions(
         corpus=(str(corpus_file),), out=str(tmp_path / "r"), hidden_size=16, embed_size=8, batch_size=4, seq_len=16

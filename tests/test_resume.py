@@ -20,7 +20,9 @@ import torch
 from charrnn.errors import CheckpointError, ConfigError, CorpusError, Interrupted
 from charrnn.store.checkpoint import load_checkpoint, verify_checkpoint
 from charrnn.store.runs import LAST
-from charrnn.training.loop import Trainer, TrainOptions, TrainResult, train
+from charrnn.training.loop import Trainer, train
+from charrnn.training.observer import TrainResult
+from charrnn.training.options import TrainOptions
 from tests.conftest import REPO, TINY_TRAIN, make_text, tiny_options
 
 
@@ -167,10 +169,11 @@ def test_resume_keeps_the_time_budget(corpus_file: Path, tmp_path: Path) -> None
     assert stopped.value.exit_code == 143
     spent = load_checkpoint(run / LAST).meta["elapsed_s"]
     assert spent >= 1.5
-    t0 = time.perf_counter()
     result = train(TrainOptions(corpus=(), resume=str(run)))
     assert result.stop_reason == "time"
-    assert time.perf_counter() - t0 < 3.0 - spent + 1.4  # the remainder of the budget, not a fresh 3 s
+    # The run's clock went on from `spent` and stopped at the 3 s budget: a fresh budget would have
+    # taken it past spent + 3 s minus at most the quarter kept for the final validation.
+    assert load_checkpoint(run / LAST).meta["elapsed_s"] < spent + 0.75 * 3.0
     # all of the budget but the few milliseconds kept for this tiny model's final validation
     assert load_checkpoint(run / LAST).meta["elapsed_s"] >= 3.0 - 0.1
 
@@ -330,9 +333,11 @@ def test_periodic_saves_by_steps_and_by_time(corpus_file: Path, tmp_path: Path) 
 def test_every_run_counter_is_restored() -> None:
     from dataclasses import fields as dataclass_fields
 
-    from charrnn.training.loop import RUN_STATE_TYPES, RunState
+    from charrnn.store.meta import FIELD_TYPES, CheckpointMeta, RunState
 
-    assert set(RUN_STATE_TYPES) == {f.name for f in dataclass_fields(RunState)}
+    counters = {f.name for f in dataclass_fields(RunState)}
+    assert counters <= set(FIELD_TYPES)  # each is type-checked on load...
+    assert counters <= {f.name for f in dataclass_fields(CheckpointMeta)}  # ...and read back into the run
 
 
 def test_malformed_resume_state_is_refused(corpus_file: Path, tmp_path: Path) -> None:

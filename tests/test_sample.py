@@ -9,17 +9,9 @@ import torch
 
 from charrnn.errors import ConfigError, InputError
 from charrnn.sampling import generate as sample_module
-from charrnn.sampling.generate import (
-    Piece,
-    SampleSettings,
-    choose,
-    default_threads,
-    generate,
-    generate_many,
-    in_order,
-    pick,
-    pick_torch,
-)
+from charrnn.sampling.generate import Piece, generate, generate_many, in_order
+from charrnn.sampling.pick import SampleSettings, choose, pick, pick_torch
+from charrnn.sampling.threads import default_threads
 from charrnn.store.checkpoint import load_checkpoint, load_model
 
 PICKERS = [pick, pick_torch]  # `pick` on CPU logits is the numpy picker; pick_torch is the GPU one, run on CPU

@@ -8,7 +8,8 @@ import torch
 
 from charrnn.errors import ConfigError
 from charrnn.model import CharRNN, ModelConfig
-from charrnn.sampling import steppers as fast_step
+from charrnn.sampling import threads as sampling_threads_module
+from charrnn.sampling import weights as step_weights_module
 from charrnn.sampling.blas import BlasStepper
 from charrnn.sampling.steppers import FastStepper, ModuleStepper, make_stepper
 
@@ -39,7 +40,7 @@ def test_fast_steps_match_full_forward(
     make: type, cell: str, layers: int, table: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not table:
-        monkeypatch.setattr(fast_step, "MAX_TABLE_BYTES", 0)  # layer 0 multiplies the embedding instead
+        monkeypatch.setattr(step_weights_module, "MAX_TABLE_BYTES", 0)  # layer 0 multiplies the embedding instead
     model = tiny(cell, layers)
     gen = torch.Generator().manual_seed(1)
     prime = torch.randint(0, V, (N, 4), generator=gen)
@@ -126,20 +127,21 @@ def test_sampling_threads_go_to_the_pool_that_runs_the_products() -> None:
     cpu = torch.device("cpu")
     before, blas_before = torch.get_num_threads(), blas_threads()
     assert blas_before  # numpy's wheels bring OpenBLAS, which threadpoolctl can see
-    with fast_step.sampling_threads(2, "fast", "fp32", cpu):
+    with sampling_threads_module.sampling_threads(2, "fast", "fp32", cpu):
         assert torch.get_num_threads() == 1 and set(blas_threads()) == {2}
     assert torch.get_num_threads() == before and blas_threads() == blas_before
-    with fast_step.sampling_threads(2, "fast", "int8", cpu):
+    with sampling_threads_module.sampling_threads(2, "fast", "int8", cpu):
         assert torch.get_num_threads() == 2 and blas_threads() == blas_before  # numpy's BLAS left alone
-    with fast_step.sampling_threads(2, "module", "fp32", cpu):
+    with sampling_threads_module.sampling_threads(2, "module", "fp32", cpu):
         assert torch.get_num_threads() == 2
     assert torch.get_num_threads() == before
-    with pytest.raises(ConfigError, match="--threads"), fast_step.sampling_threads(0, "fast", "fp32", cpu):
+    zero_threads = sampling_threads_module.sampling_threads(0, "fast", "fp32", cpu)
+    with pytest.raises(ConfigError, match="--threads"), zero_threads:
         pass
 
 
 def test_only_the_cpu_fp32_fast_engine_steps_in_numpy() -> None:
-    assert fast_step.runs_in_numpy("fast", "fp32", torch.device("cpu"))
+    assert sampling_threads_module.runs_in_numpy("fast", "fp32", torch.device("cpu"))
     for engine, weights, device in [("fast", "fp32", "cuda"), ("fast", "fp32", "mps"), ("fast", "int8", "cpu")]:
-        assert not fast_step.runs_in_numpy(engine, weights, torch.device(device))
-    assert not fast_step.runs_in_numpy("module", "fp32", torch.device("cpu"))
+        assert not sampling_threads_module.runs_in_numpy(engine, weights, torch.device(device))
+    assert not sampling_threads_module.runs_in_numpy("module", "fp32", torch.device("cpu"))

@@ -16,28 +16,28 @@ from charrnn.store.metrics import METRICS_FILE, RunLog, read_metrics
 
 
 def checkpoint_summary(ckpt: Checkpoint) -> dict[str, Any]:
-    meta = ckpt.meta
-    best = meta.get("best_val_loss")
+    info = ckpt.info
+    best = info.best_val_loss
     epochs = epochs_at(ckpt)
     return {
         "path": ckpt.path,
-        "kind": meta.get("kind"),
+        "kind": info.kind or None,
         "model": ckpt.config.to_dict(),
         "parameters": count_parameters(ckpt.config),
         "vocab_size": ckpt.vocab.size,
         "vocab": ckpt.vocab.chars,
-        "step": meta.get("step"),
-        "epoch": meta.get("epoch"),
-        "epochs": epochs if epochs is not None else meta.get("epoch"),
-        "elapsed_s": meta.get("elapsed_s"),
+        "step": info.step,
+        "epoch": info.epoch,
+        "epochs": epochs if epochs is not None else info.epoch,
+        "elapsed_s": info.elapsed_s,
         "best_val_loss": best,
         "best_val_bpc": best / math.log(2) if best is not None else None,
-        "best_step": meta.get("best_step"),
-        "train_config": meta.get("train_config"),
-        "corpus": meta.get("corpus"),
-        "command": meta.get("command"),
-        "versions": meta.get("versions"),
-        "created": meta.get("created"),
+        "best_step": info.best_step,
+        "train_config": info.train_config or None,
+        "corpus": info.corpus or None,
+        "command": info.command or None,
+        "versions": info.versions or None,
+        "created": info.created or None,
     }
 
 
@@ -45,12 +45,12 @@ def run_rows(ckpt: Checkpoint) -> tuple[dict[str, Any], ...]:
     """The metrics rows of the checkpoint's run (its metrics.jsonl), else the history stored inside it."""
     metrics = Path(ckpt.path).parent / METRICS_FILE
     rows = tuple(read_metrics(metrics)) if metrics.is_file() else ()
-    return rows or tuple(r for r in ckpt.meta.get("history") or [] if isinstance(r, dict) and "step" in r)
+    return rows or tuple(r for r in ckpt.info.history if "step" in r)
 
 
 def epochs_at(ckpt: Checkpoint) -> float | None:
     """Fractional epochs at the checkpoint's step (the checkpoint itself stores whole epochs only)."""
-    step = ckpt.meta.get("step")
+    step = ckpt.info.step
     for row in run_rows(ckpt):
         if row.get("step") == step and isinstance(row.get("epoch"), (int, float)):
             return float(row["epoch"])
@@ -97,7 +97,7 @@ def checkpoint_curve(ckpt: Checkpoint, width: int = 80, ascii_only: bool = False
     metrics = Path(ckpt.path).parent / METRICS_FILE
     rows = tuple(read_metrics(metrics)) if metrics.is_file() else ()
     if not rows:
-        rows = tuple(r for r in ckpt.meta.get("history") or [] if isinstance(r, dict) and "step" in r)
+        rows = tuple(r for r in ckpt.info.history if "step" in r)
     run = RunLog(path=Path(ckpt.path).parent, rows=rows)
     return render(
         loss_lines([("run", run.series("train"), run.series("val"))]), width=width, height=10, ascii_only=ascii_only

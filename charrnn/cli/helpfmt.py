@@ -15,28 +15,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-METAVARS = {
-    "out": "DIR",
-    "cell": "lstm|gru|rnn",
-    "time": "DURATION",
-    "eval_every": "N|DURATION",
-    "save_every": "N|DURATION",
+METAVARS = {  # training options declare theirs (training.options); choices show their values
     "device": "auto|cpu|cuda|mps",
-    "dtype": "auto|fp32|bf16|fp16",
-    "errors": "strict|replace|ignore",
     "checkpoint": "CKPT",
-    "resume": "RUN_DIR|CKPT",
-    "init_from": "CKPT",
     "prime": "TEXT",
     "prime_file": "FILE",
     "output": "FILE",
-    "x": "step|time|epoch",
-    "sort": "date|bpc",
-    "format": "text|jsonl",
     "stop": "TEXT",
-    "lr": "LR",
-    "dropout": "P",
-    "val_frac": "F",
     "top_p": "P",
     "temp": "T",
 }

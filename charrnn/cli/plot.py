@@ -78,7 +78,7 @@ def write_image(runs: Sequence[RunLog], output: Path, x: str = "step") -> Path:
     ax.set_xlabel(X_LABELS[x])
     ax.set_ylabel("loss (nats/char)")
     ln2 = math.log(2)
-    right = ax.secondary_yaxis("right", functions=(lambda n: n / ln2, lambda b: b * ln2))
+    right = ax.secondary_yaxis("right", functions=(lambda n: n / ln2, lambda b: b * ln2))  # type: ignore[operator]
     right.set_ylabel("bits/char")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right", fontsize="small")

@@ -26,7 +26,7 @@ from rich.text import Text
 from charrnn.cli.curve import encodable, loss_lines, render
 from charrnn.cli.loadbar import CorpusBar
 from charrnn.durations import format_duration
-from charrnn.training.loop import TrainResult
+from charrnn.training.observer import TrainResult
 
 PLAIN_EVERY_S = 5.0
 SAMPLE_CHARS = 120
@@ -126,7 +126,7 @@ class TrainReport:
             text = plain.encode(encoding, "backslashreplace").decode(encoding)
         self.console.print(text, soft_wrap=True)  # long paths stay whole (copy-pasteable); the terminal wraps
 
-    def labelled(self, name: str, *parts: Text | str) -> Text:
+    def labelled(self, name: str, *parts: Text | str | tuple[str, str]) -> Text:
         """`name    text...` with the name in bold (the rest keeps its own styles)."""
         return Text.assemble((f"{name:<8}", "bold"), *parts)
 
@@ -227,7 +227,7 @@ class TrainReport:
         self.evals += 1
         finite = val is not None and math.isfinite(val)
         if finite:
-            self.val_points.append((float(row["step"]), float(val)))
+            self.val_points.append((float(row["step"]), float(val)))  # type: ignore[arg-type]
         if row.get("best") and finite:
             self.best_val, self.best_step = val, int(row["step"])
         if self.quiet:

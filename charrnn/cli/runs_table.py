@@ -13,8 +13,8 @@ COLUMNS = ("run", "corpus", "chars", "model", "steps", "val bpc", "date")
 
 def run_row(run: RunLog, root: Path) -> dict[str, Any]:
     """The facts shown for one run (also the --json output)."""
-    meta, config = run.meta, run.config
-    corpus = meta.get("corpus") or config.get("corpus") or {}
+    meta, config, info = run.meta, run.config, run.info
+    corpus = (info.corpus if info else None) or config.get("corpus") or {}
     model = meta.get("model_config") or config.get("model_config") or {}
     sources = corpus.get("sources") or []
     best = run.path / f"best{CHECKPOINT_SUFFIX}"
@@ -22,7 +22,7 @@ def run_row(run: RunLog, root: Path) -> dict[str, Any]:
         name = str(run.path.relative_to(root)) if run.path != root else run.path.name
     except ValueError:
         name = str(run.path)
-    created = meta.get("created")
+    created = info.created if info else None
     if not created:
         stamp = max((p.stat().st_mtime for p in run.path.iterdir() if p.is_file()), default=0.0)
         created = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(stamp)) if stamp else None
@@ -37,7 +37,7 @@ def run_row(run: RunLog, root: Path) -> dict[str, Any]:
         "best_val_bpc": run.best_val_bpc,
         "best_checkpoint": str(best) if best.is_file() else None,
         "created": created,
-        "command": meta.get("command") or config.get("command"),
+        "command": (info.command if info else None) or config.get("command"),
     }
 
 

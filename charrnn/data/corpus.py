@@ -292,7 +292,7 @@ def encode_corpus(
             if n < joins and between.size:
                 sink(between)
 
-    skipped = sorted((i, exc.reason) for i, exc in found.skipped.items())
+    skipped_at = sorted((i, exc.reason) for i, exc in found.skipped.items())
     meta = {
         "digest": found.digest,
         "vocab": vocab.chars,
@@ -300,7 +300,7 @@ def encode_corpus(
         "errors": errors,
         "sources": list(sources),
         "sizes": [p.size for p in prints],
-        "skipped": [[i, reason] for i, reason in skipped],
+        "skipped": [[i, reason] for i, reason in skipped_at],
     }
     try:
         ids = idcache.store(directory, key, meta, size, vocab.id_dtype, fill)
@@ -312,7 +312,7 @@ def encode_corpus(
         sources=tuple(kept),
         digest=found.digest,
         separator=separator,
-        skipped=tuple((sources[i], reason) for i, reason in skipped),
+        skipped=tuple((sources[i], reason) for i, reason in skipped_at),
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from charrnn.data.cachedir import cache_dir
 from charrnn.errors import CorpusError
-from charrnn.store.checkpoint import atomic_write
+from charrnn.files import atomic_write
 
 NAME = "python-stdlib"
 SKIP_PARTS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test"})

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from charrnn.model import GATES, CharRNN, State
-from charrnn.sampling.steppers import step_weights, table_fits
+from charrnn.sampling.weights import step_weights, table_fits
 
 
 def sigmoid_(x: np.ndarray) -> np.ndarray:

@@ -21,13 +21,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
 
-import numpy as np
 import torch
 
-from charrnn.device import available_cores, busy_cores, idle_cores
 from charrnn.errors import ConfigError, InputError
 from charrnn.model import CharRNN, State
-from charrnn.sampling.steppers import Stepper, make_stepper, runs_in_numpy, sampling_threads
+from charrnn.sampling.pick import SampleSettings, pick
+from charrnn.sampling.steppers import Stepper, make_stepper
+from charrnn.sampling.threads import auto_threads, sampling_threads
 from charrnn.vocab import Vocab, describe_chars
 
 CHUNK_CHARS = 16  # characters per yielded chunk: small enough to stream, big enough to be cheap
@@ -37,101 +37,12 @@ PRIME_WINDOW = 4096  # the prime is fed in windows of this many characters
 
 
 @dataclass(frozen=True)
-class SampleSettings:
-    """How to pick each next character."""
-
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-
-    def __post_init__(self) -> None:
-        if not self.temperature >= 0:  # also rejects NaN
-            raise ConfigError(f"--temp must be 0 (greedy) or positive, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ConfigError(f"--top-k must be at least 1, got {self.top_k}")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
-
-
-@dataclass(frozen=True)
 class Piece:
     """A chunk of one sample's generated text; `done` on the sample's last piece."""
 
     index: int
     text: str
     done: bool = False
-
-
-def pick(logits: torch.Tensor, settings: SampleSettings, uniforms: torch.Tensor) -> torch.Tensor:
-    """Next ids [N] from logits [N, V] and one uniform number in [0, 1) per row [N].
-
-    CPU logits are picked in numpy (`pick_numpy`): a dozen small torch operations per character
-    cost more than the step's arithmetic for one stream. Elsewhere the logits stay on their device.
-    """
-    if logits.device.type == "cpu":
-        return torch.from_numpy(pick_numpy(logits.detach().float().numpy(), settings, uniforms.float().numpy()))
-    return pick_torch(logits, settings, uniforms)
-
-
-def pick_torch(logits: torch.Tensor, settings: SampleSettings, uniforms: torch.Tensor) -> torch.Tensor:
-    """`pick` in torch, for logits on a GPU; the same steps as `pick_numpy`, in the same order."""
-    if settings.temperature < torch.finfo(torch.float32).tiny:  # 0, or too small for fp32: greedy
-        return logits.argmax(dim=-1)
-    logits = logits.float()
-    # Shift the best logit to 0 before scaling: a tiny temperature then gives 0 and -inf (greedy),
-    # never inf - inf = NaN.
-    temperature = min(settings.temperature, torch.finfo(torch.float32).max)  # beyond fp32 (inf too): uniform
-    scaled = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
-    if settings.top_k is not None and settings.top_k < scaled.size(-1):
-        kth = torch.topk(scaled, settings.top_k, dim=-1).values[:, -1:]
-        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-    weights = scaled.exp()  # unnormalised: the pick scales the uniform by the total instead
-    if settings.top_p is not None and settings.top_p < 1.0:
-        probs = weights / weights.sum(dim=-1, keepdim=True)
-        sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)
-        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass strictly above each entry
-        cut = before >= settings.top_p
-        cut[:, 0] = False  # the likeliest character always stays, however small top_p is
-        weights = torch.zeros_like(probs).scatter(-1, order, sorted_probs.masked_fill(cut, 0.0))
-    cdf = weights.cumsum(dim=-1)
-    total = cdf[:, -1:]
-    # Strictly below the total, so the first cdf entry above it exists and has positive weight.
-    target = torch.minimum(uniforms.to(cdf).view(-1, 1) * total, torch.nextafter(total, torch.zeros_like(total)))
-    return torch.searchsorted(cdf, target, right=True).view(-1)
-
-
-def pick_numpy(logits: np.ndarray, settings: SampleSettings, uniforms: np.ndarray) -> np.ndarray:
-    """`pick` in numpy, for logits on the CPU; the same steps as `pick_torch`, in the same order."""
-    fp32 = np.finfo(np.float32)
-    if settings.temperature < float(fp32.tiny):
-        return logits.argmax(axis=-1)
-    scaled = logits - logits.max(axis=-1, keepdims=True)
-    with np.errstate(over="ignore"):  # a tiny temperature sends the others to -inf: the greedy limit, as in torch
-        scaled /= np.float32(min(settings.temperature, float(fp32.max)))  # a huge one: uniform
-    vocab = scaled.shape[-1]
-    if settings.top_k is not None and settings.top_k < vocab:
-        kth = np.partition(scaled, vocab - settings.top_k, axis=-1)[:, vocab - settings.top_k, None]
-        scaled[scaled < kth] = -np.inf
-    weights = np.exp(scaled, out=scaled)
-    if settings.top_p is not None and settings.top_p < 1.0:
-        probs = weights / weights.sum(axis=-1, keepdims=True)
-        order = np.argsort(-probs, axis=-1, kind="stable")
-        sorted_probs = np.take_along_axis(probs, order, axis=-1)
-        cut = sorted_probs.cumsum(axis=-1) - sorted_probs >= np.float32(settings.top_p)
-        cut[:, 0] = False
-        sorted_probs[cut] = 0.0
-        weights = np.zeros_like(probs)
-        np.put_along_axis(weights, order, sorted_probs, axis=-1)
-    cdf = weights.cumsum(axis=-1)
-    total = cdf[:, -1:]
-    target = np.minimum(uniforms.reshape(-1, 1) * total, np.nextafter(total, np.float32(0)))
-    return (cdf <= target).sum(axis=-1)  # == searchsorted(cdf, target, right=True), row by row
-
-
-def choose(logits: torch.Tensor, settings: SampleSettings, generator: torch.Generator) -> torch.Tensor:
-    """Next ids [N] from logits [N, V], drawing the uniforms from `generator`."""
-    uniforms = torch.rand(logits.size(0), generator=generator, device=generator.device)
-    return pick(logits, settings, uniforms)
 
 
 def check_prime(vocab: Vocab, prime: str) -> None:
@@ -159,30 +70,6 @@ def new_seed() -> int:
 
 
 MAX_SEED = 2**64 - 1
-
-
-ONE_STREAM_BLAS_THREADS = 2  # measured: 1.4-1.8x over one thread on 2 cores; more is unmeasured
-
-
-def default_threads(num_samples: int, engine: str, weights: str, idle: int) -> int:
-    """CPU threads for sampling, given how many of this process's cores are idle (device.idle_cores).
-
-    numpy's BLAS (the fp32 `fast` engine on the CPU) splits even one stream's products over two
-    cores (a step 265 vs 432 us); more threads for one matrix-vector product were not measured to
-    help, so one stream takes at most ONE_STREAM_BLAS_THREADS. torch's OpenMP team does not speed
-    one stream up, so `module` and int8 keep it at 1 there. Many streams take every idle core.
-    Busy cores are never worth it: a thread descheduled by another process stalls the rest
-    (one stream: 742 vs 361 us with 2 threads on 2 cores, one busy).
-    """
-    if num_samples > 1:
-        return idle
-    return min(idle, ONE_STREAM_BLAS_THREADS) if runs_in_numpy(engine, weights, torch.device("cpu")) else 1
-
-
-def auto_threads(num_samples: int, engine: str, weights: str) -> int:
-    """`default_threads` for this machine as it is now."""
-    cores = available_cores()
-    return default_threads(num_samples, engine, weights, idle_cores(cores, busy_cores(), os.cpu_count()))
 
 
 def sample_seeds(seed: int | None, count: int) -> list[int]:

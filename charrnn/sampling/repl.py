@@ -15,7 +15,8 @@ import torch
 
 from charrnn.errors import CharRNNError, ConfigError
 from charrnn.model import CharRNN
-from charrnn.sampling.generate import SampleSettings, check_prime, generate, new_seed
+from charrnn.sampling.generate import check_prime, generate, new_seed
+from charrnn.sampling.pick import SampleSettings
 from charrnn.vocab import Vocab
 
 CONTEXT_CHARS = 4096  # the most recent context fed as the prime; older text is dropped
@@ -93,13 +94,13 @@ class Session:
             self.settings = replace(self.settings, temperature=number(name, args, float))
             return Message(f"temp {self.settings.temperature}")
         if name == "length":
-            length = number(name, args, int)
+            length = int(number(name, args, int))
             if length < 1:
                 raise ConfigError(f":length must be at least 1, got {length}")
             self.length = length
             return Message(f"length {length}")
         if name == "seed":
-            self.seed = number(name, args, int) if args else None
+            self.seed = int(number(name, args, int)) if args else None
             return Message(f"seed {self.seed}" if self.seed is not None else "seed random")
         return Message(f"unknown command :{name}; :help lists them")
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +19,10 @@ import torch
 from torch import Tensor
 
 from charrnn.errors import CheckpointError
-from charrnn.model import ModelConfig
+from charrnn.files import atomic_write
+from charrnn.model import CharRNN, ModelConfig, parameter_shapes
+from charrnn.store.meta import FORMAT, FORMAT_VERSION, SUFFIX, CheckpointMeta, decode_meta, read_header
 from charrnn.vocab import Vocab
-
-FORMAT = "charrnn-checkpoint"
-FORMAT_VERSION = 1
-SUFFIX = ".safetensors"
-MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -37,9 +32,10 @@ class Checkpoint:
     config: ModelConfig
     vocab: Vocab
     weights: dict[str, Tensor]
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # the stored JSON, as written
     extra: dict[str, Tensor] = field(default_factory=dict)
     path: str = ""
+    info: CheckpointMeta = field(default_factory=CheckpointMeta)  # `meta`, type-checked (do not modify)
 
 
 def payload_digest(meta_json: str, tensors: dict[str, Tensor]) -> str:
@@ -51,26 +47,6 @@ def payload_digest(meta_json: str, tensors: dict[str, Tensor]) -> str:
         if tensor.numel():
             digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename over the target, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def save_checkpoint(
@@ -100,32 +76,6 @@ def save_checkpoint(
     atomic_write(Path(path), save(tensors, metadata=header))
 
 
-def read_header(data: bytes, where: str) -> dict[str, str]:
-    """The safetensors metadata of `data`, checked to be a charrnn checkpoint of a known version."""
-    if len(data) < 8:
-        raise CheckpointError(f"{where}: not a charrnn checkpoint (file too short)")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > min(MAX_HEADER_BYTES, len(data) - 8):
-        raise CheckpointError(f"{where}: not a charrnn checkpoint, or truncated (bad header length)")
-    raw = data[8 : 8 + header_len]
-    if any(byte in raw for byte in b"\t\n\r"):  # the header is compact JSON padded with spaces
-        raise CheckpointError(f"{where}: corrupted checkpoint (stray whitespace in the header)")
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{where}: not a charrnn checkpoint (unreadable header)") from None
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{where}: not a charrnn checkpoint (no charrnn metadata)")
-    version = metadata.get("format_version", "")
-    if version != str(FORMAT_VERSION):
-        raise CheckpointError(
-            f"{where}: checkpoint format version {version!r} is not supported by this charrnn "
-            f"(reads version {FORMAT_VERSION}); upgrade charrnn to load it"
-        )
-    return metadata
-
-
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read, verify and unpack a checkpoint. Every failure is a one-line CheckpointError."""
     where = str(path)
@@ -152,11 +102,11 @@ def parse_checkpoint(data: bytes, where: str) -> Checkpoint:
     except (SafetensorError, ValueError, RuntimeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{where}: corrupted checkpoint ({reason})") from None
-    meta_json = metadata.get("meta", "")
-    if payload_digest(meta_json, tensors) != metadata.get("digest"):
+    meta_json = metadata["meta"]
+    if payload_digest(meta_json, tensors) != metadata["digest"]:
         raise CheckpointError(f"{where}: corrupted checkpoint (digest mismatch); use another copy")
+    meta = decode_meta(meta_json, where)
     try:
-        meta = json.loads(meta_json)
         config = ModelConfig.from_dict(meta.pop("model_config"))
         vocab = Vocab(meta.pop("vocab"))
     except Exception as exc:  # malformed fields inside a well-formed file
@@ -164,7 +114,8 @@ def parse_checkpoint(data: bytes, where: str) -> Checkpoint:
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     extra = {k: v for k, v in tensors.items() if not k.startswith("model.")}
     check_shapes(config, weights, where)
-    return Checkpoint(config=config, vocab=vocab, weights=weights, meta=meta, extra=extra, path=where)
+    info = CheckpointMeta.parse(meta, where)
+    return Checkpoint(config=config, vocab=vocab, weights=weights, meta=meta, extra=extra, path=where, info=info)
 
 
 def all_finite(tensors: dict[str, Tensor]) -> bool:
@@ -187,11 +138,7 @@ def verify_checkpoint(path: str | Path) -> Checkpoint:
     load_model(ckpt)
     if not all_finite(ckpt.weights):
         raise CheckpointError(f"{where}: weights contain NaN or inf; use an earlier checkpoint")
-    for key in ("step", "epoch", "window"):
-        value = ckpt.meta.get(key, 0)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise CheckpointError(f"{where}: malformed checkpoint metadata ({key} = {value!r})")
-    groups = ckpt.meta.get("optimizer", {}).get("param_groups", [])
+    groups = ckpt.info.optimizer.get("param_groups", [])
     indices = {i for g in groups for i in g.get("params", [])} if isinstance(groups, list) else set()
     for name in ckpt.extra:
         prefix, _, rest = name.partition(".")
@@ -206,8 +153,6 @@ def verify_checkpoint(path: str | Path) -> Checkpoint:
 def check_shapes(config: ModelConfig, weights: dict[str, Tensor], where: str) -> None:
     """The weights are exactly those the config describes (shapes computed, nothing allocated,
     so a forged config cannot make a command allocate terabytes)."""
-    from charrnn.model import parameter_shapes
-
     expected = parameter_shapes(config)
     found = {k: tuple(v.shape) for k, v in weights.items()}
     if expected != found:
@@ -215,10 +160,8 @@ def check_shapes(config: ModelConfig, weights: dict[str, Tensor], where: str) ->
         raise CheckpointError(f"{where}: weights do not match the stored config ({', '.join(wrong[:3])})")
 
 
-def load_model(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> torch.nn.Module:
+def load_model(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> CharRNN:
     """A CharRNN in eval mode with the checkpoint's weights, on `device`."""
-    from charrnn.model import CharRNN
-
     check_shapes(checkpoint.config, checkpoint.weights, checkpoint.path)
     model = CharRNN(checkpoint.config)
     try:

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from charrnn.errors import InputError
+from charrnn.store.meta import CheckpointMeta, read_file_meta
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
@@ -92,31 +92,12 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def read_checkpoint_meta(path: Path) -> dict[str, Any]:
-    """The JSON metadata of a checkpoint, from its header alone.
+    """The JSON metadata of a checkpoint, from its header alone, type-checked (store.meta).
 
     Fast (no weights read, no torch import) and meant for listings: the digest is not checked here;
     every command that uses the weights goes through `checkpoint.load_checkpoint`, which checks it.
     """
-    where = str(path)
-    try:
-        with open(path, "rb") as handle:
-            prefix = handle.read(8)
-            length = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else -1
-            if not 0 < length <= MAX_HEADER_BYTES:
-                raise InputError(f"{where}: not a charrnn checkpoint (bad header)")
-            header = json.loads(handle.read(length).decode("utf-8"))
-    except OSError as exc:
-        raise InputError(f"{where}: cannot read checkpoint ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InputError(f"{where}: not a charrnn checkpoint (unreadable header)") from None
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(metadata, dict) or metadata.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{where}: not a charrnn checkpoint (no charrnn metadata)")
-    try:
-        meta = json.loads(metadata.get("meta", "{}"))
-    except json.JSONDecodeError:
-        raise InputError(f"{where}: malformed checkpoint metadata") from None
-    return meta if isinstance(meta, dict) else {}
+    return read_file_meta(path)[0]
 
 
 @dataclass(frozen=True)
@@ -135,7 +116,8 @@ class RunLog:
     path: Path
     rows: tuple[dict[str, Any], ...] = ()
     config: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # a checkpoint's stored JSON ({} without one)
+    info: CheckpointMeta | None = None  # ...and its typed view
 
     @property
     def name(self) -> str:
@@ -153,13 +135,13 @@ class RunLog:
 
     @property
     def steps(self) -> int | None:
-        if self.meta.get("step") is not None or not self.rows:
-            return self.meta.get("step")
+        if self.info is not None or not self.rows:
+            return None if self.info is None else self.info.step
         return max(int(r["step"]) for r in self.rows)
 
     @property
     def best_val_loss(self) -> float | None:
-        best = self.meta.get("best_val_loss")
+        best = None if self.info is None else self.info.best_val_loss
         if best is None:
             vals = self.series("val")[1]
             best = min(vals) if vals else None
@@ -193,18 +175,19 @@ def read_run(path: str | Path) -> RunLog:
         except (OSError, json.JSONDecodeError, UnicodeDecodeError):
             config = {}
     meta: dict[str, Any] = {}
+    info: CheckpointMeta | None = None
     for candidate in find_checkpoint_files(target):
         if candidate.is_file():
             try:
-                meta = read_checkpoint_meta(candidate)
+                meta, info = read_file_meta(candidate)
                 break
             except InputError:
                 continue
-    if not rows and not config and not meta:
+    if not rows and not config and info is None:
         raise InputError(f"{path}: not a charrnn run directory (no metrics.jsonl, config.json or checkpoint)")
-    if not rows and meta.get("history"):
-        rows = tuple(r for r in meta["history"] if isinstance(r, dict) and isinstance(r.get("step"), int))
-    return RunLog(path=target, rows=rows, config=config, meta=meta)
+    if not rows and info is not None:
+        rows = tuple(r for r in info.history if isinstance(r.get("step"), int))
+    return RunLog(path=target, rows=rows, config=config, meta=meta, info=info)
 
 
 def find_runs(root: str | Path) -> list[RunLog]:
@@ -221,11 +204,3 @@ def find_runs(root: str | Path) -> list[RunLog]:
         except InputError:
             continue
     return runs
-
-
-def newest_run(root: Path) -> Path:
-    """The run directory whose best checkpoint was written last (the run `charrnn sample` picks)."""
-    best = [p for p in root.glob(f"*/best{CHECKPOINT_SUFFIX}") if p.is_file()] if root.is_dir() else []
-    if not best:
-        raise InputError(f"no run found under {root}/; train one with `charrnn train FILE` or name a run directory")
-    return max(best, key=lambda p: p.stat().st_mtime).parent

@@ -7,14 +7,14 @@ import re
 from pathlib import Path
 
 from charrnn.errors import CheckpointError, ConfigError
-from charrnn.store.checkpoint import SUFFIX
+from charrnn.store.meta import SUFFIX
 
 DEFAULT_ROOT = Path("checkpoints")
 BEST = f"best{SUFFIX}"
 LAST = f"last{SUFFIX}"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
-TEMP_FILE = re.compile(r"^\..+\.tmp-(\d+)$")  # what checkpoint.atomic_write leaves if killed mid-write
+TEMP_FILE = re.compile(r"^\..+\.tmp-(\d+)$")  # what files.atomic_write leaves if killed mid-write
 
 
 def run_name(sources: tuple[str, ...]) -> str:
@@ -50,12 +50,19 @@ def new_run_dir(out: str | None, sources: tuple[str, ...], root: Path = DEFAULT_
     return directory
 
 
-def newest_checkpoint(root: Path = DEFAULT_ROOT) -> Path:
-    """The best checkpoint of the most recently written run under `root`."""
-    candidates = [p for p in root.glob(f"*/{BEST}") if p.is_file()] if root.is_dir() else []
+def newest_run(root: Path = DEFAULT_ROOT, checkpoint: str = BEST) -> Path:
+    """The run directory under `root` whose `checkpoint` (best, or last for --resume) was written last."""
+    candidates = [p for p in root.glob(f"*/{checkpoint}") if p.is_file()] if root.is_dir() else []
     if not candidates:
-        raise CheckpointError(f"no checkpoint found under {root}/; train one with `charrnn train FILE` or pass -c CKPT")
-    return max(candidates, key=lambda p: p.stat().st_mtime)
+        raise CheckpointError(
+            f"no run with a {checkpoint} under {root}/; train one with `charrnn train FILE` or name a run directory"
+        )
+    return max(candidates, key=lambda p: p.stat().st_mtime).parent
+
+
+def newest_checkpoint(root: Path = DEFAULT_ROOT) -> Path:
+    """The best checkpoint of the most recently written run under `root` (what `sample` uses by default)."""
+    return newest_run(root, BEST) / BEST
 
 
 def resolve_checkpoint(path: str | None, root: Path = DEFAULT_ROOT) -> Path:
@@ -83,7 +90,7 @@ def pid_alive(pid: int) -> bool:
 
 def clean_stale_temps(directory: Path) -> list[Path]:
     """Remove temp files left by a writer that was killed mid-save (its process is gone)."""
-    removed = []
+    removed: list[Path] = []
     if not directory.is_dir():
         return removed
     for path in directory.iterdir():
@@ -94,20 +101,12 @@ def clean_stale_temps(directory: Path) -> list[Path]:
     return removed
 
 
-def newest_run(root: Path = DEFAULT_ROOT) -> Path:
-    """The run directory under `root` whose last checkpoint was written most recently."""
-    candidates = [p for p in root.glob(f"*/{LAST}") if p.is_file()] if root.is_dir() else []
-    if not candidates:
-        raise CheckpointError(f"--resume: no run with a {LAST} under {root}/; pass the run directory")
-    return max(candidates, key=lambda p: p.stat().st_mtime).parent
-
-
 def resume_target(path: str, root: Path = DEFAULT_ROOT) -> tuple[Path, Path]:
     """(run directory, checkpoint) for `--resume PATH`: a run directory continues from its last.
 
     An empty PATH means the newest run under `root`.
     """
-    target = Path(path) if path else newest_run(root)
+    target = Path(path) if path else newest_run(root, LAST)
     if target.is_dir():
         if (target / LAST).is_file():
             return target, target / LAST

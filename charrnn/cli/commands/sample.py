@@ -1,0 +1,198 @@
+"""`charrnn sample` and `charrnn repl`: generate text from a checkpoint."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from charrnn.choices import Engine, OutputFormat, Weights
+from charrnn.cli.common import CheckpointOption, DeviceOption, TempOption, err, examples, guarded
+from charrnn.cli.output import jsonl_output, read_prime, stream_to_stdout, text_output
+from charrnn.errors import ConfigError
+
+PRIME, SAMPLES, ADVANCED = "Prime", "Samples", "Advanced"
+
+SAMPLE_EPILOG = examples(
+    "charrnn sample --temp 0.8                       # newest run's best checkpoint",
+    "charrnn sample -c checkpoints/poems --prime 'The sea' --top-p 0.9 --seed 7",
+    "charrnn sample --prime-file - -n 5 --stop $'\\n\\n' < prompt.txt",
+    "charrnn sample --format jsonl -n 8 | jq -r .text",
+    "charrnn sample --length 100000 | head -c 300    # ends quietly when head exits",
+)
+
+
+def sample(
+    checkpoint: CheckpointOption = None,
+    temp: TempOption = 1.0,
+    length: Annotated[
+        int, typer.Option("--length", "-l", min=0, help="Characters to generate per sample (the prime not counted).")
+    ] = 1000,
+    prime: Annotated[
+        Optional[str], typer.Option("--prime", "-p", help="Text to start from.", rich_help_panel=PRIME)
+    ] = None,
+    prime_file: Annotated[
+        Optional[str],
+        typer.Option("--prime-file", help="Read the prime from a UTF-8 file, or - for stdin.", rich_help_panel=PRIME),
+    ] = None,
+    include_prime: Annotated[
+        bool, typer.Option(help="Print the prime before each sample.", rich_help_panel=PRIME)
+    ] = True,
+    top_k: Annotated[Optional[int], typer.Option(min=1, help="Sample only from the K likeliest characters.")] = None,
+    top_p: Annotated[
+        Optional[float], typer.Option(help="Sample from the smallest set with this much probability.")
+    ] = None,
+    seed: Annotated[
+        Optional[int],
+        typer.Option(help="Random seed: the same seed gives the same text; sample i uses seed+i."),
+    ] = None,
+    num_samples: Annotated[
+        int,
+        typer.Option(
+            "--num-samples", "-n", min=1, help="Independent samples, computed together.", rich_help_panel=SAMPLES
+        ),
+    ] = 1,
+    stop: Annotated[
+        Optional[list[str]],
+        typer.Option(help="End a sample when it produces STR (repeatable).", rich_help_panel=SAMPLES),
+    ] = None,
+    keep_stop: Annotated[
+        bool, typer.Option(help="Keep the stop string at the end of the sample.", rich_help_panel=SAMPLES)
+    ] = True,
+    output_format: Annotated[
+        OutputFormat,
+        typer.Option("--format", help="jsonl: one {text, seed, index} object per line.", rich_help_panel=SAMPLES),
+    ] = OutputFormat.TEXT,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=ADVANCED)] = "cpu",
+    threads: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1,
+            help="CPU threads. \\[default: the idle cores; one sample: at most 2, or 1 with --engine module or int8]",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(help="fast (matrix products), or module (nn.LSTM per character).", rich_help_panel=ADVANCED),
+    ] = Engine.FAST,
+    weights: Annotated[
+        Weights,
+        typer.Option(
+            help="int8: quarter-size weights (CPU; faster for many streams), slightly different text.",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = Weights.FP32,
+) -> None:
+    """Generate text from a checkpoint, streamed to stdout as it is produced."""
+    with guarded():
+        if prime is not None and prime_file is not None:
+            raise ConfigError("give --prime or --prime-file, not both")
+        if prime_file is not None:
+            prime = read_prime(prime_file)
+        prime = prime or ""
+
+        from charrnn.sampling.generate import generate_many, sample_seeds
+        from charrnn.sampling.pick import SampleSettings
+        from charrnn.store.opening import open_model
+
+        settings = SampleSettings(temperature=temp, top_k=top_k, top_p=top_p)
+        opened = open_model(checkpoint, device)
+        seeds = sample_seeds(seed, num_samples)
+        pieces = generate_many(
+            opened.model,
+            opened.vocab,
+            prime,
+            length,
+            settings,
+            seeds,
+            opened.device,
+            tuple(stop or ()),
+            keep_stop,
+            engine.value,
+            weights.value,
+            threads,
+        )
+        head = prime if include_prime else ""
+        if output_format is OutputFormat.TEXT:
+            stream_to_stdout(text_output(head, pieces))
+        else:
+            stream_to_stdout(jsonl_output(head, seeds, pieces))
+
+
+REPL_EPILOG = "Example:  charrnn repl -c checkpoints/poems --temp 0.7   (then type a line; :help for commands)"
+
+
+def repl(
+    checkpoint: CheckpointOption = None,
+    temp: TempOption = 0.8,
+    length: Annotated[int, typer.Option("--length", "-l", min=1, help="Characters per reply.")] = 200,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the first reply (then seed+1, ...).")] = None,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Type a line, get a continuation; the model stays loaded. Commands: :temp :length :seed :reset :help :quit.
+
+    Replies go to stdout; the prompt and command answers go to stderr, so `charrnn repl < lines.txt > out.txt`
+    keeps only model text.
+    """
+    with guarded():
+        from charrnn.sampling.pick import SampleSettings
+        from charrnn.sampling.repl import Continuation, Message, Quit, Session
+        from charrnn.store.opening import open_model
+
+        opened = open_model(checkpoint, device)
+        session = Session(opened.model, opened.vocab, SampleSettings(temperature=temp), length, seed, opened.device)
+        interactive = sys.stdin.isatty()
+        if interactive:
+            err(
+                f"charrnn repl: {Path(opened.checkpoint.path)}; "
+                "type a line to continue it, :help for commands, Ctrl-D to quit"
+            )
+        while True:
+            line = read_line(interactive)
+            if line is None:
+                break
+            reply = session.handle(line)
+            if isinstance(reply, Quit):
+                break
+            if isinstance(reply, Message):
+                err(reply.text)
+            elif isinstance(reply, Continuation):
+                try:
+                    stream_to_stdout(with_newline(line, reply.chunks), final_newline=False)
+                except KeyboardInterrupt:  # Ctrl-C stops this reply, not the session
+                    err("")
+
+
+def read_line(interactive: bool) -> str | None:
+    """The next line without its newline, or None at end of input.
+
+    On a terminal: a `> ` prompt, line editing and history (readline) where Python has it.
+    Otherwise lines are read as UTF-8 bytes whatever the locale (a prompt on stderr if stdin is
+    a terminal but stdout is not).
+    """
+    if interactive and sys.stdout.isatty():
+        with suppress(ImportError):
+            import readline  # noqa: F401  (importing it gives input() editing and history)
+        try:
+            return input("> ")
+        except EOFError:
+            err("")
+            return None
+    if interactive:
+        sys.stderr.write("> ")
+        sys.stderr.flush()
+    raw = sys.stdin.buffer.readline()
+    return raw.decode("utf-8", errors="replace").rstrip("\r\n") if raw else None
+
+
+def with_newline(line: str, chunks: Iterator[str]) -> Iterator[str]:
+    """The typed line echoed when input is not a terminal, the reply, then a newline."""
+    if not sys.stdin.isatty():
+        yield line
+    yield from chunks
+    yield "\n"

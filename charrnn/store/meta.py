@@ -1,0 +1,167 @@
+"""The checkpoint's metadata: one header reader and one typed schema, used by every command.
+
+A checkpoint's safetensors header carries four strings: `format` ("charrnn-checkpoint"),
+`format_version`, `digest` and `meta` (JSON). `read_header` checks the first three; `CheckpointMeta`
+is `meta` with every field type-checked, so that a forged or hand-edited file is refused with one
+line instead of failing later inside a command. Reading the header needs no torch and no weights:
+`runs` and `plot` list many checkpoints through `read_file_meta`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from charrnn.errors import CheckpointError
+
+FORMAT = "charrnn-checkpoint"
+FORMAT_VERSION = 1
+SUFFIX = ".safetensors"
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+def parse_header(raw: bytes, where: str) -> dict[str, str]:
+    """The charrnn metadata of a safetensors header's JSON bytes, checked for format and version."""
+    if any(byte in raw for byte in b"\t\n\r"):  # the header is compact JSON padded with spaces
+        raise CheckpointError(f"{where}: corrupted checkpoint (stray whitespace in the header)")
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise CheckpointError(f"{where}: not a charrnn checkpoint (unreadable header)") from None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{where}: not a charrnn checkpoint (no charrnn metadata)")
+    version = metadata.get("format_version", "")
+    if version != str(FORMAT_VERSION):
+        raise CheckpointError(
+            f"{where}: checkpoint format version {version!r} is not supported by this charrnn "
+            f"(reads version {FORMAT_VERSION}); upgrade charrnn to load it"
+        )
+    if not all(isinstance(metadata.get(key), str) for key in ("digest", "meta")):
+        raise CheckpointError(f"{where}: not a charrnn checkpoint (incomplete charrnn metadata)")
+    return metadata
+
+
+def header_length(prefix: bytes, available: int, where: str) -> int:
+    """The header length in the first 8 bytes, checked against what the file can hold."""
+    if len(prefix) < 8:
+        raise CheckpointError(f"{where}: not a charrnn checkpoint (file too short)")
+    (length,) = struct.unpack("<Q", prefix[:8])
+    if not 0 < length <= min(MAX_HEADER_BYTES, available - 8):
+        raise CheckpointError(f"{where}: not a charrnn checkpoint, or truncated (bad header length)")
+    return int(length)
+
+
+def read_header(data: bytes, where: str) -> dict[str, str]:
+    """The charrnn metadata of a whole checkpoint file's bytes."""
+    length = header_length(data[:8], len(data), where)
+    return parse_header(data[8 : 8 + length], where)
+
+
+def read_file_header(path: Path) -> dict[str, str]:
+    """The charrnn metadata of a checkpoint file, reading only its header (no weights, no digest check)."""
+    where = str(path)
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(0)
+            length = header_length(handle.read(8), size, where)
+            return parse_header(handle.read(length), where)
+    except OSError as exc:
+        raise CheckpointError(f"{where}: cannot read checkpoint ({exc.strerror or exc})") from None
+
+
+def decode_meta(text: str, where: str) -> dict[str, Any]:
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise CheckpointError(f"{where}: malformed checkpoint metadata (not JSON)") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where}: malformed checkpoint metadata (not an object)")
+    return meta
+
+
+@dataclass
+class RunState:
+    """The counters of a run that change every step: the loop's own record, saved in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    window: int = 0
+    elapsed_s: float = 0.0
+    best_val_loss: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+    last_eval_step: int = 0
+    lr_scale: float = 1.0  # halved at each rollback after non-finite losses
+    rollbacks: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)  # validation rows
+
+
+@dataclass
+class CheckpointMeta(RunState):
+    """What a checkpoint says about its run, beside the model config and vocab (defaults: not recorded)."""
+
+    kind: str = ""  # "best" or "last"
+    world_size: int = 1
+    command: str = ""
+    created: str = ""
+    options: dict[str, Any] = field(default_factory=dict)  # as given (training.options parses them)
+    train_config: dict[str, Any] = field(default_factory=dict)  # training.config.TrainConfig.from_json
+    optimizer: dict[str, Any] = field(default_factory=dict)  # {"param_groups": [...]}
+    corpus: dict[str, Any] = field(default_factory=dict)  # sources, paths, digest, chars, ...
+    versions: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, meta: dict[str, Any], where: str) -> CheckpointMeta:
+        """The typed view of a checkpoint's metadata; CheckpointError names the first bad field."""
+        values: dict[str, Any] = {}
+        for name, (kinds, low) in FIELD_TYPES.items():
+            if name not in meta or (meta[name] is None and name in OPTIONAL):
+                continue
+            value = meta[name]
+            ok = isinstance(value, kinds) and not isinstance(value, bool)
+            if ok and isinstance(value, (int, float)):
+                ok = math.isfinite(value) and (low is None or value >= low)
+            if not ok:
+                raise CheckpointError(f"{where}: malformed checkpoint metadata ({name} = {str(value)[:40]!r})")
+            values[name] = float(value) if float in kinds and not isinstance(value, float) else value
+        if "history" in values:
+            values["history"] = [row for row in values["history"] if isinstance(row, dict)]
+        return cls(**values)
+
+
+OPTIONAL = frozenset({"best_val_loss", "best_step"})
+FIELD_TYPES: dict[str, tuple[tuple[type, ...], float | None]] = {
+    "kind": ((str,), None),
+    "step": ((int,), 0),
+    "epoch": ((int,), 0),
+    "window": ((int,), 0),
+    "elapsed_s": ((float, int), 0),
+    "best_val_loss": ((float, int), None),
+    "best_step": ((int,), 0),
+    "evals_without_improvement": ((int,), 0),
+    "last_eval_step": ((int,), 0),
+    "lr_scale": ((float, int), 0),
+    "rollbacks": ((int,), 0),
+    "world_size": ((int,), 1),
+    "command": ((str,), None),
+    "created": ((str,), None),
+    "options": ((dict,), None),
+    "train_config": ((dict,), None),
+    "optimizer": ((dict,), None),
+    "corpus": ((dict,), None),
+    "versions": ((dict,), None),
+    "history": ((list,), None),
+}
+
+
+def read_file_meta(path: Path) -> tuple[dict[str, Any], CheckpointMeta]:
+    """A checkpoint file's metadata from its header alone: (raw JSON, typed view); for listings."""
+    where = str(path)
+    raw = decode_meta(read_file_header(path)["meta"], where)
+    return raw, CheckpointMeta.parse(raw, where)

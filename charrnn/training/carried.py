@@ -1,0 +1,41 @@
+"""The hidden state carried from window to window, and the parts of a run that travel with it.
+
+Each of the B streams of a batch keeps its own row of the state ([layers, B, hidden] tensors; an
+LSTM has two, h and c). Under torchrun each rank holds a slice of those rows.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from charrnn.model import State
+from charrnn.training.distributed import Team
+
+
+def slice_state(state: State | None, rows: slice) -> State | None:
+    """This rank's rows of the whole batch's carried state."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return (state[0][:, rows].contiguous(), state[1][:, rows].contiguous())
+    return state[:, rows].contiguous()
+
+
+def gather_state(team: Team, state: State | None) -> State | None:
+    """Inverse of `slice_state`: every rank's rows, joined (the identity for one process)."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return (team.gather_rows(state[0], 1), team.gather_rows(state[1], 1))
+    return team.gather_rows(state, 1)
+
+
+def keep_finite_state(bad: torch.Tensor, new: State, old: State | None) -> State:
+    """The new carried state, or the old one after a skipped step (chosen on the device, no sync)."""
+    if isinstance(new, tuple):
+        olds = old if isinstance(old, tuple) else (None, None)
+        h, c = (keep_finite_state(bad, n, o) for n, o in zip(new, olds, strict=True))
+        assert isinstance(h, torch.Tensor) and isinstance(c, torch.Tensor)
+        return (h, c)
+    previous = old if isinstance(old, torch.Tensor) else torch.zeros_like(new)
+    return torch.where(bad, previous.to(new.dtype), new.detach())

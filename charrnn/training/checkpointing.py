@@ -1,0 +1,167 @@
+"""Saving and restoring a run during training: best/last, failed writes, rollback after NaN/inf.
+
+`Checkpointing` is the second layer of `Trainer` (setup -> checkpointing -> loop). Writing itself
+is the run store's; this layer decides what to save, gathers it from every rank, and what to do
+when a write fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from charrnn.errors import CheckpointError, TrainingError
+from charrnn.store.checkpoint import Checkpoint, all_finite, load_checkpoint
+from charrnn.store.runs import LAST
+from charrnn.training.carried import gather_state, slice_state
+from charrnn.training.run_store import Snapshot, carried_state, optimizer_state, run_state
+from charrnn.training.setup import RunSetup
+
+MAX_ROLLBACKS = 3
+ROLLBACK_LR_FACTOR = 0.5
+
+
+class NonFiniteWeights(TrainingError):
+    """Raised by `Trainer.save` instead of writing NaN/inf weights."""
+
+
+class Checkpointing(RunSetup):
+    def after_setup(self, resume: Checkpoint | None, base: Checkpoint | None) -> None:
+        self.save_failures = 0  # failed checkpoint writes in a row
+        self.bad_steps = 0  # NaN/inf steps in a row, as last checked
+        if base is not None:
+            self.load_weights(base)
+        if resume is not None:
+            self.restore(resume)
+            self.store.truncate_metrics(self.state.step)
+
+    def load_weights(self, ckpt: Checkpoint) -> None:
+        try:
+            self.model.load_state_dict(ckpt.weights, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise CheckpointError(f"{ckpt.path}: weights do not match the stored config ({first})") from None
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        """Continue from `ckpt` exactly: weights, optimizer, counters, data position, state, RNG."""
+        self.load_weights(ckpt)
+        try:
+            self.optimizer.load_state_dict(optimizer_state(ckpt))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{ckpt.path}: optimizer state does not fit the model ({exc})") from None
+        self.optimizer.param_groups[0]["weight_decay"] = self.config.weight_decay
+        for group in self.optimizer.param_groups:  # checkpoints from before fused AdamW stored fused=None
+            group["fused"], group["foreach"] = True, None
+        self.state = run_state(ckpt)
+        self.carried = slice_state(carried_state(ckpt, self.device), self.rows)
+        self.restore_rng(ckpt)
+
+    def restore_rng(self, ckpt: Checkpoint) -> None:
+        """This rank's RNG as saved; a run resumed by a different number of processes is re-seeded."""
+        saved_world = ckpt.info.world_size
+        per_rank = {"cpu": ckpt.extra.get("rng.torch.ranks"), "cuda": ckpt.extra.get("rng.cuda.ranks")}
+        if saved_world != self.world.size:
+            torch.manual_seed(self.config.seed + self.world.rank + self.state.step)
+            if self.world.is_main:
+                self.observer.on_warning(
+                    f"this run was trained by {saved_world} process(es) and goes on with {self.world.size}: its "
+                    f"{self.config.batch_size} streams are re-sharded and dropout randomness differs from an "
+                    "uninterrupted run"
+                )
+            return
+        cpu, cuda = ckpt.extra.get("rng.torch"), ckpt.extra.get("rng.cuda")
+        if per_rank["cpu"] is not None:
+            cpu = per_rank["cpu"][self.world.rank].clone()
+        if per_rank["cuda"] is not None:
+            cuda = per_rank["cuda"][self.world.rank].clone()
+        if cpu is not None:
+            torch.set_rng_state(cpu)
+        if cuda is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda, self.device)
+
+    def save(self, name: str) -> Path:
+        """Write best or last: weights, optimizer, counters, carried state, RNG, history.
+
+        Under torchrun every rank takes part (the carried state and RNG of all ranks are
+        gathered), and rank 0 alone writes.
+        """
+        path = self.run_dir / name
+        carried = gather_state(self.team, self.carried)
+        rng = {"rng.torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.world.distributed:
+            rng.update({f"{key}.ranks": self.team.gather_cpu(value) for key, value in list(rng.items())})
+        if not self.world.is_main:
+            return path
+        weights = self.model.state_dict()
+        if not all_finite(weights):
+            raise NonFiniteWeights(f"weights contain NaN/inf; {path} was not written")
+        snapshot = Snapshot(weights, self.optimizer, carried, rng, self.state, self.record())
+        return self.store.save(name, self.model_config, self.corpus.vocab, snapshot)
+
+    def save_everywhere(self, name: str) -> tuple[str, str] | None:
+        """Save, then tell every rank how rank 0's write went: None, or (kind, reason) of the failure.
+
+        Only rank 0 writes, so only it can fail; sharing the outcome lets all ranks warn, go on or
+        stop together, instead of leaving the others waiting in a collective for a rank that left.
+        """
+        failure: tuple[str, str] | None = None
+        try:
+            self.save(name)
+        except NonFiniteWeights as exc:
+            failure = ("nonfinite", str(exc))
+        except OSError as exc:
+            failure = ("oserror", exc.strerror or str(exc))
+        return self.team.share(failure)
+
+    def try_save(self, name: str) -> None:
+        """Save during training; a failed write keeps the previous file and training goes on, a while."""
+        path = self.run_dir / name
+        failure = self.save_everywhere(name)
+        if failure is None:
+            self.save_failures = 0
+            return
+        kind, reason = failure
+        if kind == "nonfinite":
+            self.observer.on_warning(f"step {self.state.step}: {reason}")
+            return
+        self.save_failures += 1
+        if self.save_failures >= self.options.max_save_failures:
+            raise TrainingError(
+                f"could not write {path} {self.save_failures} times in a row ({reason}); stopped at step "
+                f"{self.state.step}; free space or fix permissions, then: charrnn train --resume {self.run_dir}"
+            )
+        self.observer.on_warning(f"could not write {path} ({reason}); the previous file is kept, training goes on")
+
+    def final_save(self, name: str) -> Path:
+        """The save that ends a run must succeed, or the run fails (on every rank) saying what survives."""
+        failure = self.save_everywhere(name)
+        if failure is not None:
+            raise TrainingError(
+                f"could not write {self.run_dir / name} at step {self.state.step} ({failure[1]}); "
+                f"the last good checkpoint in {self.run_dir} is kept"
+            )
+        return self.run_dir / name
+
+    def roll_back(self) -> None:
+        """After `max_bad_steps` NaN/inf steps in a row: reload last with a lower lr, or give up."""
+        last, state = self.run_dir / LAST, self.state
+        lr_now = self.config.lr * state.lr_scale
+        if state.rollbacks >= MAX_ROLLBACKS or not last.is_file():
+            why = f"after {state.rollbacks} rollbacks" if last.is_file() else "with no checkpoint to roll back to"
+            raise TrainingError(
+                f"training diverged: loss or gradients were NaN/inf for {self.bad_steps} steps in a row at step "
+                f"{state.step} {why}; start again with a lower --lr (peak now {lr_now:.3g}) or --grad-clip"
+            )
+        scale, rollbacks = state.lr_scale * ROLLBACK_LR_FACTOR, state.rollbacks + 1
+        elapsed = state.elapsed_s
+        self.restore(load_checkpoint(last))
+        self.state.lr_scale, self.state.rollbacks, self.state.elapsed_s = scale, rollbacks, elapsed
+        self.store.truncate_metrics(self.state.step)
+        self.observer.on_warning(
+            f"{self.bad_steps} steps in a row had NaN/inf loss or gradients; rolled back to step "
+            f"{self.state.step} ({last.name}) with the learning rate scaled by {scale:g}"
+        )
+        self.bad_steps = 0

@@ -1,0 +1,388 @@
+"""Every training option, declared once: type and default (the dataclass field), flag, help, range,
+help panel and what `--resume` may do with it (the field's `Spec`).
+
+The CLI builds `charrnn train`'s flags from these declarations, the Python API (`charrnn.train`)
+takes the same names and defaults, and the resume rules read each option's role, so a `--help`
+default, an API default and a dataclass default cannot disagree. Values are parsed and checked
+once, by `parse_options`; inside the library a duration is seconds, an interval an `Interval`,
+a choice an Enum.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import Field, dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+from charrnn.choices import Cell, Choice, DType, Errors
+from charrnn.durations import Interval, parse_duration
+from charrnn.errors import ConfigError
+
+MODEL, OPTIM, BUDGET, CKPTS, SYSTEM = "Model", "Optimisation", "Budget", "Checkpoints", "System"
+MAX_THREADS = 1024
+SEED_RANGE = (-(2**63), 2**64 - 1)
+
+
+class Role(Enum):
+    """What `--resume` does with an option."""
+
+    IDENTITY = "identity"  # defines the run: a different value is refused
+    ADJUSTABLE = "adjustable"  # may change; the change is reported as a warning
+    RUN = "run"  # says which run, not how it trains (corpus, out, resume, init_from)
+
+
+class Kind(Enum):
+    INT = "int"
+    FLOAT = "float"
+    TEXT = "text"
+    DURATION = "duration"  # seconds, written 90s, 10m, 1h30m
+    INTERVAL = "interval"  # N steps or a DURATION
+    CHOICE = "choice"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The declaration of one option, beside its dataclass field (which holds type and default)."""
+
+    help: str
+    panel: str
+    role: Role
+    kind: Kind
+    flag: str = ""  # without the dashes; default: the field name with - for _
+    minimum: float | None = None
+    maximum: float | None = None
+    positive: bool = False  # strictly above zero (and finite)
+    planned: str = ""  # shown as the default where None means "chosen for this corpus and budget"
+    metavar: str | None = None
+    choices: type[Choice] | None = None
+
+
+def option(default: Any, help: str, panel: str, role: Role, kind: Kind, **spec: Any) -> Any:
+    return field(default=default, metadata={"spec": Spec(help, panel, role, kind, **spec)})
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What the user asked for. None means "choose a good value for this corpus and budget"."""
+
+    corpus: tuple[str, ...]
+    out: str | None = option(
+        None, "Run directory.", CKPTS, Role.RUN, Kind.TEXT, planned="checkpoints/<corpus name>", metavar="DIR"
+    )
+    cell: Cell = option(Cell.LSTM, "Recurrent cell.", MODEL, Role.IDENTITY, Kind.CHOICE, choices=Cell)
+    num_layers: int | None = option(
+        None, "Stacked layers.", MODEL, Role.IDENTITY, Kind.INT, flag="layers", minimum=1, planned="2"
+    )
+    hidden_size: int | None = option(
+        None,
+        "Hidden units per layer.",
+        MODEL,
+        Role.IDENTITY,
+        Kind.INT,
+        flag="hidden",
+        minimum=1,
+        planned="by corpus size and budget",
+    )
+    embed_size: int | None = option(
+        None, "Character embedding size.", MODEL, Role.IDENTITY, Kind.INT, flag="embed", minimum=1, planned="64"
+    )
+    dropout: float | None = option(
+        None,
+        "Dropout between layers.",
+        MODEL,
+        Role.IDENTITY,
+        Kind.FLOAT,
+        minimum=0.0,
+        maximum=0.95,
+        planned="by expected epochs",
+        metavar="P",
+    )
+    batch_size: int | None = option(
+        None, "Parallel streams per step.", OPTIM, Role.IDENTITY, Kind.INT, minimum=1, planned="32 on CPU"
+    )
+    seq_len: int | None = option(
+        None, "Characters per window (BPTT length).", OPTIM, Role.IDENTITY, Kind.INT, minimum=1, planned="64 on CPU"
+    )
+    lr: float | None = option(
+        None,
+        "Peak learning rate.",
+        OPTIM,
+        Role.ADJUSTABLE,
+        Kind.FLOAT,
+        positive=True,
+        planned="0.01 x sqrt(384/hidden)",
+        metavar="LR",
+    )
+    weight_decay: float = option(0.01, "AdamW weight decay.", OPTIM, Role.ADJUSTABLE, Kind.FLOAT, minimum=0.0)
+    grad_clip: float = option(
+        1.0, "Clip the gradient norm to this (0: off).", OPTIM, Role.ADJUSTABLE, Kind.FLOAT, minimum=0.0
+    )
+    warmup_steps: int | None = option(
+        None,
+        "Steps of linear learning-rate warmup.",
+        OPTIM,
+        Role.ADJUSTABLE,
+        Kind.INT,
+        minimum=0,
+        planned="20, or a tenth of --steps if that is less",
+    )
+    val_frac: float = option(
+        0.1,
+        "Last fraction of the text held out for validation.",
+        OPTIM,
+        Role.IDENTITY,
+        Kind.FLOAT,
+        minimum=0.0,
+        maximum=0.9,
+        metavar="F",
+    )
+    val_max_chars: int = option(
+        131_072, "Validate on at most this many held-out chars.", OPTIM, Role.IDENTITY, Kind.INT, minimum=2
+    )
+    time: float | None = option(
+        None,
+        "Wall-clock budget, final validation included: 90s, 10m, 1h30m.",
+        BUDGET,
+        Role.ADJUSTABLE,
+        Kind.DURATION,
+        planned="10m if no budget",
+        metavar="DURATION",
+    )
+    steps: int | None = option(None, "Stop after this many steps.", BUDGET, Role.ADJUSTABLE, Kind.INT, minimum=1)
+    epochs: float | None = option(
+        None, "Stop after this many passes over the text.", BUDGET, Role.ADJUSTABLE, Kind.FLOAT, positive=True
+    )
+    patience: int | None = option(
+        None, "Stop after N validations without improvement.", BUDGET, Role.ADJUSTABLE, Kind.INT, minimum=1
+    )
+    eval_every: Interval | None = option(
+        None,
+        "Validate every N steps or every DURATION.",
+        BUDGET,
+        Role.ADJUSTABLE,
+        Kind.INTERVAL,
+        planned="1/4 of the budget, costing at most ~5% of it",
+        metavar="N|DURATION",
+    )
+    save_every: Interval = option(
+        Interval(seconds=300.0),
+        "Save last every N steps or every DURATION.",
+        CKPTS,
+        Role.ADJUSTABLE,
+        Kind.INTERVAL,
+        metavar="N|DURATION",
+    )
+    resume: str | None = option(
+        None,
+        "Continue a run exactly where it stopped; corpus, model and budget come from the run.",
+        CKPTS,
+        Role.RUN,
+        Kind.TEXT,
+        metavar="RUN_DIR|CKPT",
+    )
+    init_from: str | None = option(
+        None,
+        "Fine-tune: start a new run from this checkpoint's weights (its vocab must cover the corpus).",
+        CKPTS,
+        Role.RUN,
+        Kind.TEXT,
+        metavar="CKPT",
+    )
+    device: str = option(
+        "auto", "auto, cpu, cuda or mps.", SYSTEM, Role.ADJUSTABLE, Kind.TEXT, metavar="auto|cpu|cuda|mps"
+    )
+    dtype: DType = option(
+        DType.AUTO,
+        "Compute dtype: auto is bf16 where the hardware has it natively.",
+        SYSTEM,
+        Role.ADJUSTABLE,
+        Kind.CHOICE,
+        choices=DType,
+    )
+    threads: int | None = option(
+        None,
+        "CPU threads.",
+        SYSTEM,
+        Role.ADJUSTABLE,
+        Kind.INT,
+        minimum=1,
+        maximum=MAX_THREADS,
+        planned="usable cores",
+    )
+    seed: int = option(
+        1337,
+        "Random seed (weights, dropout).",
+        SYSTEM,
+        Role.IDENTITY,
+        Kind.INT,
+        minimum=SEED_RANGE[0],
+        maximum=SEED_RANGE[1],
+    )
+    errors: Errors = option(
+        Errors.STRICT, "Invalid UTF-8 in the corpus.", SYSTEM, Role.IDENTITY, Kind.CHOICE, choices=Errors
+    )
+    doc_separator: str = option(
+        "\n\n",
+        "Text put between the files of a multi-file corpus, e.g. $'\\n<|end|>\\n'.",
+        SYSTEM,
+        Role.IDENTITY,
+        Kind.TEXT,
+        planned="a blank line",
+    )
+    max_bad_steps: int = option(
+        5,
+        "NaN/inf steps in a row before rolling back to the last checkpoint.",
+        SYSTEM,
+        Role.ADJUSTABLE,
+        Kind.INT,
+        minimum=1,
+    )
+    max_save_failures: int = option(
+        3, "Failed checkpoint writes in a row before training gives up.", SYSTEM, Role.ADJUSTABLE, Kind.INT, minimum=1
+    )
+    command: str = ""  # the command line (or API call) that started the run, for the record
+
+    def to_json(self) -> dict[str, Any]:
+        """The options as JSON values (a duration in seconds, an interval as `500` or `5m`)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value_text(value)
+        return out
+
+
+def value_text(value: Any) -> Any:
+    """A parsed value back in the form a user writes (and `parse_value` reads)."""
+    if isinstance(value, Interval):
+        return value.spec
+    if isinstance(value, Choice):
+        return value.value
+    return value
+
+
+def declared() -> list[tuple[Field[Any], Spec]]:
+    """The options with a declaration, in declaration order (the order of `--help`)."""
+    return [(f, f.metadata["spec"]) for f in fields(TrainOptions) if "spec" in f.metadata]
+
+
+SPECS: dict[str, Spec] = {f.name: spec for f, spec in declared()}
+FLAGS: dict[str, str] = {name: spec.flag or name for name, spec in SPECS.items()}  # field -> flag, with `_`
+FIELDS_BY_FLAG: dict[str, str] = {flag: name for name, flag in FLAGS.items()}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a field: `hidden_size` -> `--hidden`."""
+    return "--" + FLAGS.get(name, name).replace("_", "-")
+
+
+def default_of(name: str) -> Any:
+    return next(f.default for f in fields(TrainOptions) if f.name == name)
+
+
+def field_name(name: str) -> str | None:
+    """The field a flag name (`hidden`) or a field name (`hidden_size`) refers to; None if neither."""
+    if name in SPECS:
+        return name
+    return FIELDS_BY_FLAG.get(name)
+
+
+def parse_value(name: str, value: Any) -> Any:
+    """One option's value, converted to its type and checked against its range (ConfigError if not)."""
+    spec = SPECS[name]
+    where = flag(name)
+    if value is None:
+        if default_of(name) is not None:
+            raise ConfigError(f"{where} needs a value")
+        return None
+    if spec.kind is Kind.CHOICE:
+        assert spec.choices is not None
+        return spec.choices.parse(value, where)
+    if spec.kind is Kind.DURATION:
+        seconds = parse_number(value, where, float) if not isinstance(value, str) else duration(value, where)
+        return check_range(spec, where, seconds)
+    if spec.kind is Kind.INTERVAL:
+        return interval(value, where)
+    if spec.kind is Kind.TEXT:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} takes text, got {value!r}")
+        return value
+    number = parse_number(value, where, int if spec.kind is Kind.INT else float)
+    return check_range(spec, where, number)
+
+
+def parse_number(value: Any, where: str, kind: type) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{where} takes a number, got {value!r}")
+    try:
+        number = kind(value) if isinstance(value, str) else value
+    except ValueError:
+        raise ConfigError(f"{where} takes {'a whole number' if kind is int else 'a number'}, got {value!r}") from None
+    if kind is int and (isinstance(number, float) or not isinstance(number, int)):
+        if not (isinstance(number, float) and number.is_integer()):
+            raise ConfigError(f"{where} takes a whole number, got {value!r}")
+        number = int(number)
+    return float(number) if kind is float else number
+
+
+def check_range(spec: Spec, where: str, number: float) -> Any:
+    """Comparisons written so that NaN fails every one of them."""
+    if spec.positive and not 0 < number < math.inf:
+        raise ConfigError(f"{where} must be a positive number, got {number}")
+    low, high = spec.minimum, spec.maximum
+    between = f"between {low:g} and {high:g}" if low is not None and high is not None else ""
+    if low is not None and not low <= number:
+        raise ConfigError(f"{where} must be {between or f'at least {low:g}'}, got {number}")
+    if high is not None and not number <= high:
+        raise ConfigError(f"{where} must be {between or f'at most {high:g}'}, got {number}")
+    if not abs(number) < math.inf:
+        raise ConfigError(f"{where} must be finite, got {number}")
+    return number
+
+
+def duration(text: str, where: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if not seconds < math.inf:
+        raise ConfigError(f"{where} must be finite, got {text}")
+    return seconds
+
+
+def interval(value: Any, where: str) -> Interval:
+    """`500` (an int or its text) is steps; a duration (`5m`, or seconds as a float) is wall time."""
+    if isinstance(value, Interval):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{where} takes N steps or a duration, got {value!r}")
+    if isinstance(value, int):
+        value = str(value)
+    elif isinstance(value, float):
+        value = f"{value!r}s"
+    try:
+        parsed = Interval.parse(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if parsed.seconds is not None and not parsed.seconds < math.inf:
+        raise ConfigError(f"{where} must be finite, got {value}")
+    return parsed
+
+
+def parse_options(corpus: tuple[str, ...] | list[str], command: str = "", **values: Any) -> TrainOptions:
+    """TrainOptions from values as a user gives them (text or numbers), keyed by field name.
+
+    Every value is converted and checked here, once; options left out keep their declared default.
+    """
+    unknown = [name for name in values if name not in SPECS]
+    if unknown:
+        raise ConfigError(f"unknown training option {unknown[0]!r}")
+    parsed = {name: parse_value(name, value) for name, value in values.items()}
+    if parsed.get("resume") is not None and parsed.get("init_from") is not None:
+        raise ConfigError("--resume continues a run and --init-from starts a new one; pass only one")
+    return TrainOptions(corpus=tuple(str(source) for source in corpus), command=command, **parsed)
+
+
+def stored_values(stored: dict[str, Any]) -> dict[str, Any]:
+    """Options a checkpoint records, parsed as on the command line (older files wrote `time: "80s"`)."""
+    return {name: parse_value(name, value) for name, value in stored.items() if name in SPECS}

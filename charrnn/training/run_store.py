@@ -1,0 +1,166 @@
+"""A run's files: checkpoints (what goes into their metadata and back out), metrics.jsonl, config.json.
+
+    run_dir/
+      best.safetensors   last.safetensors    weights + optimizer + carried state + RNG + RunState
+      metrics.jsonl                          one row per log line and validation (store.metrics)
+      config.json                            the resolved options, model and schedule
+
+The loop calls this module to persist and to restore; it never writes a file itself. Under
+torchrun only rank 0 writes (`is_main`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charrnn.errors import CheckpointError
+from charrnn.files import atomic_write
+from charrnn.model import ModelConfig, State
+from charrnn.store.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from charrnn.store.meta import RunState
+from charrnn.store.metrics import metrics_row
+from charrnn.store.runs import CONFIG, METRICS
+from charrnn.version import __version__
+from charrnn.vocab import Vocab
+
+HISTORY_LIMIT = 500  # validation rows kept in each checkpoint
+
+
+def run_state(ckpt: Checkpoint) -> RunState:
+    """The counters stored in `ckpt` (type-checked on load by store.meta.CheckpointMeta)."""
+    counters = {f.name: getattr(ckpt.info, f.name) for f in fields(RunState)}
+    return RunState(**{**counters, "history": list(ckpt.info.history)})
+
+
+def json_number(value: float | None) -> float | None:
+    """Finite floats as they are; NaN/inf become None so the JSON stays valid."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """Optimizer state as named tensors plus JSON-able param groups (no pickle needed)."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for index, slots in state["state"].items():
+        for key, value in slots.items():
+            tensors[f"optim.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in state["param_groups"]]
+    return tensors, groups
+
+
+def optimizer_state(ckpt: Checkpoint) -> dict[str, Any]:
+    """Inverse of `optimizer_tensors`: a state dict `Optimizer.load_state_dict` accepts."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, tensor in ckpt.extra.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = tensor
+    groups = ckpt.info.optimizer.get("param_groups")
+    if not isinstance(groups, list):
+        raise CheckpointError(f"{ckpt.path}: holds no optimizer state; it cannot be resumed (use --init-from)")
+    return {"state": state, "param_groups": groups}
+
+
+def state_tensors(state: State | None) -> dict[str, torch.Tensor]:
+    if state is None:
+        return {}
+    if isinstance(state, tuple):
+        return {"state.h": state[0], "state.c": state[1]}
+    return {"state.h": state}
+
+
+def carried_state(ckpt: Checkpoint, device: torch.device) -> State | None:
+    h, c = ckpt.extra.get("state.h"), ckpt.extra.get("state.c")
+    if h is None:
+        return None
+    return (h.to(device), c.to(device)) if c is not None else h.to(device)
+
+
+def newer_best(path: Path, step: int) -> float | None:
+    """Loss of a best checkpoint written after `step` (by a run killed before its next `last`)."""
+    try:
+        info = load_checkpoint(path).info
+    except CheckpointError:
+        return None
+    return info.best_val_loss if info.step > step else None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one checkpoint holds besides the model config and vocab."""
+
+    weights: dict[str, torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    carried: State | None
+    rng: dict[str, torch.Tensor]
+    state: RunState
+    record: dict[str, Any]  # the run's description: options, train_config, corpus, command, world_size
+
+
+class RunStore:
+    """Reads and writes one run directory's files (writes on rank 0 only)."""
+
+    def __init__(self, run_dir: Path, is_main: bool = True) -> None:
+        self.run_dir = run_dir
+        self.is_main = is_main
+
+    def write_config(self, resolved: dict[str, Any]) -> None:
+        if self.is_main:
+            text = json.dumps(resolved, indent=2, ensure_ascii=False) + "\n"
+            atomic_write(self.run_dir / CONFIG, text.encode())
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
+        with open(self.run_dir / METRICS, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(metrics_row(row), ensure_ascii=False, allow_nan=False) + "\n")
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop log rows past `step` (written after the checkpoint we continue from) and torn lines."""
+        path = self.run_dir / METRICS
+        if not self.is_main or not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+                kept.append(line + "\n")
+        atomic_write(path, "".join(kept).encode("utf-8"))
+
+    def save(self, name: str, model_config: ModelConfig, vocab: Vocab, snapshot: Snapshot) -> Path:
+        """Write checkpoint `name` atomically: the previous file stays whole until the new one is."""
+        path = self.run_dir / name
+        optim, groups = optimizer_tensors(snapshot.optimizer)
+        extra = {**optim, **state_tensors(snapshot.carried), **snapshot.rng}
+        state = snapshot.state
+        meta = {
+            "kind": name.split(".")[0],
+            "step": state.step,
+            "epoch": state.epoch,
+            "window": state.window,
+            "elapsed_s": round(state.elapsed_s, 3),
+            "best_val_loss": state.best_val_loss,
+            "best_step": state.best_step,
+            "evals_without_improvement": state.evals_without_improvement,
+            "last_eval_step": state.last_eval_step,
+            "lr_scale": state.lr_scale,
+            "rollbacks": state.rollbacks,
+            **snapshot.record,
+            "optimizer": {"param_groups": groups},
+            "history": state.history[-HISTORY_LIMIT:],
+            "versions": {"charrnn": __version__, "torch": torch.__version__, "python": sys.version.split()[0]},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        save_checkpoint(path, model_config, vocab, snapshot.weights, meta, extra)
+        return path

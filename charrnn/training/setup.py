@@ -1,0 +1,273 @@
+"""Everything a run needs before its first step: options merged with a resumed run's, the corpus,
+the configs, the model, the optimizer and the run directory.
+
+`RunSetup` is the first of three layers of `Trainer`: setup (here) -> checkpointing -> loop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charrnn.data.batches import StreamBatcher
+from charrnn.data.corpus import Corpus, load_corpus, skip_warnings, split_train_val
+from charrnn.device import available_cores, configure_threads, dtype_name, resolve_device, resolve_dtype
+from charrnn.errors import ConfigError, CorpusError
+from charrnn.model import CharRNN, ModelConfig, State
+from charrnn.store.checkpoint import Checkpoint, verify_checkpoint
+from charrnn.store.meta import RunState
+from charrnn.store.runs import BEST, clean_stale_temps, new_run_dir, resolve_checkpoint, resume_target
+from charrnn.training.config import TrainConfig, check_fits, resolve_configs
+from charrnn.training.distributed import Team, rank_device, world_from_env
+from charrnn.training.observer import SilentObserver, TrainObserver
+from charrnn.training.options import TrainOptions
+from charrnn.training.plan import validation_seconds
+from charrnn.training.resume import (
+    check_same_corpus,
+    init_from_config,
+    resume_changes,
+    resumed_options,
+    stored_train_config,
+)
+from charrnn.training.run_store import RunStore, newer_best
+
+FINAL_VAL_MAX_SHARE = 0.25  # of a time budget, at most, kept for the final validation
+
+
+def make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices only (not on biases or the embedding table)."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("embed.")]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or n.startswith("embed.")]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    # fused: one kernel per step, and `found_inf` lets a NaN/inf step be skipped on the device
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99), fused=True)
+
+
+class RunSetup:
+    """Owns one run's parts: model, optimizer, data, run directory and the process team."""
+
+    def __init__(self, options: TrainOptions, observer: TrainObserver | None = None) -> None:
+        self.world = world_from_env()
+        self.observer: TrainObserver = (observer or SilentObserver()) if self.world.is_main else SilentObserver()
+        self.warnings: list[str] = []  # reported once the run starts
+        resume: Checkpoint | None = None
+        base: Checkpoint | None = None
+        changes: dict[str, Any] = {}
+        if options.resume is not None and options.init_from is not None:
+            raise ConfigError("--resume continues a run and --init-from starts a new one; pass only one")
+        if options.resume is not None:
+            run_dir, path = resume_target(options.resume)
+            if options.out is not None and Path(options.out).resolve() != run_dir.resolve():
+                raise ConfigError(f"--resume continues {run_dir} in place; drop --out {options.out}")
+            resume = verify_checkpoint(path)
+            changes, warnings = resume_changes(options, resume)
+            self.warnings += warnings
+            options = resumed_options(options, resume, run_dir, changes)
+        if options.init_from is not None:
+            base = verify_checkpoint(resolve_checkpoint(options.init_from))
+        self.options = options
+        self.resumed_from = resume.path if resume else None
+        self.device = rank_device(resolve_device(options.device), self.world)
+        self.dtype = resolve_dtype(options.dtype.value, self.device)
+        self.team = Team(self.world, self.device)
+        try:
+            self.prepare(resume, base, changes)
+        except BaseException:
+            self.team.close(clean=False)
+            raise
+
+    def prepare(self, resume: Checkpoint | None, base: Checkpoint | None, changes: dict[str, Any]) -> None:
+        """Corpus, configs, model, optimizer and run directory (after the process group is up)."""
+        options, world = self.options, self.world
+        threads = options.threads or (max(1, available_cores() // world.local_size) if world.distributed else None)
+        self.threads = configure_threads(threads)
+        self.corpus = self.load_corpus(base)
+        self.warnings += skip_warnings(self.corpus.skipped)
+        if resume is not None:
+            check_same_corpus(resume, self.corpus)
+        self.train_ids, val_ids = split_train_val(self.corpus.ids, options.val_frac)
+        self.model_config: ModelConfig
+        self.config: TrainConfig
+        if resume is not None:
+            self.model_config = resume.config
+            self.config = stored_train_config(resume).adjusted(changes)
+        else:
+            self.model_config, self.config = resolve_configs(
+                options, self.corpus, int(self.train_ids.size), self.device, self.dtype, world
+            )
+            if base is not None:
+                self.model_config = init_from_config(options, base)
+        # Validation scores the first `val_max_chars` of the held-out text: all of it for small
+        # corpora, a fixed sample for big ones, so validating never stalls training for long.
+        self.val_ids = val_ids[: self.config.val_max_chars + 1]
+        self.rows = world.rows(self.config.batch_size)
+        self.batcher = StreamBatcher(self.train_ids, self.config.batch_size, self.config.seq_len, self.rows)
+        self.has_val = self.val_ids.size >= 2
+        self.reserve_s = self.final_validation_reserve(
+            validation_seconds(self.model_config, int(self.val_ids.size), self.device, self.dtype) / world.size
+        )
+        self.run_dir = Path(options.out or "") if resume is not None else self.pick_run_dir()
+        self.store = RunStore(self.run_dir, world.is_main)
+        if world.is_main:
+            for stale in clean_stale_temps(self.run_dir):
+                self.warnings.append(f"removed {stale.name}, left by an interrupted save")
+        torch.manual_seed(self.config.seed)
+        check_fits(self.model_config)
+        self.model = CharRNN(self.model_config).to(self.device)
+        if world.distributed:  # same initial weights everywhere, then each rank its own dropout masks
+            torch.manual_seed(self.config.seed + world.rank)
+        self.net = self.wrap(self.model)
+        self.optimizer = make_optimizer(self.model, self.config)
+        self.state = RunState()
+        self.carried: State | None = None
+        self.interrupted: int | None = None  # the signal that asked us to stop
+        self.best_on_disk: float | None = None  # a best saved after the checkpoint we resumed from
+        self.after_setup(resume, base)
+        if resume is not None:
+            self.best_on_disk = newer_best(self.run_dir / BEST, self.state.step)
+        self.store.write_config(self.resolved())
+
+    def after_setup(self, resume: Checkpoint | None, base: Checkpoint | None) -> None:
+        """Hook for the next layer: load weights or a whole run state."""
+
+    def pick_run_dir(self) -> Path:
+        """Rank 0 picks the (new, unique) directory; the others learn its name, or its error."""
+        picked: tuple[str, str] | None = None
+        if self.world.is_main:
+            try:
+                picked = (str(new_run_dir(self.options.out, self.corpus.sources)), "")
+            except ConfigError as exc:
+                picked = ("", str(exc))
+        name, error = self.team.share(picked)
+        if error:  # every rank stops with it: none is left waiting in a collective
+            raise ConfigError(error)
+        return Path(name)
+
+    def load_corpus(self, base: Checkpoint | None) -> Corpus:
+        """Read and encode the corpus; under torchrun rank 0 goes first so the others hit its id cache."""
+        options = self.options
+        if self.world.distributed and "-" in options.corpus:
+            # Each rank would read the one pipe: rank 0 drains it and the others see an empty corpus.
+            raise ConfigError("a corpus from stdin (-) cannot be shared by torchrun's processes; save it to a file")
+        if self.world.distributed and not self.world.is_main:
+            self.team.barrier()
+        try:
+            return load_corpus(
+                options.corpus,
+                options.errors.value,
+                vocab=base.vocab if base else None,
+                separator=options.doc_separator,
+                progress=getattr(self.observer, "on_corpus_progress", None),
+            )
+        except CorpusError as exc:
+            if base is None or "vocabulary" not in str(exc):
+                raise
+            raise CorpusError(f"--init-from {base.path}: {exc}; fine-tune only on text it can spell") from None
+        finally:
+            if self.world.distributed and self.world.is_main:
+                self.team.barrier()
+
+    def wrap(self, model: CharRNN) -> torch.nn.Module:
+        """The module the loop calls: DDP around the model under torchrun, the model itself otherwise."""
+        if not self.world.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
+    def final_validation_reserve(self, seconds: float) -> float:
+        """Seconds of a time budget kept for the validation that follows the last step (0 without one).
+
+        `--time X` then ends near X, not X plus a validation (6 s for 2x512 on two cores). It is the
+        last validation's measured time, or an estimate before the first; never over a quarter of X.
+        """
+        if not self.has_val or self.config.time_s is None:
+            return 0.0
+        return min(seconds, FINAL_VAL_MAX_SHARE * self.config.time_s)
+
+    # -- what the run says about itself --------------------------------------------------------
+
+    def resolved(self) -> dict[str, Any]:
+        """config.json: the options as given, and the model and schedule they resolved to."""
+        return {
+            "command": self.options.command,
+            "options": self.options.to_json(),
+            "model_config": self.model_config.to_dict(),
+            "train_config": self.config.to_json(),
+            "corpus": self.corpus_meta(),
+            "device": str(self.device),
+            "threads": self.threads,
+            "world_size": self.world.size,
+        }
+
+    def record(self) -> dict[str, Any]:
+        """The run's description as every checkpoint stores it (beside the counters and tensors)."""
+        return {
+            "world_size": self.world.size,
+            "options": {**self.options.to_json(), "resume": None, "init_from": None},
+            "train_config": self.config.to_json(),
+            "corpus": self.corpus_meta(),
+            "command": self.options.command,
+        }
+
+    def corpus_meta(self) -> dict[str, Any]:
+        return {
+            "sources": list(self.corpus.sources),
+            "paths": [s if s == "-" else str(Path(s).resolve()) for s in self.corpus.sources],
+            "digest": self.corpus.digest,
+            "separator": self.corpus.separator,
+            "skipped": [list(item) for item in self.corpus.skipped],
+            "chars": self.corpus.num_chars,
+            "train_chars": int(self.train_ids.size),
+            "val_chars": self.corpus.num_chars - int(self.train_ids.size),
+            "val_scored_chars": max(0, int(self.val_ids.size) - 1),
+        }
+
+    def banner(self) -> dict[str, Any]:
+        budget = []
+        if self.config.time_s:
+            budget.append(f"{self.config.time_s:g}s")
+        if self.config.steps:
+            budget.append(f"{self.config.steps} steps")
+        if self.config.epochs:
+            budget.append(f"{self.config.epochs:g} epochs")
+        return {
+            "corpus": self.corpus_meta(),
+            "vocab_size": self.corpus.vocab.size,
+            "model": self.model_config.to_dict(),
+            "parameters": self.model.num_parameters(),
+            "device": str(self.device),
+            "dtype": dtype_name(self.dtype),
+            "threads": self.threads,
+            "world_size": self.world.size,
+            "backend": self.team.backend,
+            "batch_size": self.config.batch_size,
+            "seq_len": self.config.seq_len,
+            "lr": self.config.lr,
+            "budget": " or ".join(budget),
+            "eval_every": str(self.config.eval_every),
+            "windows_per_epoch": self.batcher.windows_per_epoch,
+            "run_dir": str(self.run_dir),
+            "resumed_from": self.resumed_from,
+            "resumed_step": self.state.step if self.resumed_from else None,
+            "sample": self.preview,
+            "budget_steps": self.config.steps,
+            "budget_s": self.config.time_s,
+        }
+
+    def preview(self, length: int = 80, temperature: float = 0.8) -> str:
+        """A short sample from the model as it is now, for progress displays (seeded: no RNG is disturbed)."""
+        from charrnn.sampling.generate import generate
+        from charrnn.sampling.pick import SampleSettings
+
+        settings = SampleSettings(temperature)
+        try:
+            return "".join(generate(self.model, self.corpus.vocab, "", length, settings, 0, self.device))
+        finally:
+            self.model.train()
