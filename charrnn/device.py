@@ -10,17 +10,18 @@ from pathlib import Path
 
 import torch
 
+from charrnn.choices import DType
 from charrnn.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("auto", "fp32", "bf16", "fp16")
+DTYPES = tuple(dtype.value for dtype in DType)
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     """`auto` takes cuda, then mps, then cpu; an explicit device that is absent is an error."""
     if name not in DEVICES and not name.startswith("cuda:"):
-        raise ConfigError(f"unknown device {name!r}; use one of {', '.join(DEVICES)}")
+        raise ConfigError(f"--device {name!r}: unknown device; use one of {', '.join(DEVICES)}")
     mps = getattr(torch.backends, "mps", None)
     mps_ok = bool(mps and mps.is_available())
     if name == "auto":

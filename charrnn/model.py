@@ -7,9 +7,10 @@ from typing import Any, Union
 
 from torch import Tensor, nn
 
+from charrnn.choices import Cell
 from charrnn.errors import ConfigError
 
-CELLS = ("lstm", "gru", "rnn")
+CELLS = tuple(cell.value for cell in Cell)
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per layer: i,f,g,o / r,z,n / one
 
 # LSTM state is (h, c), each [num_layers, B, hidden]; GRU/RNN state is h alone.

@@ -46,7 +46,7 @@ def test_overwrite_is_atomic_when_write_fails(tmp_path: Path, monkeypatch: pytes
     def broken_fsync(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("charrnn.store.checkpoint.os.fsync", broken_fsync)
+    monkeypatch.setattr("charrnn.files.os.fsync", broken_fsync)
     with pytest.raises(OSError):
         write_tiny(path)
     assert path.read_bytes() == before

@@ -23,12 +23,12 @@ class DiskFull:
     """Makes fsync fail with ENOSPC for the calls whose 1-based numbers are in `fail`, like a full disk."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, fail: set[int] | None = None) -> None:
-        import charrnn.store.checkpoint as checkpoint
+        import charrnn.files as files  # where every atomic write fsyncs
 
-        self.real = checkpoint.os.fsync
+        self.real = files.os.fsync
         self.calls = 0
         self.fail = fail  # None: every call fails
-        monkeypatch.setattr(checkpoint.os, "fsync", self)
+        monkeypatch.setattr(files.os, "fsync", self)
 
     def __call__(self, fd: int) -> None:
         self.calls += 1

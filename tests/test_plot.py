@@ -100,7 +100,7 @@ def test_plot_errors(two_runs: Path) -> None:
     missing = run_cli("plot", "checkpoints/nope", cwd=two_runs)
     assert missing.returncode == 3 and "charrnn runs" in missing.stderr.decode()
     bad_x = run_cli("plot", "checkpoints/big", "--x", "chars", cwd=two_runs)
-    assert bad_x.returncode == 2 and "step, time, epoch" in bad_x.stderr.decode()
+    assert bad_x.returncode == 2 and "'step', 'time', 'epoch'" in bad_x.stderr.decode()  # the choices, named
 
 
 def test_plot_png(two_runs: Path, tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ import typer
 
 from charrnn.errors import CharRNNError
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# The codes the CLI itself returns; 2 (usage) comes from Typer and 3 (bad input) from InputError.
+EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 1, 130
 
 # Options several commands take, declared once.
 CheckpointOption = Annotated[

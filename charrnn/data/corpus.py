@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from charrnn.choices import Errors
 from charrnn.data import idcache
 from charrnn.data.textstream import (
     BLOCK_SIZE,
@@ -36,7 +37,7 @@ from charrnn.data.textstream import (
 from charrnn.errors import CorpusError, InputError
 from charrnn.vocab import UNICODE_SIZE, Vocab, codepoints
 
-ERROR_POLICIES = ("strict", "replace", "ignore")
+ERROR_POLICIES = tuple(policy.value for policy in Errors)
 SEPARATOR = "\n\n"  # a blank line between documents
 STDIN = "-"
 Progress = Callable[[str, int, int], None]  # (phase, bytes done, bytes total); phases: hash, scan, encode

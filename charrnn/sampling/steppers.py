@@ -30,12 +30,13 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from charrnn.choices import Weights
 from charrnn.errors import ConfigError
 from charrnn.model import GATES, CharRNN, State
 from charrnn.sampling.threads import runs_in_numpy
 from charrnn.sampling.weights import Product, step_weights, table_fits
 
-WEIGHTS = ("fp32", "int8")
+WEIGHTS = tuple(kind.value for kind in Weights)
 
 
 class Stepper(Protocol):
