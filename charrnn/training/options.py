@@ -243,6 +243,13 @@ class TrainOptions:
     )
     command: str = ""  # the command line (or API call) that started the run, for the record
 
+    def __post_init__(self) -> None:
+        """A choice given as its plain string (`TrainOptions(cell="gru")`) becomes its Enum member."""
+        for name, spec in SPECS.items():
+            value = getattr(self, name)
+            if spec.choices is not None and not isinstance(value, spec.choices):
+                object.__setattr__(self, name, spec.choices.parse(value, flag(name)))
+
     def to_json(self) -> dict[str, Any]:
         """The options as JSON values (a duration in seconds, an interval as `500` or `5m`)."""
         out: dict[str, Any] = {}
