@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -24,3 +27,34 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+class NotARegularFile(OSError):
+    """A path that names a FIFO, a device, a socket or a directory where a file is needed."""
+
+
+def file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """Open `path` for reading only if it is a regular file.
+
+    Opened non-blocking first, so a FIFO with no writer cannot hang the open, then checked on the
+    descriptor itself (no race between the check and the read): a FIFO or a device would block or
+    never end, and reading one as a checkpoint or a corpus is never what the user meant.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = file_kind(mode)
+            raise NotARegularFile(errno.EISDIR if kind == "a directory" else errno.EINVAL, f"is {kind}", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

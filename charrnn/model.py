@@ -12,6 +12,9 @@ from charrnn.errors import ConfigError
 
 CELLS = tuple(cell.value for cell in Cell)
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per layer: i,f,g,o / r,z,n / one
+# The largest sizes a checkpoint may declare (every Unicode code point; far beyond any CPU model).
+SIZE_LIMITS = {"vocab_size": 0x110000, "num_layers": 256, "hidden_size": 1 << 16, "embed_size": 1 << 16}
+TENSORS_PER_LAYER = 4  # weight_ih, weight_hh, bias_ih, bias_hh
 
 # LSTM state is (h, c), each [num_layers, B, hidden]; GRU/RNN state is h alone.
 State = Union[tuple[Tensor, Tensor], Tensor]
@@ -42,7 +45,25 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        return cls(**data)
+        """A config read from a file: exactly these keys, ints that are ints, sizes within `SIZE_LIMITS`.
+
+        Checked before anything is sized by them, so a forged file cannot make a loader loop or
+        allocate by an absurd number (or pass a shape check with `128.0 == 128`).
+        """
+        if not isinstance(data, dict) or set(data) != set(SIZE_LIMITS) | {"cell", "dropout"}:
+            raise ConfigError(
+                "model_config must hold exactly vocab_size, cell, num_layers, hidden_size, embed_size, dropout"
+            )
+        for name, limit in SIZE_LIMITS.items():
+            value = data[name]
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+                raise ConfigError(f"model_config.{name} must be a whole number from 1 to {limit}, got {value!r}")
+        dropout = data["dropout"]
+        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool):
+            raise ConfigError(f"model_config.dropout must be a number, got {dropout!r}")
+        if not isinstance(data["cell"], str):
+            raise ConfigError(f"model_config.cell must be one of {', '.join(CELLS)}")
+        return cls(**{**data, "dropout": float(dropout)})
 
 
 class CharRNN(nn.Module):

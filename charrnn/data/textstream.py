@@ -17,6 +17,7 @@ from typing import BinaryIO
 import numpy as np
 
 from charrnn.errors import CorpusError
+from charrnn.files import NotARegularFile, open_regular
 from charrnn.vocab import codepoints
 
 BLOCK_SIZE = 8 << 20  # bytes per read: big enough for numpy to pay off, small enough for memory
@@ -60,9 +61,13 @@ def binary_error(source: str) -> UndecodableError:
 def open_source(path: str, source: str) -> Iterator[BinaryIO]:
     """The file opened for reading, with filesystem failures as CorpusError naming `source`."""
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below
+        handle = open_regular(path)
     except IsADirectoryError:
         raise CorpusError(f"{source}: is a directory, not a text file") from None
+    except NotARegularFile as exc:
+        raise CorpusError(
+            f"{source}: {exc.strerror}, not a text file; save the text to a file, or pipe it to -"
+        ) from None
     except PermissionError:
         raise CorpusError(f"{source}: permission denied; check the file's permissions") from None
     except OSError as exc:

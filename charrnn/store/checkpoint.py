@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,17 @@ import torch
 from torch import Tensor
 
 from charrnn.errors import CheckpointError
-from charrnn.files import atomic_write
-from charrnn.model import CharRNN, ModelConfig, parameter_shapes
-from charrnn.store.meta import FORMAT, FORMAT_VERSION, SUFFIX, CheckpointMeta, decode_meta, read_header
+from charrnn.files import NotARegularFile, atomic_write, open_regular
+from charrnn.model import TENSORS_PER_LAYER, CharRNN, ModelConfig, parameter_shapes
+from charrnn.store.meta import (
+    FORMAT,
+    FORMAT_VERSION,
+    SUFFIX,
+    CheckpointMeta,
+    decode_meta,
+    header_length,
+    read_header,
+)
 from charrnn.vocab import Vocab
 
 
@@ -79,13 +88,18 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read, verify and unpack a checkpoint. Every failure is a one-line CheckpointError."""
     where = str(path)
-    target = Path(path)
-    if target.is_dir():
-        raise CheckpointError(f"{where}: is a directory; pass a checkpoint file such as {where}/best{SUFFIX}")
     try:
-        data = target.read_bytes()
+        with open_regular(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            prefix = handle.read(8)
+            header_length(prefix, size, where)  # before reading the rest: a huge foreign file stays unread
+            data = prefix + handle.read()
     except FileNotFoundError:
         raise CheckpointError(f"{where}: checkpoint not found; check the path or run `charrnn runs`") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{where}: is a directory; pass a checkpoint file such as {where}/best{SUFFIX}") from None
+    except NotARegularFile as exc:
+        raise CheckpointError(f"{where}: {exc.strerror}, not a checkpoint file") from None
     except OSError as exc:
         raise CheckpointError(f"{where}: cannot read checkpoint ({exc.strerror or exc})") from None
     return parse_checkpoint(data, where)
@@ -111,6 +125,8 @@ def parse_checkpoint(data: bytes, where: str) -> Checkpoint:
         vocab = Vocab(meta.pop("vocab"))
     except Exception as exc:  # malformed fields inside a well-formed file
         raise CheckpointError(f"{where}: malformed checkpoint metadata ({exc})") from None
+    if vocab.size != config.vocab_size:
+        raise CheckpointError(f"{where}: vocab has {vocab.size} characters but the model expects {config.vocab_size}")
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     extra = {k: v for k, v in tensors.items() if not k.startswith("model.")}
     check_shapes(config, weights, where)
@@ -131,10 +147,6 @@ def verify_checkpoint(path: str | Path) -> Checkpoint:
     """
     ckpt = load_checkpoint(path)
     where = ckpt.path
-    if ckpt.vocab.size != ckpt.config.vocab_size:
-        raise CheckpointError(
-            f"{where}: vocab has {ckpt.vocab.size} characters but the model expects {ckpt.config.vocab_size}"
-        )
     load_model(ckpt)
     if not all_finite(ckpt.weights):
         raise CheckpointError(f"{where}: weights contain NaN or inf; use an earlier checkpoint")
@@ -153,6 +165,10 @@ def verify_checkpoint(path: str | Path) -> Checkpoint:
 def check_shapes(config: ModelConfig, weights: dict[str, Tensor], where: str) -> None:
     """The weights are exactly those the config describes (shapes computed, nothing allocated,
     so a forged config cannot make a command allocate terabytes)."""
+    if len(weights) != 3 + TENSORS_PER_LAYER * config.num_layers:  # before a loop sized by num_layers
+        raise CheckpointError(
+            f"{where}: weights do not match the stored config ({len(weights)} tensors for {config.num_layers} layers)"
+        )
     expected = parameter_shapes(config)
     found = {k: tuple(v.shape) for k, v in weights.items()}
     if expected != found:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from charrnn.errors import CheckpointError
+from charrnn.files import NotARegularFile, open_regular
 
 FORMAT = "charrnn-checkpoint"
 FORMAT_VERSION = 1
@@ -66,11 +68,12 @@ def read_file_header(path: Path) -> dict[str, str]:
     """The charrnn metadata of a checkpoint file, reading only its header (no weights, no digest check)."""
     where = str(path)
     try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, 2)
-            handle.seek(0)
+        with open_regular(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
             length = header_length(handle.read(8), size, where)
             return parse_header(handle.read(length), where)
+    except NotARegularFile as exc:
+        raise CheckpointError(f"{where}: {exc.strerror}, not a checkpoint file") from None
     except OSError as exc:
         raise CheckpointError(f"{where}: cannot read checkpoint ({exc.strerror or exc})") from None
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from pathlib import Path
 
 from charrnn.errors import CheckpointError, ConfigError
+from charrnn.store.lock import RunBusy, RunLock
 from charrnn.store.meta import SUFFIX
 
 DEFAULT_ROOT = Path("checkpoints")
@@ -28,26 +30,55 @@ def holds_run(directory: Path) -> bool:
     return (directory / BEST).exists() or (directory / LAST).exists()
 
 
-def new_run_dir(out: str | None, sources: tuple[str, ...], root: Path = DEFAULT_ROOT) -> Path:
-    """An empty run directory: `out` if given (it must not hold a run), else root/<name>[-N]."""
+def claim_run_dir(out: str | None, sources: tuple[str, ...], root: Path = DEFAULT_ROOT) -> tuple[Path, RunLock]:
+    """A new run directory, locked for this process: `out` if given (it must hold no run and no
+    other trainer), else the first of root/<name>, root/<name>-2, ... that holds neither."""
     if out is not None:
         directory = Path(out)
         if directory.exists() and not directory.is_dir():
             raise ConfigError(f"--out {out}: exists and is not a directory")
+        make_dir(directory)
+        try:
+            lock = RunLock.acquire(directory)
+        except RunBusy as busy:
+            raise ConfigError(f"--out {out}: {busy}; wait for it to finish or pick another --out") from None
         if holds_run(directory):
+            lock.release()
             raise ConfigError(
                 f"--out {out}: already holds a run; use --resume {out} to continue it, or pick another --out"
             )
-        directory.mkdir(parents=True, exist_ok=True)
-        return directory
+        return directory, lock
     name = run_name(sources)
-    directory = root / name
-    index = 2
-    while holds_run(directory):
-        directory = root / f"{name}-{index}"
-        index += 1
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
+    for index in itertools.count(1):
+        directory = root / (name if index == 1 else f"{name}-{index}")
+        if holds_run(directory):
+            continue
+        make_dir(directory)
+        try:
+            lock = RunLock.acquire(directory)
+        except RunBusy:
+            continue  # another run just claimed it: take the next name
+        if not holds_run(directory):
+            return directory, lock
+        lock.release()
+    raise AssertionError("unreachable")
+
+
+def lock_existing_run(run_dir: Path) -> RunLock:
+    """The lock of a run about to be resumed; ConfigError while another process trains it."""
+    try:
+        return RunLock.acquire(run_dir)
+    except RunBusy as busy:
+        raise ConfigError(f"--resume {run_dir}: {busy}; wait for it to stop first") from None
+    except OSError as exc:
+        raise ConfigError(f"--resume {run_dir}: cannot lock the run directory ({exc.strerror or exc})") from None
+
+
+def make_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{directory}: cannot create the run directory ({exc.strerror or exc})") from None
 
 
 def newest_run(root: Path = DEFAULT_ROOT, checkpoint: str = BEST) -> Path:

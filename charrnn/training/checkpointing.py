@@ -15,7 +15,8 @@ from charrnn.errors import CheckpointError, TrainingError
 from charrnn.store.checkpoint import Checkpoint, all_finite, load_checkpoint
 from charrnn.store.runs import LAST
 from charrnn.training.carried import gather_state, slice_state
-from charrnn.training.run_store import Snapshot, carried_state, optimizer_state, run_state
+from charrnn.training.optimizer import optimizer_state
+from charrnn.training.run_store import Snapshot, carried_state, run_state
 from charrnn.training.setup import RunSetup
 
 MAX_ROLLBACKS = 3

@@ -78,6 +78,7 @@ class Trainer(Checkpointing):
         finally:
             self.net = self.model  # DDP's reducer goes before its process group
             self.team.close(clean)
+            self.release_run()
 
     def loop(self) -> TrainResult:
         self.net.train()

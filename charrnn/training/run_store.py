@@ -28,6 +28,7 @@ from charrnn.store.checkpoint import Checkpoint, load_checkpoint, save_checkpoin
 from charrnn.store.meta import RunState
 from charrnn.store.metrics import metrics_row
 from charrnn.store.runs import CONFIG, METRICS
+from charrnn.training.optimizer import optimizer_tensors
 from charrnn.version import __version__
 from charrnn.vocab import Vocab
 
@@ -43,30 +44,6 @@ def run_state(ckpt: Checkpoint) -> RunState:
 def json_number(value: float | None) -> float | None:
     """Finite floats as they are; NaN/inf become None so the JSON stays valid."""
     return value if value is not None and math.isfinite(value) else None
-
-
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
-    """Optimizer state as named tensors plus JSON-able param groups (no pickle needed)."""
-    state = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    for index, slots in state["state"].items():
-        for key, value in slots.items():
-            tensors[f"optim.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in state["param_groups"]]
-    return tensors, groups
-
-
-def optimizer_state(ckpt: Checkpoint) -> dict[str, Any]:
-    """Inverse of `optimizer_tensors`: a state dict `Optimizer.load_state_dict` accepts."""
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, tensor in ckpt.extra.items():
-        if name.startswith("optim."):
-            _, index, key = name.split(".", 2)
-            state.setdefault(int(index), {})[key] = tensor
-    groups = ckpt.info.optimizer.get("param_groups")
-    if not isinstance(groups, list):
-        raise CheckpointError(f"{ckpt.path}: holds no optimizer state; it cannot be resumed (use --init-from)")
-    return {"state": state, "param_groups": groups}
 
 
 def state_tensors(state: State | None) -> dict[str, torch.Tensor]:

@@ -17,11 +17,20 @@ from charrnn.device import available_cores, configure_threads, dtype_name, resol
 from charrnn.errors import ConfigError, CorpusError
 from charrnn.model import CharRNN, ModelConfig, State
 from charrnn.store.checkpoint import Checkpoint, verify_checkpoint
+from charrnn.store.lock import RunLock
 from charrnn.store.meta import RunState
-from charrnn.store.runs import BEST, clean_stale_temps, new_run_dir, resolve_checkpoint, resume_target
+from charrnn.store.runs import (
+    BEST,
+    claim_run_dir,
+    clean_stale_temps,
+    lock_existing_run,
+    resolve_checkpoint,
+    resume_target,
+)
 from charrnn.training.config import TrainConfig, check_fits, resolve_configs
 from charrnn.training.distributed import Team, rank_device, world_from_env
 from charrnn.training.observer import SilentObserver, TrainObserver
+from charrnn.training.optimizer import make_optimizer
 from charrnn.training.options import TrainOptions
 from charrnn.training.plan import validation_seconds
 from charrnn.training.resume import (
@@ -32,20 +41,9 @@ from charrnn.training.resume import (
     stored_train_config,
 )
 from charrnn.training.run_store import RunStore, newer_best
+from charrnn.training.state_check import check_resumable
 
 FINAL_VAL_MAX_SHARE = 0.25  # of a time budget, at most, kept for the final validation
-
-
-def make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on weight matrices only (not on biases or the embedding table)."""
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("embed.")]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or n.startswith("embed.")]
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    # fused: one kernel per step, and `found_inf` lets a NaN/inf step be skipped on the device
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99), fused=True)
 
 
 class RunSetup:
@@ -55,6 +53,7 @@ class RunSetup:
         self.world = world_from_env()
         self.observer: TrainObserver = (observer or SilentObserver()) if self.world.is_main else SilentObserver()
         self.warnings: list[str] = []  # reported once the run starts
+        self.run_lock: RunLock | None = None  # this process owns the run directory while it holds this
         resume: Checkpoint | None = None
         base: Checkpoint | None = None
         changes: dict[str, Any] = {}
@@ -64,7 +63,14 @@ class RunSetup:
             run_dir, path = resume_target(options.resume)
             if options.out is not None and Path(options.out).resolve() != run_dir.resolve():
                 raise ConfigError(f"--resume continues {run_dir} in place; drop --out {options.out}")
-            resume = verify_checkpoint(path)
+            if self.world.is_main:
+                self.run_lock = lock_existing_run(run_dir)
+            try:
+                resume = verify_checkpoint(path)
+                check_resumable(resume)
+            except BaseException:
+                self.release_run()
+                raise
             changes, warnings = resume_changes(options, resume)
             self.warnings += warnings
             options = resumed_options(options, resume, run_dir, changes)
@@ -74,12 +80,23 @@ class RunSetup:
         self.resumed_from = resume.path if resume else None
         self.device = rank_device(resolve_device(options.device), self.world)
         self.dtype = resolve_dtype(options.dtype.value, self.device)
-        self.team = Team(self.world, self.device)
+        try:
+            self.team = Team(self.world, self.device)
+        except BaseException:
+            self.release_run()
+            raise
         try:
             self.prepare(resume, base, changes)
         except BaseException:
             self.team.close(clean=False)
+            self.release_run()
             raise
+
+    def release_run(self) -> None:
+        """Give up the run directory (at the end of the run, or when setting it up failed)."""
+        if self.run_lock is not None:
+            self.run_lock.release()
+            self.run_lock = None
 
     def prepare(self, resume: Checkpoint | None, base: Checkpoint | None, changes: dict[str, Any]) -> None:
         """Corpus, configs, model, optimizer and run directory (after the process group is up)."""
@@ -140,7 +157,8 @@ class RunSetup:
         picked: tuple[str, str] | None = None
         if self.world.is_main:
             try:
-                picked = (str(new_run_dir(self.options.out, self.corpus.sources)), "")
+                directory, self.run_lock = claim_run_dir(self.options.out, self.corpus.sources)
+                picked = (str(directory), "")
             except ConfigError as exc:
                 picked = ("", str(exc))
         name, error = self.team.share(picked)

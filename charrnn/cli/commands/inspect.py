@@ -49,13 +49,13 @@ def verify(
 ) -> None:
     """Check a checkpoint's digest and structure without running it: exit 0 if sound, 3 with the reason."""
     with guarded():
-        from charrnn.store.checkpoint import verify_checkpoint
         from charrnn.store.runs import BEST, LAST
+        from charrnn.training.state_check import verify_run_checkpoint
 
         target = Path(checkpoint)
         paths = [target / n for n in (BEST, LAST) if (target / n).is_file()] if target.is_dir() else [target]
         if not paths:
-            paths = [target]  # let verify_checkpoint name the problem
+            paths = [target]  # let verify_run_checkpoint name the problem
         for path in paths:
-            ckpt = verify_checkpoint(path)
+            ckpt = verify_run_checkpoint(path)
             print(f"ok  {path}  (step {ckpt.info.step}, {len(ckpt.weights)} weight tensors, digest verified)")

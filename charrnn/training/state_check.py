@@ -1,0 +1,113 @@
+"""What a checkpoint must hold to be resumed exactly, checked before any of it is used.
+
+The digest proves a file is intact, not that it was written by charrnn: anyone can forge a file and
+recompute it. So every tensor of the training state is checked against what the stored model and
+schedule imply (the optimizer's moments have their parameter's shape, the carried state has the
+batch's, the RNG state is a byte vector of the generator's length) and every stored schedule and
+option value is parsed, before `--resume` hands anything to torch. `charrnn verify` runs exactly
+these checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charrnn.errors import CheckpointError
+from charrnn.model import CharRNN
+from charrnn.store.checkpoint import Checkpoint, verify_checkpoint
+from charrnn.training.config import TrainConfig
+from charrnn.training.optimizer import OPTIMIZER_SLOTS, make_optimizer
+from charrnn.training.resume import recorded_options, stored_train_config
+
+
+def holds_training_state(ckpt: Checkpoint) -> bool:
+    return bool(ckpt.info.train_config or ckpt.info.optimizer) or any(n.startswith("optim.") for n in ckpt.extra)
+
+
+def verify_run_checkpoint(path: str | Path) -> Checkpoint:
+    """`verify_checkpoint`, and for a checkpoint written by training, everything `--resume` relies on."""
+    ckpt = verify_checkpoint(path)
+    if holds_training_state(ckpt):
+        check_resumable(ckpt)
+    return ckpt
+
+
+def check_resumable(ckpt: Checkpoint) -> TrainConfig:
+    """The stored schedule, once every part of the training state has been checked (CheckpointError if not)."""
+    config = stored_train_config(ckpt)
+    recorded_options(ckpt)
+    check_optimizer(ckpt, config)
+    check_carried(ckpt, config)
+    check_rng(ckpt)
+    return config
+
+
+def bad(ckpt: Checkpoint, what: str) -> CheckpointError:
+    return CheckpointError(f"{ckpt.path}: malformed training state ({what}); it cannot be resumed")
+
+
+def check_optimizer(ckpt: Checkpoint, config: TrainConfig) -> None:
+    """The param groups are those of this model's AdamW, each moment shaped like its parameter."""
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        model = CharRNN(ckpt.config)
+    fresh = make_optimizer(model, config).state_dict()["param_groups"]
+    groups: Any = ckpt.info.optimizer.get("param_groups")
+    if not isinstance(groups, list) or len(groups) != len(fresh):
+        raise CheckpointError(f"{ckpt.path}: holds no usable optimizer state; it cannot be resumed (use --init-from)")
+    for stored, expected in zip(groups, fresh, strict=True):
+        if not isinstance(stored, dict) or stored.get("params") != expected["params"]:
+            raise bad(ckpt, "optimizer param groups")
+    params = [p for group in make_optimizer(model, config).param_groups for p in group["params"]]
+    slots: dict[int, set[str]] = {}
+    for name, tensor in ckpt.extra.items():
+        if not name.startswith("optim."):
+            continue
+        _, index, slot = name.split(".", 2) + [""] * (3 - len(name.split(".", 2)))
+        if not index.isdigit() or int(index) >= len(params) or slot not in OPTIMIZER_SLOTS:
+            raise bad(ckpt, name)
+        shape = () if slot == "step" else tuple(params[int(index)].shape)
+        if tensor.dtype != torch.float32 or tuple(tensor.shape) != shape:
+            raise bad(ckpt, f"{name} is {tensor.dtype} {tuple(tensor.shape)}, expected float32 {shape}")
+        slots.setdefault(int(index), set()).add(slot)
+    if any(found != set(OPTIMIZER_SLOTS) for found in slots.values()):
+        raise bad(ckpt, "optimizer state with missing slots")
+
+
+def check_carried(ckpt: Checkpoint, config: TrainConfig) -> None:
+    """[layers, batch, hidden] floating tensors: h always, c exactly for an LSTM."""
+    h, c = ckpt.extra.get("state.h"), ckpt.extra.get("state.c")
+    if h is None and c is None:
+        return
+    model = ckpt.config
+    shape = (model.num_layers, config.batch_size, model.hidden_size)
+    expected = ("state.h", "state.c") if model.cell == "lstm" else ("state.h",)
+    present = tuple(name for name in ("state.h", "state.c") if name in ckpt.extra)
+    if present != expected:
+        raise bad(ckpt, f"carried state {', '.join(present)} for a {model.cell.upper()}")
+    for name in expected:
+        tensor = ckpt.extra[name]
+        if not tensor.is_floating_point() or tuple(tensor.shape) != shape:
+            raise bad(ckpt, f"{name} is {tensor.dtype} {tuple(tensor.shape)}, expected {shape}")
+
+
+def check_rng(ckpt: Checkpoint) -> None:
+    """Generator states are uint8 vectors (one row per rank under torchrun) of the generator's length."""
+    length = torch.get_rng_state().numel()
+    world = ckpt.info.world_size
+    for name, tensor in ckpt.extra.items():
+        if not name.startswith("rng."):
+            continue
+        if name not in ("rng.torch", "rng.cuda", "rng.torch.ranks", "rng.cuda.ranks"):
+            raise bad(ckpt, name)
+        ranks = name.endswith(".ranks")
+        cpu = name.startswith("rng.torch")
+        ok = tensor.dtype == torch.uint8 and tensor.dim() == (2 if ranks else 1)
+        if ok and ranks:
+            ok = tensor.size(0) == world
+        if ok and cpu:
+            ok = tensor.size(-1) == length
+        if not ok:
+            raise bad(ckpt, f"{name} is {tensor.dtype} {tuple(tensor.shape)}")
