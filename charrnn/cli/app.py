@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from charrnn.cli.commands import evaluate, inspect, runs, sample, train
-from charrnn.cli.common import EXIT_INTERRUPTED, EXIT_OK, err
+from charrnn.cli.common import EXIT_INTERRUPTED, EXIT_OK, err, output_failure, reader_gone
 from charrnn.version import __version__
 
 app = typer.Typer(
@@ -64,12 +64,18 @@ app.command()(runs.corpus)
 
 def main() -> None:
     """Console entry point: usage errors as one line (exit 2), everything else through `guarded`."""
+    from rich.console import Console
+
     from charrnn.cli.helpfmt import polish
 
+    Console.on_broken_pipe = reader_gone  # type: ignore[method-assign,assignment]  # help screens, tables
     command = typer.main.get_command(app)
     polish(command)
     try:
         code = command(standalone_mode=False)
+        sys.stdout.flush()  # here, so that a failed write is reported, not lost at exit
+    except OSError as exc:  # stdout or stderr gone or full; library I/O errors arrive as domain errors
+        sys.exit(output_failure(exc))
     except typer.Abort:
         err("charrnn: interrupted")
         sys.exit(EXIT_INTERRUPTED)

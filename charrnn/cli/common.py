@@ -38,8 +38,38 @@ def examples(*lines: str) -> str:
 
 
 def err(message: str) -> None:
-    """One line on stderr."""
-    print(message, file=sys.stderr, flush=True)
+    """One line on stderr (if stderr itself cannot be written, there is nowhere left to say it)."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except OSError:
+        silence(sys.stderr)
+
+
+def silence(stream: Any) -> None:
+    """Point a standard stream's descriptor at /dev/null, so that Python's flush at exit cannot
+    fail again on it (which would print "Exception ignored ..." and change the exit code)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real descriptor (tests capture into memory)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def output_failure(exc: OSError) -> int:
+    """An I/O error that reached the edge: the reader went away (quiet, 0) or a write failed (one line, 1)."""
+    if isinstance(exc, BrokenPipeError):
+        silence(sys.stdout)
+        return EXIT_OK
+    if exc.filename is None:  # a standard stream: stdout full or gone bad
+        silence(sys.stdout)
+        err(f"charrnn: error: cannot write the output ({exc.strerror or exc})")
+    else:
+        err(f"charrnn: error: {exc.filename}: {exc.strerror or exc}")
+    return EXIT_FAILURE
 
 
 def main_rank() -> bool:
@@ -52,6 +82,8 @@ def guarded() -> Iterator[None]:
     """Turn domain errors into one line and the documented exit code; Ctrl-C into 130."""
     try:
         yield
+    except BrokenPipeError:  # before Click, which turns EPIPE into exit 1
+        reader_gone()
     except CharRNNError as exc:
         if main_rank():  # every rank meets the same bad input; one line says it
             err(f"charrnn: error: {exc}")
@@ -70,3 +102,9 @@ def stdout_console() -> Any:
     from rich.console import Console
 
     return Console(highlight=False, markup=False, emoji=False, soft_wrap=True)
+
+
+def reader_gone(*_: Any) -> None:
+    """`| head` closed the pipe: stop quietly with 0 (Rich and Click would exit 1)."""
+    silence(sys.stdout)
+    raise typer.Exit(EXIT_OK)

@@ -4,7 +4,6 @@ streams as UTF-8 and ends quietly when the reader goes away (`| head`)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from charrnn.cli.common import EXIT_OK
+from charrnn.cli.common import EXIT_OK, silence
 from charrnn.errors import InputError
 
 if TYPE_CHECKING:
@@ -81,6 +80,5 @@ def stream_to_stdout(chunks: Iterable[str], final_newline: bool = True) -> None:
         out.flush()
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly and keep Python from complaining at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        silence(sys.stdout)
         raise typer.Exit(EXIT_OK) from None
