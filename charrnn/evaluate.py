@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from charrnn.device import autocast
+from charrnn.errors import InputError
 from charrnn.model import CharRNN, detach_state
 
 MIN_CHARS_PER_STREAM = 2048
@@ -72,8 +73,8 @@ def evaluate_ids(
     sums the loss over the ranks, so validation takes 1/ranks of the time on each.
     """
     n_pred = int(ids.size) - 1
-    if n_pred < 1:
-        return EvalResult(loss=float("nan"), chars=0)
+    if n_pred < 1:  # a loss of nothing is not a number: refused rather than reported as NaN
+        raise InputError("the text must have at least 2 characters (one prediction) to be scored")
     num_streams, chunk = stream_layout(n_pred, streams)
     rank, ranks = shard
     starts = [s * chunk for s in range(rank, num_streams, ranks)]

@@ -3,9 +3,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
+from charrnn.errors import InputError
 from charrnn.evaluate import evaluate_ids
 from charrnn.model import CharRNN, ModelConfig
 
@@ -39,9 +41,9 @@ def test_parallel_streams_with_burn_in_match_one_pass() -> None:
     assert abs(many.loss - one.loss) < 1e-4
 
 
-def test_too_short_text_has_no_predictions() -> None:
-    result = evaluate_ids(tiny_model(), np.array([1], dtype=np.uint8), torch.device("cpu"))
-    assert result.chars == 0 and math.isnan(result.loss)
+def test_too_short_text_is_refused_not_nan() -> None:
+    with pytest.raises(InputError, match="at least 2 characters"):  # a NaN loss is not JSON
+        evaluate_ids(tiny_model(), np.array([1], dtype=np.uint8), torch.device("cpu"))
 
 
 def test_memory_stays_a_few_windows_whatever_the_text_length() -> None:

@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from charrnn.errors import CheckpointError, ConfigError
+from charrnn.errors import CheckpointError, ConfigError, TrainingError
 from charrnn.store.lock import RunBusy, RunLock
 from charrnn.store.meta import SUFFIX
 
@@ -39,7 +39,7 @@ def claim_run_dir(out: str | None, sources: tuple[str, ...], root: Path = DEFAUL
             raise ConfigError(f"--out {out}: exists and is not a directory")
         make_dir(directory)
         try:
-            lock = RunLock.acquire(directory)
+            lock = acquire(directory)
         except RunBusy as busy:
             raise ConfigError(f"--out {out}: {busy}; wait for it to finish or pick another --out") from None
         if holds_run(directory):
@@ -55,13 +55,20 @@ def claim_run_dir(out: str | None, sources: tuple[str, ...], root: Path = DEFAUL
             continue
         make_dir(directory)
         try:
-            lock = RunLock.acquire(directory)
+            lock = acquire(directory)
         except RunBusy:
             continue  # another run just claimed it: take the next name
         if not holds_run(directory):
             return directory, lock
         lock.release()
     raise AssertionError("unreachable")
+
+
+def acquire(directory: Path) -> RunLock:
+    try:
+        return RunLock.acquire(directory)
+    except OSError as exc:
+        raise TrainingError(f"{directory}: cannot lock the run directory ({exc.strerror or exc})") from None
 
 
 def lock_existing_run(run_dir: Path) -> RunLock:
@@ -71,14 +78,14 @@ def lock_existing_run(run_dir: Path) -> RunLock:
     except RunBusy as busy:
         raise ConfigError(f"--resume {run_dir}: {busy}; wait for it to stop first") from None
     except OSError as exc:
-        raise ConfigError(f"--resume {run_dir}: cannot lock the run directory ({exc.strerror or exc})") from None
+        raise TrainingError(f"--resume {run_dir}: cannot lock the run directory ({exc.strerror or exc})") from None
 
 
 def make_dir(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"{directory}: cannot create the run directory ({exc.strerror or exc})") from None
+        raise TrainingError(f"{directory}: cannot create the run directory ({exc.strerror or exc})") from None
 
 
 def newest_run(root: Path = DEFAULT_ROOT, checkpoint: str = BEST) -> Path:

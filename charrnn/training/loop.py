@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,7 @@ class Trainer(Checkpointing):
         self.bad_run = torch.zeros((), dtype=torch.int64, device=self.device)  # on device: no sync per step
         self.skipped = torch.zeros((), dtype=torch.int64, device=self.device)  # skipped updates since the check
         self.check_each_step = self.device.type == "cpu"  # a host sync is free on CPU, costly on a GPU
+        self.metrics_failing = False
         super().after_setup(resume, base)
 
     def run(self) -> TrainResult:
@@ -218,7 +220,7 @@ class Trainer(Checkpointing):
             # counts that validation as spent already, to reach zero at the last step)
             "progress": round(self.config.progress(state.step, now - t0, self.epochs_done()), 4),
         }
-        self.store.append_metrics(row)
+        self.log_row(row)
         self.observer.on_log(row)
         self.loss_sum.zero_()
         self.loss_count.zero_()
@@ -256,10 +258,17 @@ class Trainer(Checkpointing):
                 self.best_on_disk = None
         else:
             state.evals_without_improvement += 1
-        self.store.append_metrics(row)
+        self.log_row(row)
         self.observer.on_eval(row)
         patience = self.config.patience
         return patience is not None and state.evals_without_improvement >= patience
+
+    def log_row(self, row: dict[str, Any]) -> None:
+        """A metrics.jsonl row; a failed write is warned about (once in a row) and training goes on."""
+        failure = self.store.append_metrics(row)
+        if failure and not self.metrics_failing:
+            self.observer.on_warning(f"{failure}; training goes on")
+        self.metrics_failing = failure is not None
 
     def request_stop(self, signum: int) -> None:
         self.interrupted = signum

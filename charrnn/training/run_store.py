@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from charrnn.errors import CheckpointError
+from charrnn.errors import CheckpointError, TrainingError
 from charrnn.files import atomic_write
 from charrnn.model import ModelConfig, State
 from charrnn.store.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -90,15 +90,26 @@ class RunStore:
         self.is_main = is_main
 
     def write_config(self, resolved: dict[str, Any]) -> None:
+        """config.json, before the first step; a run that cannot write it cannot save either."""
         if self.is_main:
             text = json.dumps(resolved, indent=2, ensure_ascii=False) + "\n"
-            atomic_write(self.run_dir / CONFIG, text.encode())
+            try:
+                atomic_write(self.run_dir / CONFIG, text.encode())
+            except OSError as exc:
+                raise TrainingError(
+                    f"cannot write {self.run_dir / CONFIG} ({exc.strerror or exc}); free space or fix permissions"
+                ) from None
 
-    def append_metrics(self, row: dict[str, Any]) -> None:
+    def append_metrics(self, row: dict[str, Any]) -> str | None:
+        """Add a row to metrics.jsonl; the reason if that failed (training goes on: checkpoints matter more)."""
         if not self.is_main:
-            return
-        with open(self.run_dir / METRICS, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(metrics_row(row), ensure_ascii=False, allow_nan=False) + "\n")
+            return None
+        try:
+            with open(self.run_dir / METRICS, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(metrics_row(row), ensure_ascii=False, allow_nan=False) + "\n")
+        except OSError as exc:
+            return f"could not add to {self.run_dir / METRICS} ({exc.strerror or exc})"
+        return None
 
     def truncate_metrics(self, step: int) -> None:
         """Drop log rows past `step` (written after the checkpoint we continue from) and torn lines."""
@@ -106,14 +117,21 @@ class RunStore:
         if not self.is_main or not path.is_file():
             return
         kept = []
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise TrainingError(f"cannot read {path} ({exc.strerror or exc})") from None
+        for line in text.splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
             if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
                 kept.append(line + "\n")
-        atomic_write(path, "".join(kept).encode("utf-8"))
+        try:
+            atomic_write(path, "".join(kept).encode("utf-8"))
+        except OSError as exc:
+            raise TrainingError(f"cannot write {path} ({exc.strerror or exc}); free space or fix permissions") from None
 
     def save(self, name: str, model_config: ModelConfig, vocab: Vocab, snapshot: Snapshot) -> Path:
         """Write checkpoint `name` atomically: the previous file stays whole until the new one is."""

@@ -14,6 +14,7 @@ from charrnn.choices import Engine, OutputFormat, Weights
 from charrnn.cli.common import CheckpointOption, DeviceOption, TempOption, err, examples, guarded
 from charrnn.cli.output import jsonl_output, read_prime, stream_to_stdout, text_output
 from charrnn.errors import ConfigError
+from charrnn.training.options import MAX_THREADS
 
 PRIME, SAMPLES, ADVANCED = "Prime", "Samples", "Advanced"
 
@@ -72,6 +73,7 @@ def sample(
         Optional[int],
         typer.Option(
             min=1,
+            max=MAX_THREADS,
             help="CPU threads. \\[default: the idle cores; one sample: at most 2, or 1 with --engine module or int8]",
             rich_help_panel=ADVANCED,
         ),
