@@ -198,6 +198,8 @@ def check_schedule(config: TrainConfig) -> None:
         raise ConfigError("--grad-clip and --weight-decay must be finite and not negative")
     if not (0 <= config.min_lr <= config.lr and config.warmup_steps >= 0 and 0 <= config.val_frac < 1):
         raise ConfigError("the schedule's min_lr, warmup_steps or val_frac is out of range")
+    if config.dtype not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"the schedule's dtype must be fp32, bf16 or fp16, got {str(config.dtype)[:20]!r}")
     if config.steps is not None and config.steps < 1:
         raise ConfigError(f"--steps must be at least 1, got {config.steps}")
     if config.epochs is not None and not 0 < config.epochs < math.inf:

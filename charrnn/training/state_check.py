@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from charrnn.device import TORCH_DTYPES
 from charrnn.errors import CheckpointError
 from charrnn.model import CharRNN
 from charrnn.store.checkpoint import Checkpoint, verify_checkpoint
@@ -39,6 +40,7 @@ def check_resumable(ckpt: Checkpoint) -> TrainConfig:
     """The stored schedule, once every part of the training state has been checked (CheckpointError if not)."""
     config = stored_train_config(ckpt)
     recorded_options(ckpt)
+    check_corpus_record(ckpt, config)
     check_optimizer(ckpt, config)
     check_carried(ckpt, config)
     check_rng(ckpt)
@@ -47,6 +49,26 @@ def check_resumable(ckpt: Checkpoint) -> TrainConfig:
 
 def bad(ckpt: Checkpoint, what: str) -> CheckpointError:
     return CheckpointError(f"{ckpt.path}: malformed training state ({what}); it cannot be resumed")
+
+
+def check_corpus_record(ckpt: Checkpoint, config: TrainConfig) -> None:
+    """What resume reads to find and recognise its corpus: sources (and their paths), digest, size."""
+    corpus = ckpt.info.corpus
+
+    def strings(value: Any) -> bool:
+        return isinstance(value, list) and bool(value) and all(isinstance(item, str) and item for item in value)
+
+    if not strings(corpus.get("sources")) or not isinstance(corpus.get("digest"), str):
+        raise bad(ckpt, "corpus record without sources or digest")
+    if "paths" in corpus and not (strings(corpus["paths"]) and len(corpus["paths"]) == len(corpus["sources"])):
+        raise bad(ckpt, "corpus paths")
+    for key in ("chars", "train_chars"):
+        chars = corpus.get(key)
+        if chars is not None and (not isinstance(chars, int) or isinstance(chars, bool) or chars < 0):
+            raise bad(ckpt, f"corpus {key} = {str(chars)[:20]!r}")
+    train_chars = corpus.get("train_chars")
+    if isinstance(train_chars, int) and (train_chars - 1) // config.batch_size < config.seq_len:
+        raise bad(ckpt, f"{config.batch_size} streams of {config.seq_len} chars do not fit its {train_chars:,} chars")
 
 
 def check_optimizer(ckpt: Checkpoint, config: TrainConfig) -> None:
@@ -87,10 +109,11 @@ def check_carried(ckpt: Checkpoint, config: TrainConfig) -> None:
     present = tuple(name for name in ("state.h", "state.c") if name in ckpt.extra)
     if present != expected:
         raise bad(ckpt, f"carried state {', '.join(present)} for a {model.cell.upper()}")
+    dtypes = {torch.float32, TORCH_DTYPES.get(config.dtype, torch.float32)}  # fp32, or the autocast dtype
     for name in expected:
         tensor = ckpt.extra[name]
-        if not tensor.is_floating_point() or tuple(tensor.shape) != shape:
-            raise bad(ckpt, f"{name} is {tensor.dtype} {tuple(tensor.shape)}, expected {shape}")
+        if tensor.dtype not in dtypes or tuple(tensor.shape) != shape:
+            raise bad(ckpt, f"{name} is {tensor.dtype} {tuple(tensor.shape)}, expected float32 {shape}")
 
 
 def check_rng(ckpt: Checkpoint) -> None:
