@@ -403,3 +403,31 @@ def test_edges_are_refused_alike(real_run: Path, tmp_path: Path) -> None:
     for command in (["eval", str(tmp_path / "one.txt"), "-c", run], ["train", str(tmp_path / "one.txt")]):
         proc = run_cli(*command, "--errors", "foo")
         assert proc.returncode == 2 and b"--errors" in proc.stderr, proc.stderr.decode()
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Any:
+    """A 64 KiB tmpfs, filled to the last byte (root only; skipped where mounting is not allowed)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)]).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 512):
+                pass
+        except OSError:  # ENOSPC: full
+            pass
+        finally:
+            os.close(fd)
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)])
+
+
+def test_a_really_full_disk_at_start_is_one_line(real_run: Path, full_disk: Path) -> None:
+    proc = run_cli("train", str(real_run / "tiny.txt"), *TINY_TRAIN, "--steps", "2", "--out", str(full_disk / "run"))
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr.decode()
+    assert lines[0].startswith("charrnn: error: ") and "No space left on device" in lines[0]
