@@ -54,6 +54,14 @@ class RunSetup:
         self.observer: TrainObserver = (observer or SilentObserver()) if self.world.is_main else SilentObserver()
         self.warnings: list[str] = []  # reported once the run starts
         self.run_lock: RunLock | None = None  # this process owns the run directory while it holds this
+        try:
+            self.open_run(options)
+        except BaseException:
+            self.release_run()  # a refused run gives its directory back at once
+            raise
+
+    def open_run(self, options: TrainOptions) -> None:
+        """Merge a resumed run's options, check its checkpoint, then set everything up."""
         resume: Checkpoint | None = None
         base: Checkpoint | None = None
         changes: dict[str, Any] = {}
@@ -65,12 +73,8 @@ class RunSetup:
                 raise ConfigError(f"--resume continues {run_dir} in place; drop --out {options.out}")
             if self.world.is_main:
                 self.run_lock = lock_existing_run(run_dir)
-            try:
-                resume = verify_checkpoint(path)
-                check_resumable(resume)
-            except BaseException:
-                self.release_run()
-                raise
+            resume = verify_checkpoint(path)
+            check_resumable(resume)
             changes, warnings = resume_changes(options, resume)
             self.warnings += warnings
             options = resumed_options(options, resume, run_dir, changes)
@@ -80,16 +84,11 @@ class RunSetup:
         self.resumed_from = resume.path if resume else None
         self.device = rank_device(resolve_device(options.device), self.world)
         self.dtype = resolve_dtype(options.dtype.value, self.device)
-        try:
-            self.team = Team(self.world, self.device)
-        except BaseException:
-            self.release_run()
-            raise
+        self.team = Team(self.world, self.device)
         try:
             self.prepare(resume, base, changes)
         except BaseException:
             self.team.close(clean=False)
-            self.release_run()
             raise
 
     def release_run(self) -> None:
