@@ -9,6 +9,7 @@ calls it makes carry the key).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -70,7 +71,9 @@ def create_app(limits: Limits | None = None, api_key: str | None = None, cors: S
     def health() -> JSONResponse:
         if state.served is None:
             return JSONResponse({"status": "loading"}, status_code=503)
-        return JSONResponse({"status": "ok", "models": list(state.served)})
+        streams = {name: {"active": m.scheduler.active, "waiting": m.scheduler.queued, "steps": m.scheduler.steps}
+                   for name, m in state.served.items()}  # fmt: skip
+        return JSONResponse({"status": "ok", "models": list(state.served), "streams": streams})
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:
@@ -171,13 +174,50 @@ def failure(stream: Stream, reason: str | None) -> ApiError | None:
     return None
 
 
+class Departure:
+    """Watches for the client going away while a whole (non-streamed) answer is being made.
+
+    Starlette's own `is_disconnected` polls inside a cancelled anyio scope, whose cancellation
+    can reach the next await of the handler; a task that just waits for `http.disconnect` cannot.
+    """
+
+    def __init__(self, request: Request, wake: asyncio.Event) -> None:
+        self.gone = False
+        self.task = asyncio.get_running_loop().create_task(self._watch(request, wake))
+
+    async def _watch(self, request: Request, wake: asyncio.Event) -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        wake.set()
+
+    async def __call__(self) -> bool:
+        return self.gone
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+
+async def never() -> bool:
+    """Streams learn of a departed client from Starlette, which cancels the response (see stream_body)."""
+    return False
+
+
 async def whole_body(job: Job, request: Request) -> dict[str, Any]:
     """Wait for every choice, then answer with one completion object."""
+    departure = Departure(request, job.wake)
+    try:
+        return await _whole_body(job, departure)
+    finally:
+        departure.stop()
+
+
+async def _whole_body(job: Job, departure: Departure) -> dict[str, Any]:
     req = job.request
     echoes = await job.echoes() if req.echo else [None] * len(job.prompts)
     choices = [Choice(s.index, echoes[s.index // req.n], req.logprobs is not None) for s in job.streams]
     reasons: dict[int, str] = {}
-    async for burst in job.bursts(request.is_disconnected):
+    async for burst in job.bursts(departure):
         for stream, tokens, reason in burst:
             choices[stream.index].add(tokens)
             if reason is not None:
@@ -206,7 +246,7 @@ async def stream_body(job: Job, request: Request) -> AsyncIterator[bytes]:
             for c in choices:
                 text, part = c.add(echoes[c.index // req.n], generated=False)
                 yield responses.chunk(ident, created, model, responses.choice(c.index, text, part, None))
-        async for burst in job.bursts(request.is_disconnected):
+        async for burst in job.bursts(never):
             for stream, tokens, reason in burst:
                 error = failure(stream, reason)
                 if error is not None:

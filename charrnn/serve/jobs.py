@@ -26,6 +26,7 @@ from charrnn.serve.scheduler import QueueFull, Ticket
 from charrnn.serve.streams import Stream, Token
 from charrnn.vocab import Vocab, describe_chars
 
+ADMIT_S = 0.05  # the least a request waits for its place (the worker admits at its next step)
 POLL_S = 0.25  # how often a waiting handler checks whether its client is still there
 
 
@@ -111,7 +112,12 @@ class Job:
         give_up = time.monotonic() + self.limits.queue_timeout_s
         while not self.ticket.admitted and self.ticket.error is None:
             left = give_up - time.monotonic()
-            if left <= 0 and scheduler.withdraw(self.ticket):
+            with contextlib.suppress(asyncio.TimeoutError):  # at least one wait: the worker admits at its next step
+                await asyncio.wait_for(self.wake.wait(), timeout=max(left, ADMIT_S))
+            self.wake.clear()
+            if self.ticket.admitted or self.ticket.error is not None:
+                break
+            if time.monotonic() >= give_up and scheduler.withdraw(self.ticket):
                 raise ApiError(
                     429,
                     f"all {self.limits.max_streams} streams stayed busy for {self.limits.queue_timeout_s:g}s; "
@@ -119,9 +125,6 @@ class Job:
                     code="rate_limit_exceeded",
                     kind="rate_limit_error",
                 )
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=max(left, 0.01))
-            self.wake.clear()
         if self.ticket.error is not None:
             raise ApiError(503, self.ticket.error, code="unavailable")
 
@@ -142,13 +145,8 @@ class Job:
         """What the streams produced since the last burst, until every stream has ended."""
         pending = list(self.streams)
         while pending:
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):  # on time out, look anyway: wakes may coalesce
                 await asyncio.wait_for(self.wake.wait(), timeout=POLL_S)
-            except asyncio.TimeoutError:
-                if await disconnected():
-                    self.cancel()
-                    return
-                continue
             self.wake.clear()
             burst = []
             for stream in pending:

@@ -11,6 +11,7 @@ the same arithmetic, in the same order, as `charrnn sample` (charrnn.sampling.ge
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -28,6 +29,8 @@ from charrnn.sampling.threads import sampling_threads
 from charrnn.serve.limits import Limits
 from charrnn.serve.streams import Stream, Token
 from charrnn.vocab import Vocab
+
+LOG = logging.getLogger("charrnn.serve")
 
 
 class QueueFull(Exception):
@@ -126,6 +129,7 @@ class Scheduler:
                     if self.rows:
                         self._step()
                 except Exception as exc:  # never kill the worker: fail the streams in the batch, keep serving
+                    LOG.error("the batched step failed: %s: %s", type(exc).__name__, exc)
                     for stream in self.rows:
                         stream.end("error")
                     for ticket in tickets:
