@@ -110,6 +110,19 @@ class Scheduler:
         if self.thread.is_alive():
             self.thread.join(timeout=10)
 
+    def cancel_all(self) -> None:
+        """Shutting down: every stream ends (as cancelled) at the next step, waiting requests are refused."""
+        with self.cond:
+            waiting = list(self.queue)
+            self.queue.clear()
+            self.queued = 0
+            for stream in self.rows:
+                stream.cancelled = True
+            self.cond.notify()
+        for ticket in waiting:
+            ticket.error = "the server is shutting down"
+            ticket.notify()
+
     @property
     def active(self) -> int:
         return len(self.rows)

@@ -21,7 +21,8 @@ from charrnn.serve.limits import Limits
 from charrnn.serve.registry import Served, close_models, load_models
 from charrnn.store.runs import resolve_checkpoint
 
-GRACE_S = 5  # after SIGTERM, how long open streams may run before they are cancelled
+GRACE_S = 2.0  # after SIGTERM, how long open streams may run on before they are cancelled
+BACKSTOP_S = 10  # ...and how long uvicorn then waits for connections to close before dropping them
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,11 @@ class Server(uvicorn.Server):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    on_stop: Callable[[], None] = staticmethod(lambda: None)
+
     def stop(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            self.on_stop()
         self.handle_exit(sig, frame)
 
 
@@ -88,7 +93,7 @@ def serve(options: ServeOptions, on_ready: Callable[[str, list[str]], None]) -> 
     check_options(options)
     app = create_app(options.limits, options.api_key, options.cors)
     config = uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=GRACE_S, lifespan="off")  # fmt: skip
+                            timeout_graceful_shutdown=BACKSTOP_S, lifespan="off")  # fmt: skip
     server = Server(config)
     failed: list[CharRNNError] = []
     loaded: list[dict[str, Served]] = []
@@ -108,6 +113,17 @@ def serve(options: ServeOptions, on_ready: Callable[[str, list[str]], None]) -> 
         port = bound_port(server) or options.port
         on_ready(f"http://{host}:{port}", list(served))
 
+    def cancel_streams() -> None:
+        for served in loaded:
+            for model in served.values():
+                model.scheduler.cancel_all()
+
+    def on_stop() -> None:
+        timer = threading.Timer(GRACE_S, cancel_streams)
+        timer.daemon = True
+        timer.start()
+
+    server.on_stop = on_stop
     loader = threading.Thread(target=load, name="charrnn-serve-load", daemon=True)
     loader.start()
     try:
