@@ -5,16 +5,13 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,48 +22,7 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
 
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-    stderr: Path
-
-    def health(self) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/health", timeout=10).json()
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(run: Path, tmp: Path, *flags: str) -> Server:
-    port = free_port()
-    stderr = tmp / f"serve-{port}.err"
-    env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "charrnn", "serve", "-c", str(run), "--port", str(port), *flags],
-        stdout=subprocess.DEVNULL,
-        stderr=stderr.open("wb"),
-        env=env,
-    )
-    server = Server(process, f"http://127.0.0.1:{port}", stderr)
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, stderr.read_text()
-        assert time.monotonic() < deadline, "the server did not come up"
-        try:
-            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
+from tests.serve_server import Server, free_port, start_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
