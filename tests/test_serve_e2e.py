@@ -168,3 +168,12 @@ def test_without_the_extra_the_message_names_it(trained_run: Path) -> None:
         result.stderr.decode().strip()
         == "charrnn: error: charrnn serve needs FastAPI and uvicorn: pip install 'charrnn[serve]'"
     )
+
+
+def test_a_bad_checkpoint_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    result = run_cli("serve", "-c", str(bad), "--port", "0", timeout=60)
+    assert result.returncode == 3
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("charrnn: error: ") and str(bad) in lines[0]
