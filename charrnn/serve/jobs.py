@@ -22,7 +22,7 @@ from charrnn.sampling.pick import SampleSettings
 from charrnn.serve.limits import Limits
 from charrnn.serve.protocol import ApiError, CompletionRequest, Unknown
 from charrnn.serve.registry import Served
-from charrnn.serve.scheduler import QueueFull, Ticket
+from charrnn.serve.scheduler import QueueFull, Ticket, prime_all
 from charrnn.serve.streams import Stream, Token
 from charrnn.vocab import Vocab, describe_chars
 
@@ -104,6 +104,8 @@ class Job:
     async def admit(self) -> None:
         """Queue the streams and wait for their place in the batch: 429 when none comes in time."""
         scheduler = self.served.scheduler
+        opened = self.served.opened
+        self.ticket.primed = await asyncio.to_thread(prime_all, opened.model, self.streams, opened.device)
         try:
             scheduler.submit(self.ticket)
         except QueueFull as exc:

@@ -43,6 +43,7 @@ class Ticket:
 
     streams: list[Stream]
     notify: Callable[[], None] = lambda: None
+    primed: dict[tuple[int, ...], tuple[Tensor, State]] = field(default_factory=dict)  # start ids -> prime_all
     admitted: bool = False
     withdrawn: bool = False
     error: str | None = None
@@ -56,6 +57,23 @@ def cat_state(a: State, b: State) -> State:
         return tuple(torch.cat([x, y.to(x)], dim=1) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
     assert isinstance(b, torch.Tensor)
     return torch.cat([a, b.to(a)], dim=1)
+
+
+@torch.inference_mode()
+def prime_all(
+    model: CharRNN, streams: list[Stream], device: torch.device
+) -> dict[tuple[int, ...], tuple[Tensor, State]]:
+    """Each distinct prompt of a request fed once through the model's forward (`generate.feed_prime`).
+
+    Called from the request's side before it queues, so that a prompt's cost (a few ms for the
+    fused forward's per-call overhead, more for a long prompt) does not stall the batch.
+    """
+    primed: dict[tuple[int, ...], tuple[Tensor, State]] = {}
+    for stream in streams:
+        key = tuple(stream.start)
+        if key not in primed and stream.max_tokens > 0:
+            primed[key] = feed_prime(model, stream.start, device)
+    return primed
 
 
 class Scheduler:
@@ -166,7 +184,7 @@ class Scheduler:
     def _admit(self, tickets: list[Ticket]) -> None:
         """Feed each new prompt once and append its streams' rows to the batch."""
         for ticket in tickets:
-            primed: dict[tuple[int, ...], tuple[Tensor, State]] = {}
+            primed = ticket.primed  # usually fed already, off this thread (prime_all)
             joining: list[Stream] = []
             for stream in ticket.streams:
                 if stream.max_tokens == 0:
