@@ -23,7 +23,7 @@ from charrnn.sampling.pick import SampleSettings
 from charrnn.serve.app import create_app
 from charrnn.serve.limits import Limits
 from charrnn.serve.protocol import depth
-from charrnn.serve.registry import Served, close_models, load_models, model_name
+from charrnn.serve.registry import close_models, load_models, model_name
 from charrnn.serve.scheduler import Scheduler, Ticket
 from charrnn.serve.server import ServeOptions, check_options, is_loopback
 from charrnn.serve.streams import Stream, StreamUniforms
@@ -396,7 +396,3 @@ def test_two_checkpoints_of_one_name_are_refused(trained_run: Path) -> None:
     with pytest.raises(ConfigError, match="both be served"):
         load_models([str(trained_run), str(trained_run / "best.safetensors")], "cpu", Limits(), 1)
     assert model_name(trained_run / "last.safetensors") == f"{trained_run.name}/last"
-
-
-def test_served_is_frozen(trained_run: Path) -> None:
-    assert Served.__dataclass_params__.frozen  # type: ignore[attr-defined]

@@ -37,7 +37,7 @@ class QueueFull(Exception):
     """More streams are waiting than the queue holds."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity (the queue removes this one, not an equal one)
 class Ticket:
     """One request's streams, admitted together (a request's n choices share one prime)."""
 

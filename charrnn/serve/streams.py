@@ -49,7 +49,7 @@ class Token:
     top: dict[str, float] | None = None
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity (the queue removes this one, not an equal one)
 class Stream:
     """One choice: `index` in the response, a prompt already checked against the vocabulary."""
 
