@@ -396,3 +396,23 @@ def test_two_checkpoints_of_one_name_are_refused(trained_run: Path) -> None:
     with pytest.raises(ConfigError, match="both be served"):
         load_models([str(trained_run), str(trained_run / "best.safetensors")], "cpu", Limits(), 1)
     assert model_name(trained_run / "last.safetensors") == f"{trained_run.name}/last"
+
+
+def test_a_request_past_its_time_limit_is_504_or_an_error_event(trained_run: Path, name: str) -> None:
+    limits = Limits(request_timeout_s=0.3, max_tokens=10**8)
+    for client in make_client(trained_run, limits):
+        error = error_of(post(client, {"model": name, "max_tokens": 10**8}), 504)
+        assert error["code"] == "timeout"
+        with client.stream("POST", "/v1/completions", json={"model": name, "max_tokens": 10**8, "stream": True}) as r:
+            events = [line for line in r.iter_lines() if line]
+        assert events[-1] == "data: [DONE]"
+        assert json.loads(events[-2][6:])["error"]["code"] == "timeout"
+
+
+def test_cors_is_off_unless_an_origin_is_given(trained_run: Path) -> None:
+    preflight = {"origin": "http://example.test", "access-control-request-method": "POST"}
+    with TestClient(create_app(Limits())) as client:
+        assert "access-control-allow-origin" not in client.options("/v1/completions", headers=preflight).headers
+    with TestClient(create_app(Limits(), cors=["http://example.test"])) as client:
+        allowed = client.options("/v1/completions", headers=preflight).headers
+        assert allowed["access-control-allow-origin"] == "http://example.test"

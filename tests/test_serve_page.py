@@ -60,6 +60,10 @@ def test_the_page_streams_tinted_text(server: Server, tmp_path: Path) -> None:
             assert tinted == 300  # every generated character carries its surprisal
             assert page.inner_text("#status").startswith("300 characters")
             page.screenshot(path=str(shot))
+            page.click("#score")  # the prompt's own surprisal, on demand
+            page.wait_for_function("document.getElementById('status').textContent.includes('bits per character')")
+            scored = page.eval_on_selector_all("#output span[title]", "spans => spans.length")
+            assert page.inner_text("#output") == "the cat " and scored == len("the cat ") - 1  # the first has none
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
