@@ -6,6 +6,7 @@
     streams.py    one choice being generated: its seeded uniforms, held-back text, events
     scheduler.py  one worker thread stepping every active stream of a model in one batched step
     registry.py   the models loaded at start, each named by its run
+    jobs.py       one request: its streams, its prompt fed off the batch's thread, its bursts
     app.py        the FastAPI app: routes, key check, error handlers
     server.py     uvicorn: loopback by default, SIGTERM / Ctrl-C end cleanly
     page.py       the playground page at GET /
