@@ -1,0 +1,112 @@
+"""`charrnn serve`: an OpenAI-compatible HTTP API (and a playground page) over one or more checkpoints."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Optional
+
+import typer
+
+from charrnn.cli.common import DeviceOption, err, examples, guarded
+from charrnn.errors import CharRNNError
+
+LIMITS, ADVANCED = "Limits", "Advanced"
+MISSING = "charrnn serve needs FastAPI and uvicorn: pip install 'charrnn[serve]'"
+
+EPILOG = examples(
+    "charrnn serve                                   # newest run, http://127.0.0.1:8000",
+    "charrnn serve -c checkpoints/poems -c checkpoints/code --port 8080",
+    "CHARRNN_API_KEY=secret charrnn serve --host 0.0.0.0",
+    'curl -s localhost:8000/v1/completions -d \'{"model": "poems", "prompt": "The sea", "max_tokens": 80}\'',
+)
+
+
+def serve(
+    checkpoint: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--checkpoint", "-c", help="Checkpoint file or run directory (repeatable). [default: newest run's best]"
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs --api-key.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
+    api_key: Annotated[
+        Optional[str],
+        typer.Option(envvar="CHARRNN_API_KEY", help="Require `Authorization: Bearer KEY` on every route but /health."),
+    ] = None,
+    cors: Annotated[
+        Optional[list[str]], typer.Option(help="Allow browser calls from ORIGIN (repeatable). [default: none]")
+    ] = None,
+    max_streams: Annotated[
+        int, typer.Option(min=1, help="Streams generated together; more wait in the queue.", rich_help_panel=LIMITS)
+    ] = 64,
+    max_queue: Annotated[
+        int, typer.Option(min=0, help="Streams that may wait for a place; more get 429.", rich_help_panel=LIMITS)
+    ] = 256,
+    queue_timeout: Annotated[
+        float, typer.Option(min=0.0, help="Seconds a request may wait for a place before 429.", rich_help_panel=LIMITS)
+    ] = 10.0,
+    request_timeout: Annotated[
+        float,
+        typer.Option(min=0.001, help="Seconds a request may generate before it is ended.", rich_help_panel=LIMITS),
+    ] = 300.0,
+    max_tokens: Annotated[
+        int, typer.Option(min=1, help="Largest max_tokens (characters) a request may ask for.", rich_help_panel=LIMITS)
+    ] = 4096,
+    max_prompt: Annotated[
+        int, typer.Option(min=1, help="Characters per prompt (413 beyond).", rich_help_panel=LIMITS)
+    ] = 32_768,
+    max_body: Annotated[
+        int, typer.Option(min=1, help="Bytes per request body (413 beyond).", rich_help_panel=LIMITS)
+    ] = 1_000_000,
+    max_n: Annotated[int, typer.Option(min=1, help="Choices per prompt (n).", rich_help_panel=LIMITS)] = 16,
+    device: DeviceOption = "cpu",
+    threads: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="CPU threads for the batched step. \\[default: 1]", rich_help_panel=ADVANCED),
+    ] = None,
+) -> None:
+    """Serve models over HTTP: OpenAI's /v1/completions (streaming too), /v1/models, /health, a playground at /.
+
+    Stops on SIGTERM or Ctrl-C (exit 0) after open streams finish or are cancelled.
+    """
+    with guarded():
+        try:
+            import fastapi  # noqa: F401
+            import uvicorn  # noqa: F401
+        except ImportError:
+            raise CharRNNError(MISSING) from None
+        from charrnn.serve.limits import Limits
+        from charrnn.serve.server import ServeOptions
+        from charrnn.serve.server import serve as run_server
+
+        limits = Limits(
+            max_body_bytes=max_body,
+            max_prompt_chars=max_prompt,
+            max_tokens=max_tokens,
+            default_max_tokens=min(Limits.default_max_tokens, max_tokens),
+            max_n=max_n,
+            max_streams=max_streams,
+            max_queue=max_queue,
+            queue_timeout_s=queue_timeout,
+            request_timeout_s=request_timeout,
+        )
+        options = ServeOptions(
+            checkpoints=tuple(checkpoint or ()),
+            host=host,
+            port=port,
+            api_key=api_key or None,
+            cors=tuple(cors or ()),
+            device=device,
+            threads=threads or 1,
+            limits=limits,
+        )
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("charrnn serve: %(message)s"))
+        logging.getLogger("charrnn.serve").addHandler(handler)
+
+        def ready(url: str, models: list[str]) -> None:
+            err(f"charrnn serve: {url}  models: {', '.join(models)}  (playground {url}/, API {url}/v1)")
+
+        run_server(options, ready)
+        err("charrnn serve: stopped")

@@ -1,0 +1,281 @@
+"""The FastAPI app: POST /v1/completions, GET /v1/models, GET /health, the page at GET /.
+
+Every answer that is not a success is OpenAI's error JSON with its status (400 bad request, 401
+key, 404 unknown model or route, 413 too large, 429 busy, 503 loading); an unexpected failure is a
+500 in the same shape, without a traceback, and the server goes on. The key is compared in
+constant time on every route but /health and the page itself (static HTML holding no data; the
+calls it makes carry the key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
+
+from charrnn.serve import responses
+from charrnn.serve.jobs import Job
+from charrnn.serve.limits import Limits
+from charrnn.serve.page import page_html
+from charrnn.serve.protocol import ApiError, body_too_large, parse_completion, parse_json
+from charrnn.serve.registry import Served
+from charrnn.serve.streams import Stream, Token
+
+LOG = logging.getLogger("charrnn.serve")
+FAILED = {"timeout": (504, "the request ran past the time limit"), "cancelled": (503, "the server is shutting down"),
+          "error": (500, "generation failed")}  # fmt: skip
+
+
+class State:
+    """What the routes read: the models once loaded (None until then), the limits, the key."""
+
+    def __init__(self, limits: Limits, api_key: str | None) -> None:
+        self.served: dict[str, Served] | None = None
+        self.limits = limits
+        self.key = None if api_key is None else api_key.encode()
+
+
+def create_app(limits: Limits | None = None, api_key: str | None = None, cors: Sequence[str] = ()) -> FastAPI:
+    """The app with no models yet (GET /health answers 503 until `app.state.charrnn.served` is set)."""
+    app = FastAPI(title="charrnn", docs_url=None, redoc_url=None, openapi_url=None)
+    state = State(limits or Limits(), api_key)
+    app.state.charrnn = state
+    if cors:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])  # fmt: skip
+    install_error_handlers(app)
+
+    def authorize(request: Request) -> None:
+        if state.key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), state.key):
+            raise ApiError(401, "missing or wrong API key: send `Authorization: Bearer KEY`", code="invalid_api_key")
+
+    def models() -> dict[str, Served]:
+        if state.served is None:
+            raise ApiError(503, "the models are still loading", code="loading")
+        return state.served
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        if state.served is None:
+            return JSONResponse({"status": "loading"}, status_code=503)
+        streams = {name: {"active": m.scheduler.active, "waiting": m.scheduler.queued, "steps": m.scheduler.steps}
+                   for name, m in state.served.items()}  # fmt: skip
+        return JSONResponse({"status": "ok", "models": list(state.served), "streams": streams})
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> HTMLResponse:
+        return HTMLResponse(page_html())
+
+    @app.get("/v1/models")
+    def list_models(request: Request) -> JSONResponse:
+        authorize(request)
+        return JSONResponse(responses.model_list([(s.name, s.created) for s in models().values()]))
+
+    @app.get("/v1/models/{name:path}")
+    def get_model(request: Request, name: str) -> JSONResponse:
+        authorize(request)
+        served = models().get(name)
+        if served is None:
+            raise unknown_model(name)
+        return JSONResponse(responses.model_list([(served.name, served.created)])["data"][0])
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        try:
+            return await complete(request)
+        except (ApiError, HTTPException):
+            raise
+        except Exception as exc:  # a bug must not take the server down, nor show a traceback
+            LOG.error("unexpected %s: %s", type(exc).__name__, exc)
+            raise ApiError(500, "internal error; the server is still up") from None
+
+    async def complete(request: Request) -> Response:
+        authorize(request)
+        served_models = models()
+        raw = await read_body(request, state.limits)
+        req = parse_completion(parse_json(raw, state.limits), state.limits)
+        served = served_models.get(req.model)
+        if served is None:
+            raise unknown_model(req.model)
+        job = Job(req, served, state.limits)
+        await job.admit()
+        try:
+            if req.stream:
+                return StreamingResponse(stream_body(job, request), media_type="text/event-stream",
+                                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+            return JSONResponse(await whole_body(job, request))
+        except BaseException:
+            job.cancel()
+            raise
+
+    return app
+
+
+def unknown_model(name: str) -> ApiError:
+    return ApiError(404, f"the model {name!r} does not exist; GET /v1/models lists them", "model", "model_not_found")
+
+
+async def read_body(request: Request, limits: Limits) -> bytes:
+    """The body, refused (413) as soon as it passes the limit, whatever Content-Length claims."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise body_too_large(limits)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limits.max_body_bytes:
+            raise body_too_large(limits)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Choice:
+    """One choice's text and logprobs as they grow (the prompt first when echoing)."""
+
+    def __init__(self, index: int, echo: list[Token] | None, logprobs: bool) -> None:
+        self.index = index
+        self.text: list[str] = []
+        self.offset = 0
+        self.generated = 0
+        self.logprobs = responses.Logprobs() if logprobs else None
+        if echo:
+            self.add(echo, generated=False)
+
+    def add(self, tokens: list[Token], generated: bool = True) -> tuple[str, responses.Logprobs | None]:
+        text = "".join(t.char for t in tokens)
+        self.text.append(text)
+        part = None
+        if self.logprobs is not None:
+            part = responses.Logprobs()
+            part.extend(tokens, self.offset)
+            self.logprobs.extend(tokens, self.offset)
+        self.offset += len(text)
+        self.generated += len(text) if generated else 0
+        return text, part
+
+
+def failure(stream: Stream, reason: str | None) -> ApiError | None:
+    if reason in FAILED:
+        status, message = FAILED[reason]
+        return ApiError(status, message, code=reason)
+    return None
+
+
+class Departure:
+    """Watches for the client going away while a whole (non-streamed) answer is being made.
+
+    Starlette's own `is_disconnected` polls inside a cancelled anyio scope, whose cancellation
+    can reach the next await of the handler; a task that just waits for `http.disconnect` cannot.
+    """
+
+    def __init__(self, request: Request, wake: asyncio.Event) -> None:
+        self.gone = False
+        self.task = asyncio.get_running_loop().create_task(self._watch(request, wake))
+
+    async def _watch(self, request: Request, wake: asyncio.Event) -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        wake.set()
+
+    async def __call__(self) -> bool:
+        return self.gone
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+
+async def never() -> bool:
+    """Streams learn of a departed client from Starlette, which cancels the response (see stream_body)."""
+    return False
+
+
+async def whole_body(job: Job, request: Request) -> dict[str, Any]:
+    """Wait for every choice, then answer with one completion object."""
+    departure = Departure(request, job.wake)
+    try:
+        return await _whole_body(job, departure)
+    finally:
+        departure.stop()
+
+
+async def _whole_body(job: Job, departure: Departure) -> dict[str, Any]:
+    req = job.request
+    echoes = await job.echoes() if req.echo else [None] * len(job.prompts)
+    choices = [Choice(s.index, echoes[s.index // req.n], req.logprobs is not None) for s in job.streams]
+    reasons: dict[int, str] = {}
+    async for burst in job.bursts(departure):
+        for stream, tokens, reason in burst:
+            choices[stream.index].add(tokens)
+            if reason is not None:
+                error = failure(stream, reason)
+                if error is not None:
+                    job.cancel()
+                    raise error
+                reasons[stream.index] = reason
+    bodies = []
+    for c in choices:
+        body = responses.choice(c.index, "".join(c.text), c.logprobs, reasons.get(c.index, "length"))
+        body["generated"] = c.generated
+        bodies.append(body)
+    prompt_chars = sum(len(p) for p in job.prompts) * req.n
+    return responses.completion(responses.completion_id(), responses.now(), job.served.name, bodies, prompt_chars)
+
+
+async def stream_body(job: Job, request: Request) -> AsyncIterator[bytes]:
+    """Server-sent events: one chunk per choice per burst of characters, then `data: [DONE]`."""
+    req = job.request
+    ident, created, model = responses.completion_id(), responses.now(), job.served.name
+    try:
+        choices = [Choice(s.index, None, req.logprobs is not None) for s in job.streams]
+        if req.echo:
+            echoes = await job.echoes()
+            for c in choices:
+                text, part = c.add(echoes[c.index // req.n], generated=False)
+                yield responses.chunk(ident, created, model, responses.choice(c.index, text, part, None))
+        async for burst in job.bursts(never):
+            for stream, tokens, reason in burst:
+                error = failure(stream, reason)
+                if error is not None:
+                    yield responses.sse(error.body())
+                    continue
+                text, part = choices[stream.index].add(tokens)
+                yield responses.chunk(ident, created, model, responses.choice(stream.index, text, part, reason))
+        yield responses.DONE
+    finally:
+        job.cancel()  # the client went away (or we are done): nothing of this request stays in the batch
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as OpenAI's JSON shape; nothing leaves as a traceback."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        error = ApiError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
+        return JSONResponse(error.body(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(ApiError(400, "invalid request").body(), status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        LOG.error("unexpected %s: %s", type(exc).__name__, exc)
+        return JSONResponse(ApiError(500, "internal error; the server is still up").body(), status_code=500)

@@ -1,0 +1,418 @@
+"""`charrnn serve` in-process: schema, validation, errors, the scheduler's equality with `charrnn sample`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+import torch
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from charrnn.errors import ConfigError
+from charrnn.sampling.generate import BLOCK, Uniforms, generate_many
+from charrnn.sampling.pick import SampleSettings
+from charrnn.serve.app import create_app
+from charrnn.serve.limits import Limits
+from charrnn.serve.protocol import depth
+from charrnn.serve.registry import close_models, load_models, model_name
+from charrnn.serve.scheduler import Scheduler, Ticket
+from charrnn.serve.server import ServeOptions, check_options, is_loopback
+from charrnn.serve.streams import Stream, StreamUniforms
+from charrnn.store.opening import open_model
+
+KEY = "s3cret-key"
+
+
+def make_client(run: Path, limits: Limits | None = None, key: str | None = None) -> Iterator[TestClient]:
+    limits = limits or Limits()
+    app = create_app(limits, key)
+    served = load_models([str(run)], "cpu", limits, 1)
+    app.state.charrnn.served = served
+    try:
+        with TestClient(app) as client:
+            yield client
+    finally:
+        close_models(served)
+
+
+@pytest.fixture(scope="module")
+def client(trained_run: Path) -> Iterator[TestClient]:
+    yield from make_client(trained_run)
+
+
+@pytest.fixture(scope="module")
+def name(trained_run: Path) -> str:
+    return model_name(trained_run / "best.safetensors")
+
+
+def solo(run: Path, prime: str, length: int, seed: int, **settings: Any) -> str:
+    """What `charrnn sample --prime P --length N --seed S` generates (without the prime)."""
+    opened = open_model(run)
+    pieces = generate_many(
+        opened.model, opened.vocab, prime, length, SampleSettings(**settings), [seed], keep_stop=False, stop=()
+    )
+    return "".join(p.text for p in pieces)
+
+
+def error_of(response: Any, status: int) -> dict[str, Any]:
+    """The OpenAI-shaped error of a response that must have `status`."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str) and error["message"]
+    assert "Traceback" not in response.text
+    return error
+
+
+def post(client: TestClient, body: Any, **headers: str) -> Any:
+    data = body if isinstance(body, bytes | str) else json.dumps(body)
+    return client.post("/v1/completions", content=data, headers={"content-type": "application/json", **headers})
+
+
+# --- the routes -------------------------------------------------------------------------------
+
+
+def test_health_is_503_until_the_models_are_loaded(trained_run: Path) -> None:
+    app: FastAPI = create_app(Limits())
+    with TestClient(app) as client:
+        assert client.get("/health").status_code == 503
+        error_of(client.get("/v1/models"), 503)
+        served = load_models([str(trained_run)], "cpu", Limits(), 1)
+        try:
+            app.state.charrnn.served = served
+            health = client.get("/health")
+            assert health.status_code == 200
+            assert health.json()["models"] == list(served)
+        finally:
+            close_models(served)
+
+
+def test_models_lists_the_loaded_run(client: TestClient, name: str) -> None:
+    body = client.get("/v1/models").json()
+    assert body["object"] == "list"
+    assert [m["id"] for m in body["data"]] == [name]
+    assert client.get(f"/v1/models/{name}").json()["id"] == name
+    error_of(client.get("/v1/models/nope"), 404)
+
+
+def test_completion_schema_and_seeded_text_equal_charrnn_sample(
+    client: TestClient, name: str, trained_run: Path
+) -> None:
+    response = post(client, {"model": name, "prompt": "the ", "max_tokens": 60, "seed": 11, "temperature": 0.9})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["object"] == "text_completion" and body["model"] == name and body["id"].startswith("cmpl-")
+    assert isinstance(body["created"], int)
+    (choice,) = body["choices"]
+    assert choice["index"] == 0 and choice["finish_reason"] == "length" and choice["logprobs"] is None
+    assert choice["text"] == solo(trained_run, "the ", 60, 11, temperature=0.9)
+    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 60, "total_tokens": 64}
+
+
+def test_n_choices_use_seed_plus_index(client: TestClient, name: str, trained_run: Path) -> None:
+    body = post(client, {"model": name, "prompt": ["a ", "the "], "n": 3, "max_tokens": 30, "seed": 5, "top_k": 4})
+    choices = body.json()["choices"]
+    assert [c["index"] for c in choices] == list(range(6))
+    for c in choices:
+        prompt = ["a ", "the "][c["index"] // 3]
+        assert c["text"] == solo(trained_run, prompt, 30, 5 + c["index"] % 3, top_k=4)
+
+
+def test_stop_ends_the_choice_and_is_not_in_the_text(client: TestClient, name: str, trained_run: Path) -> None:
+    full = solo(trained_run, "the ", 200, 3, temperature=0.0)
+    stop = full[5:7]
+    body = post(client, {"model": name, "prompt": "the ", "max_tokens": 200, "temperature": 0, "stop": [stop, "QQ"]})
+    (choice,) = body.json()["choices"]
+    assert choice["finish_reason"] == "stop"
+    assert choice["text"] == full[: full.index(stop)]
+
+
+def test_streaming_sends_chunks_then_done_and_the_same_text(client: TestClient, name: str) -> None:
+    request = {"model": name, "prompt": "we ", "max_tokens": 100, "seed": 9, "top_p": 0.9}
+    whole = post(client, request).json()["choices"][0]["text"]
+    events = []
+    with client.stream("POST", "/v1/completions", json={**request, "stream": True}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line:
+                assert line.startswith("data: ")
+                events.append(line[len("data: ") :])
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "text_completion" for c in chunks)
+    assert "".join(c["choices"][0]["text"] for c in chunks) == whole
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+
+
+def test_logprobs_follow_openais_layout(client: TestClient, name: str) -> None:
+    body = post(client, {"model": name, "prompt": "the cat", "max_tokens": 20, "logprobs": 3, "echo": True, "seed": 1})
+    choice = body.json()["choices"][0]
+    lp = choice["logprobs"]
+    assert choice["text"].startswith("the cat") and len(choice["text"]) == 27
+    assert lp["tokens"] == list(choice["text"])
+    assert lp["text_offset"] == list(range(27))
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    assert all(v <= 0 for v in lp["token_logprobs"][1:])
+    assert all(len(top) == 3 and max(top.values()) <= 0 for top in lp["top_logprobs"][1:])
+    plain = post(client, {"model": name, "prompt": "the cat", "max_tokens": 20, "seed": 1}).json()
+    assert choice["text"] == "the cat" + plain["choices"][0]["text"]  # logprobs do not change the text
+
+
+def test_unknown_characters_are_named_or_skipped(client: TestClient, name: str, trained_run: Path) -> None:
+    error = error_of(post(client, {"model": name, "prompt": "the ☃ cat"}), 400)
+    assert "U+2603" in error["message"] and error["param"] == "prompt"
+    body = post(client, {"model": name, "prompt": "the ☃cat", "unknown": "skip", "max_tokens": 10, "seed": 2})
+    assert body.json()["choices"][0]["text"] == solo(trained_run, "the cat", 10, 2)
+
+
+def test_max_tokens_zero_gives_empty_text(client: TestClient, name: str) -> None:
+    choice = post(client, {"model": name, "prompt": "a", "max_tokens": 0}).json()["choices"][0]
+    assert choice["text"] == "" and choice["finish_reason"] == "length"
+
+
+# --- hostile and malformed requests ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ('{"model": "M", "prompt": "a"', None),  # truncated JSON
+        (b"\xff\xfe not utf-8", None),
+        ("[1, 2]", None),  # not an object
+        ('{"model": "M", "temperature": NaN}', None),
+        ('{"model": "M", "top_p": Infinity}', None),
+        ('{"model": "M", "max_tokens": 1e400}', "max_tokens"),
+        ('{"model": "M", "max_tokens": 1' + "0" * 5000 + "}", None),  # beyond Python's int parsing limit
+        ({"model": "M", "max_tokens": -1}, "max_tokens"),
+        ({"model": "M", "max_tokens": 10**9}, "max_tokens"),
+        ({"model": "M", "max_tokens": True}, "max_tokens"),
+        ({"model": "M", "max_tokens": "12"}, "max_tokens"),
+        ({"model": "M", "temperature": -0.5}, "temperature"),
+        ({"model": "M", "temperature": "hot"}, "temperature"),
+        ({"model": "M", "top_p": 0}, "top_p"),
+        ({"model": "M", "top_p": 1.5}, "top_p"),
+        ({"model": "M", "top_k": 0}, "top_k"),
+        ({"model": "M", "n": 0}, "n"),
+        ({"model": "M", "n": 17}, "n"),
+        ({"model": "M", "seed": -1}, "seed"),
+        ({"model": "M", "seed": 2**64}, "seed"),
+        ({"model": "M", "stream": "yes"}, "stream"),
+        ({"model": "M", "echo": 1}, "echo"),
+        ({"model": "M", "logprobs": 6}, "logprobs"),
+        ({"model": "M", "stop": ""}, "stop"),
+        ({"model": "M", "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"model": "M", "stop": [1]}, "stop"),
+        ({"model": "M", "prompt": [1, 2, 3]}, "prompt"),
+        ({"model": "M", "prompt": []}, "prompt"),
+        ({"model": "M", "prompt": {"a": 1}}, "prompt"),
+        ({"model": "M", "unknown": "ignore"}, "unknown"),
+        ({"model": "M", "presence_penalty": 1.0}, "presence_penalty"),
+        ({"model": 7}, "model"),
+        ({"prompt": "a"}, "model"),
+    ],
+)
+def test_bad_requests_are_400_in_openais_shape(client: TestClient, name: str, body: Any, param: str | None) -> None:
+    if isinstance(body, dict):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.replace('"M"', json.dumps(name))
+    error = error_of(post(client, body), 400)
+    assert error["type"] == "invalid_request_error"
+    if param is not None:
+        assert error["param"] == param
+
+
+def test_deep_json_is_400_not_a_crash(client: TestClient, name: str) -> None:
+    error_of(post(client, '{"model": "M", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"), 400)
+    error_of(post(client, {"model": name, "x": [[[[[[[[[[1]]]]]]]]]]}), 400)
+    assert depth({"a": [1, {"b": []}]}) == 4 and depth(7) == 0
+    assert post(client, {"model": name, "max_tokens": 1}).status_code == 200  # still serving
+
+
+def test_huge_body_and_prompt_are_413(trained_run: Path, name: str) -> None:
+    limits = Limits(max_body_bytes=10_000, max_prompt_chars=100)
+    for client in make_client(trained_run, limits):
+        error_of(post(client, {"model": name, "prompt": "a" * 20_000}), 413)
+        error = error_of(post(client, {"model": name, "prompt": "a" * 101}), 413)
+        assert error["param"] == "prompt"
+        error_of(post(client, {"model": name, "prompt": ["a", "a" * 101]}), 413)
+        # A body that lies about its length is still cut off at the limit.
+        big = json.dumps({"model": name, "prompt": "a" * 20_000})
+        error_of(client.post("/v1/completions", content=iter([big.encode()])), 413)
+        assert post(client, {"model": name, "prompt": "a" * 100, "max_tokens": 1}).status_code == 200
+
+
+def test_unknown_model_and_route_are_404(client: TestClient) -> None:
+    error = error_of(post(client, {"model": "../../etc/passwd", "prompt": "a"}), 404)
+    assert error["code"] == "model_not_found" and error["param"] == "model"
+    error_of(client.get("/v2/nothing"), 404)
+    error_of(client.get("/v1/completions"), 405)
+
+
+def test_api_key_is_required_on_every_route_but_health(trained_run: Path, name: str) -> None:
+    for client in make_client(trained_run, key=KEY):
+        assert client.get("/health").status_code == 200
+        assert client.get("/").status_code == 200  # the static page; its calls carry the key
+        for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": KEY}, {"authorization": "Basic x"}):
+            assert error_of(client.get("/v1/models", headers=headers), 401)["code"] == "invalid_api_key"
+            error_of(post(client, {"model": name, "max_tokens": 1}, **headers), 401)
+        good = {"authorization": f"Bearer {KEY}"}
+        assert client.get("/v1/models", headers=good).status_code == 200
+        assert post(client, {"model": name, "max_tokens": 1}, **good).status_code == 200
+
+
+def test_a_full_batch_queues_then_429(trained_run: Path, name: str) -> None:
+    limits = Limits(max_streams=1, max_queue=0, queue_timeout_s=0.0, max_tokens=10**7, max_n=1)
+    for client in make_client(trained_run, limits):
+        long = {"model": name, "prompt": "a", "max_tokens": 10**7, "stream": True}
+        with client.stream("POST", "/v1/completions", json=long) as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()  # kept: a dropped iterator may close the response
+            assert next(lines).startswith("data: ")  # the long stream holds the only place
+            error = error_of(post(client, {"model": name, "max_tokens": 1}), 429)
+            assert error["type"] == "rate_limit_error"
+            assert next(lines) == ""  # the long stream goes on
+        # The abandoned stream leaves the batch, and the place is free again.
+        wait_for(lambda c=client: c.get("/health").json()["streams"][name]["active"] == 0)
+        assert post(client, {"model": name, "max_tokens": 1}).status_code == 200
+
+
+def test_a_waiting_request_joins_when_a_place_frees(trained_run: Path, name: str) -> None:
+    limits = Limits(max_streams=2, queue_timeout_s=30.0)
+    for client in make_client(trained_run, limits):
+        body = post(client, {"model": name, "prompt": "a", "n": 2, "max_tokens": 300, "seed": 4})
+        assert body.status_code == 200  # n fills the batch; admitted whole
+        error_of(post(client, {"model": name, "n": 3}), 400)  # could never fit
+
+
+def test_an_unexpected_failure_is_a_500_in_shape_and_the_server_stays_up(
+    client: TestClient, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from charrnn.serve import jobs
+
+    def boom(self: object) -> None:
+        raise RuntimeError("boom")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(jobs.Job, "admit", boom)
+        error = error_of(post(client, {"model": name, "max_tokens": 1}), 500)
+        assert "boom" not in error["message"]
+    assert post(client, {"model": name, "max_tokens": 1}).status_code == 200
+
+
+def test_the_playground_page_is_offline_html(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "/v1/completions" in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN, nothing fetched from elsewhere
+
+
+# --- the scheduler -------------------------------------------------------------------------------
+
+
+def test_stream_uniforms_equal_generates_uniforms() -> None:
+    mine = [StreamUniforms(seed) for seed in (3, 4, 5)]
+    theirs = Uniforms([3, 4, 5], torch.device("cpu"))
+    for _ in range(BLOCK + 10):
+        column = theirs.next([0, 1, 2]).tolist()
+        assert [u.next() for u in mine] == pytest.approx(column, abs=0)
+
+
+def test_streams_joining_at_different_steps_with_different_settings_equal_their_solo_runs(trained_run: Path) -> None:
+    """Continuous batching changes no stream's text: joins, leaves and mixed settings included."""
+    opened = open_model(trained_run)
+    scheduler = Scheduler(opened.model, opened.vocab, opened.device, Limits(), threads=1)
+    scheduler.start()
+    cases = [("the ", 400, 1, SampleSettings()), ("a ", 30, 2, SampleSettings(temperature=0.5, top_k=5)),
+             ("", 200, 3, SampleSettings(top_p=0.8)), ("we ", 120, 4, SampleSettings(temperature=0.0)),
+             ("the cat", 250, 5, SampleSettings(temperature=1.3))]  # fmt: skip
+    try:
+        streams = []
+        for prime, length, seed, settings in cases:
+            start = [int(i) for i in opened.vocab.encode(prime)] if prime else [opened.vocab.index("\n") or 0]
+            stream = Stream(len(streams), start, settings, seed, length, (), None, time.monotonic() + 60)
+            scheduler.submit(Ticket([stream]))
+            streams.append(stream)
+            wait_for(lambda s=stream: s.made > 0 or s.finish_reason is not None)  # the next joins mid-way
+        texts = [collect(s) for s in streams]
+    finally:
+        scheduler.close()
+    for (prime, length, seed, settings), text in zip(cases, texts, strict=True):
+        pieces = generate_many(opened.model, opened.vocab, prime, length, settings, [seed])
+        assert text == "".join(p.text for p in pieces)
+
+
+def collect(stream: Stream) -> str:
+    parts = []
+    while True:
+        tokens, reason = stream.take()
+        parts.extend(t.char for t in tokens)
+        if reason is not None:
+            assert reason == "length"
+            return "".join(parts)
+        time.sleep(0.001)
+
+
+def wait_for(condition: Any, timeout: float = 30.0) -> None:
+    """Poll until `condition()` holds; fail after `timeout` seconds (a deadline, not a timing assert)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+# --- options -------------------------------------------------------------------------------------
+
+
+def test_loopback_only_without_a_key(trained_run: Path) -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.1.2.3")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2") and not is_loopback("example.com")
+    with pytest.raises(ConfigError, match="--api-key"):
+        check_options(ServeOptions(checkpoints=(str(trained_run),), host="0.0.0.0"))
+    check_options(ServeOptions(checkpoints=(str(trained_run),), host="0.0.0.0", api_key=KEY))
+    with pytest.raises(ConfigError, match="no such checkpoint"):
+        check_options(ServeOptions(checkpoints=(str(trained_run / "missing.safetensors"),)))
+
+
+def test_limits_are_checked() -> None:
+    with pytest.raises(ConfigError):
+        Limits(max_streams=0)
+    with pytest.raises(ConfigError):
+        Limits(max_tokens=10, default_max_tokens=20)
+
+
+def test_two_checkpoints_of_one_name_are_refused(trained_run: Path) -> None:
+    with pytest.raises(ConfigError, match="both be served"):
+        load_models([str(trained_run), str(trained_run / "best.safetensors")], "cpu", Limits(), 1)
+    assert model_name(trained_run / "last.safetensors") == f"{trained_run.name}/last"
+
+
+def test_a_request_past_its_time_limit_is_504_or_an_error_event(trained_run: Path, name: str) -> None:
+    limits = Limits(request_timeout_s=0.3, max_tokens=10**8)
+    for client in make_client(trained_run, limits):
+        error = error_of(post(client, {"model": name, "max_tokens": 10**8}), 504)
+        assert error["code"] == "timeout"
+        with client.stream("POST", "/v1/completions", json={"model": name, "max_tokens": 10**8, "stream": True}) as r:
+            events = [line for line in r.iter_lines() if line]
+        assert events[-1] == "data: [DONE]"
+        assert json.loads(events[-2][6:])["error"]["code"] == "timeout"
+
+
+def test_cors_is_off_unless_an_origin_is_given(trained_run: Path) -> None:
+    preflight = {"origin": "http://example.test", "access-control-request-method": "POST"}
+    with TestClient(create_app(Limits())) as client:
+        assert "access-control-allow-origin" not in client.options("/v1/completions", headers=preflight).headers
+    with TestClient(create_app(Limits(), cors=["http://example.test"])) as client:
+        allowed = client.options("/v1/completions", headers=preflight).headers
+        assert allowed["access-control-allow-origin"] == "http://example.test"
