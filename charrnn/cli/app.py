@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from charrnn.cli.commands import evaluate, inspect, runs, sample, train
+from charrnn.cli.commands import evaluate, explain, inspect, neurons, runs, sample, train
 from charrnn.cli.common import EXIT_INTERRUPTED, EXIT_OK, err
 from charrnn.version import __version__
 
@@ -60,6 +60,8 @@ app.command(epilog=runs.PLOT_EPILOG)(runs.plot)
 app.command(epilog=runs.RUNS_EPILOG)(runs.runs)
 app.command(epilog=inspect.VERIFY_EPILOG)(inspect.verify)
 app.command()(runs.corpus)
+app.command(epilog=explain.EPILOG)(explain.explain)
+app.command(epilog=neurons.EPILOG)(neurons.neurons)
 
 
 def main() -> None:
