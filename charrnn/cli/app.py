@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from charrnn.cli.commands import evaluate, explain, inspect, neurons, runs, sample, train
+from charrnn.cli.commands import evaluate, explain, inspect, memory, neurons, runs, sample, train
 from charrnn.cli.common import EXIT_INTERRUPTED, EXIT_OK, err
 from charrnn.version import __version__
 
@@ -62,6 +62,7 @@ app.command(epilog=inspect.VERIFY_EPILOG)(inspect.verify)
 app.command()(runs.corpus)
 app.command(epilog=explain.EPILOG)(explain.explain)
 app.command(epilog=neurons.EPILOG)(neurons.neurons)
+app.command(epilog=memory.EPILOG)(memory.memory)
 
 
 def main() -> None:
