@@ -90,8 +90,8 @@ def context_curve(
     for k in ks:
         if k == 0:  # nothing read: the head on a zero state
             zero = torch.zeros(1, model.config.hidden_size, device=device)
-            logp = F.log_softmax(model.head(zero).float(), dim=-1)[0].cpu().numpy()
-            curve.append(float(-logp[np.asarray(ids[targets], dtype=np.int64)].mean() / LN2))
+            prior = F.log_softmax(model.head(zero).float(), dim=-1)[0].cpu().numpy()
+            curve.append(float(-prior[np.asarray(ids[targets], dtype=np.int64)].mean() / LN2))
             continue
         total = 0.0
         for lo in range(0, targets.size, batch):
