@@ -11,8 +11,10 @@ import torch
 from charrnn.insight.features import RegexFeature, feature_matrix
 from charrnn.insight.neurons import NeuronReport, UnitScore, record
 from charrnn.insight.page import PAGE_CHARS, PageData, PageUnit
+from charrnn.insight.surprisal import score
 from charrnn.insight.units import UnitRef
 from charrnn.model import CharRNN
+from charrnn.vocab import Vocab
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,12 @@ class Found:
                 if best.unit not in seen:
                     seen.add(best.unit)
                     out.append(best)
-        for score in self.report.selective(count):
+        for pick in self.report.selective(count):
             if len(out) >= count:
                 break
-            if score.unit not in seen:
-                seen.add(score.unit)
-                out.append(score)
+            if pick.unit not in seen:
+                seen.add(pick.unit)
+                out.append(pick)
         return out[:count]
 
     def to_json(self) -> dict[str, Any]:
@@ -84,6 +86,7 @@ def unit_page(
     found: Found,
     device: torch.device,
     title: str,
+    vocab: Vocab,
     extra_units: tuple[UnitRef, ...] = (),
     limit: int = PAGE_CHARS,
 ) -> PageData:
@@ -91,10 +94,17 @@ def unit_page(
     labels = {s.unit: f"{s.feature} r={s.r:+.2f}" for s in found.picks()}
     units = list(labels) + [u for u in extra_units if u not in labels]
     shown = found.text[:limit]
-    again = record(model, ids[: len(shown)], device, None, tuple(units), bits=True)
+    again = record(model, ids[: len(shown)], device, None, tuple(units))
     page_units = [PageUnit(u.name, labels.get(u, "asked for"), display_values(u, again.traces[u])) for u in units]
+    vocab_chars = vocab.chars
+    guessed = score(model, ids[: len(shown)], device, 5)
+    bits = np.concatenate([[np.nan], guessed.bits]).astype(np.float32)
+    top = [[]] + [
+        [(vocab_chars[int(i)], float(p)) for i, p in zip(guessed.top_ids[j], guessed.top_probs[j], strict=True)]
+        for j in range(guessed.chars)
+    ]
     note = (
         "" if len(shown) == len(found.text) else f"showing the first {len(shown):,} of {len(found.text):,} characters"
     )
     summary = f"{found.report.chars:,} characters, {len(found.report.units):,} units; pick a unit to colour by it"
-    return PageData(title, shown, summary, again.bits, None, page_units, note)
+    return PageData(title, shown, summary, bits, top, page_units, note)

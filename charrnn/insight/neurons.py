@@ -8,13 +8,11 @@ characters before it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from charrnn.evaluate import BURN_IN, stream_layout
 from charrnn.insight.cells import GATE_NAMES, LayerSteps, Stepper
@@ -49,7 +47,6 @@ class NeuronReport:
     corr: np.ndarray  # [U, F] Pearson r (0 where a unit or feature is constant)
     chars: int
     traces: dict[UnitRef, np.ndarray] = field(default_factory=dict)  # float32 [chars]
-    bits: np.ndarray | None = None  # float32 [chars]; nan for the last character
     gates: list[GateStat] = field(default_factory=list)
 
     def best(self, feature: str, count: int = 3) -> list[UnitScore]:
@@ -107,7 +104,6 @@ def record(
     features: tuple[list[str], np.ndarray] | None = None,
     trace: tuple[UnitRef, ...] = (),
     gates: bool = False,
-    bits: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> NeuronReport:
     """Run `ids` through the model step by step; correlate every unit with each feature column."""
@@ -120,7 +116,6 @@ def record(
     sxf = np.zeros((num_units, len(names)))
     traces = {unit: np.zeros(n, dtype=np.float32) for unit in trace}
     trace_cols = torch.tensor([where[unit] for unit in trace], dtype=torch.long, device=device)
-    bit_trace = np.full(n, np.nan, dtype=np.float32) if bits else None
     gate_names = GATE_NAMES[model.config.cell] if gates else ()
     layers = model.config.num_layers
     low = np.zeros((layers, len(gate_names)))
@@ -155,12 +150,6 @@ def record(
             picked = states[:, trace_cols].cpu().numpy()
             for j, unit in enumerate(trace):
                 traces[unit][at] = picked[:, j]
-        if bit_trace is not None:
-            has_next = scored_np & (index + 1 < n)
-            target = torch.from_numpy(np.asarray(ids[np.minimum(index + 1, n - 1)], dtype=np.int64)).to(device)
-            logp = F.log_softmax(model.head(steps[-1].h[torch.from_numpy(has_next).to(device)]), dim=-1)
-            picked_logp = logp.gather(-1, target[torch.from_numpy(has_next).to(device)].unsqueeze(-1)).squeeze(-1)
-            bit_trace[index[has_next]] = (-picked_logp / math.log(2)).cpu().numpy()
         for layer, layer_steps in enumerate(steps):
             for g, gate in enumerate(gate_names):
                 vals = layer_steps.gates[gate][scored]
@@ -177,4 +166,4 @@ def record(
         for layer in range(layers)
         for g, gate in enumerate(gate_names)
     ]
-    return NeuronReport(columns, names, corr, counted, traces, bit_trace, gate_stats)
+    return NeuronReport(columns, names, corr, counted, traces, gate_stats)

@@ -85,7 +85,7 @@ def build(found: Found, opened: OpenModel, ids: np.ndarray, title: str, units: t
     from charrnn.insight.finder import unit_page
     from charrnn.insight.page import build_page
 
-    return build_page(unit_page(opened.model, ids, found, opened.device, title, units))
+    return build_page(unit_page(opened.model, ids, found, opened.device, title, opened.vocab, units))
 
 
 def table(found: Found) -> list[str]:
