@@ -99,7 +99,7 @@ def unit_page(
     vocab_chars = vocab.chars
     guessed = score(model, ids[: len(shown)], device, 5)
     bits = np.concatenate([[np.nan], guessed.bits]).astype(np.float32)
-    top = [[]] + [
+    top: list[list[tuple[str, float]]] = [[]] + [
         [(vocab_chars[int(i)], float(p)) for i, p in zip(guessed.top_ids[j], guessed.top_probs[j], strict=True)]
         for j in range(guessed.chars)
     ]
