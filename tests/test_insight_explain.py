@@ -101,7 +101,9 @@ def test_page_is_self_contained_and_complete() -> None:
         np.sort(rng.random((n, 5), dtype=np.float32))[:, ::-1],
     )
     data = Explained(text, s, vocab).page("t <&>")
-    data = PageData(data.title, data.text, data.summary_line, data.bits, data.top, [PageUnit("0:h:1", "x", np.zeros(12))])
+    data = PageData(
+        data.title, data.text, data.summary_line, data.bits, data.top, [PageUnit("0:h:1", "x", np.zeros(12))]
+    )
     page = build_page(data)
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
     assert "<link" not in page and "@import" not in page

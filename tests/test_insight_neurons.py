@@ -19,7 +19,7 @@ from charrnn.insight.units import UnitRef, parse_unit
 from charrnn.vocab import Vocab
 
 CPU = torch.device("cpu")
-VOCAB = Vocab.from_text("\n \"#()ABab01:")
+VOCAB = Vocab.from_text('\n "#()ABab01:')
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
