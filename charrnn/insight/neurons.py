@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from charrnn.evaluate import BURN_IN, stream_layout
+from charrnn.evaluate import BURN_IN, MIN_CHARS_PER_STREAM, stream_layout
 from charrnn.insight.cells import GATE_NAMES, LayerSteps, Stepper
 from charrnn.insight.units import UnitRef, all_kinds
 from charrnn.model import CharRNN
 
 WINDOW = 128
+MAX_STREAMS = 256  # more rows than eval's 64: each step's product is then a better-shaped GEMM
 LOW, HIGH = 0.1, 0.9  # a gate is saturated below LOW (left) or above HIGH (right)
 
 
@@ -121,7 +122,7 @@ def record(
     low = np.zeros((layers, len(gate_names)))
     high = np.zeros((layers, len(gate_names)))
 
-    streams, chunk = stream_layout(n, None)
+    streams, chunk = stream_layout(n, max(1, min(MAX_STREAMS, n // MIN_CHARS_PER_STREAM)))
     starts = np.arange(streams, dtype=np.int64) * chunk
     warm = np.minimum(BURN_IN, starts)
     begins = starts - warm
