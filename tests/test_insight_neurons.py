@@ -74,6 +74,7 @@ def test_builtin_features() -> None:
 def test_regex_features() -> None:
     feature = parse_feature("vowel=[ae]+")
     assert regex_values("xaaeyb", feature).tolist() == [0, 1, 1, 1, 0, 0]
+    assert regex_values("AB: x\nCD: y", parse_feature("who=^[A-Z]+:")).tolist() == [1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0]
     for bad in ("novalue", "=x", "quotes=a", "bad=(", "sp ace=a"):
         with pytest.raises(ConfigError):
             parse_feature(bad)

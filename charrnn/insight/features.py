@@ -37,14 +37,14 @@ class RegexFeature:
 
 
 def parse_feature(spec: str) -> RegexFeature:
-    """`NAME=REGEX` from the command line."""
+    """`NAME=REGEX` from the command line; `^` and `$` match at every line."""
     name, sep, regex = spec.partition("=")
     if not sep or not name or not regex or not name.replace("_", "").isalnum():
         raise ConfigError(f"--feature {spec!r}: expected NAME=REGEX, e.g. vowel=[aeiou]")
     if name in BUILTIN:
         raise ConfigError(f"--feature {name}: a built-in feature has that name")
     try:
-        return RegexFeature(name, re.compile(regex))
+        return RegexFeature(name, re.compile(regex, re.MULTILINE))  # ^ and $ at each line
     except re.error as exc:
         raise ConfigError(f"--feature {name}: bad regular expression ({exc})") from None
 
