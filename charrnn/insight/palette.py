@@ -42,7 +42,7 @@ class Depth(str, Enum):
 def terminal_depth(stream: TextIO, env: dict[str, str] | None = None) -> Depth:
     """Colours only on a terminal and without NO_COLOR; then as many as COLORTERM / TERM promise."""
     env = dict(os.environ) if env is None else env
-    if "NO_COLOR" in env or not (hasattr(stream, "isatty") and stream.isatty()):
+    if env.get("NO_COLOR") or not (hasattr(stream, "isatty") and stream.isatty()):
         return Depth.NONE
     term = env.get("TERM", "")
     if term == "dumb":
