@@ -20,6 +20,7 @@ from charrnn.insight.units import UnitRef, all_kinds
 from charrnn.model import CharRNN
 
 WINDOW = 128
+WINDOW_POSITIONS = 8192  # streams x window: bounds the states held per window (~8192 x units x 4 B each)
 MAX_STREAMS = 256  # more rows than eval's 64: each step's product is then a better-shaped GEMM
 LOW, HIGH = 0.1, 0.9  # a gate is saturated below LOW (left) or above HIGH (right)
 
@@ -132,8 +133,9 @@ def record(
     was_training = model.training
     model.eval()
     counted = 0
-    for pos in range(0, width, WINDOW):
-        cols = np.arange(pos, min(pos + WINDOW, width), dtype=np.int64)
+    window = max(16, min(WINDOW, WINDOW_POSITIONS // streams))
+    for pos in range(0, width, window):
+        cols = np.arange(pos, min(pos + window, width), dtype=np.int64)
         live = cols[None, :] < lengths[:, None]
         index = np.where(live, begins[:, None] + cols[None, :], 0)
         steps = stepper.run(torch.from_numpy(np.asarray(ids[index], dtype=np.int64)).to(device))
@@ -157,7 +159,7 @@ def record(
                 low[layer, g] += float((vals < LOW).sum())
                 high[layer, g] += float((vals > HIGH).sum())
         if progress is not None:
-            progress(min(pos + WINDOW, width), width)
+            progress(min(pos + window, width), width)
     model.train(was_training)
     f64 = values.astype(np.float64)
     corr = pearson(counted, sx, sxx, f64.sum(0), (f64 * f64).sum(0), sxf)
