@@ -5,8 +5,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import BinaryIO
+
+from charrnn.errors import InputError
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -58,3 +61,22 @@ def open_regular(path: str | Path) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def read_utf8(path: str, what: str) -> str:
+    """The whole of a UTF-8 file, or of stdin for `-`, without a leading BOM; InputError naming `what`."""
+    where = "stdin" if path == "-" else path
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open_regular(path) as handle:
+                data = handle.read()
+    except FileNotFoundError:
+        raise InputError(f"{where}: {what} not found") from None
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read {what} ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{where}: {what} is not valid UTF-8 (byte {exc.start})") from None

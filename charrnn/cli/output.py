@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from charrnn.cli.common import EXIT_OK, silence
-from charrnn.errors import InputError
+from charrnn.files import read_utf8
 
 if TYPE_CHECKING:
     from charrnn.sampling.generate import Piece
@@ -20,17 +19,7 @@ if TYPE_CHECKING:
 
 def read_prime(path: str) -> str:
     """The prime from a UTF-8 file or stdin (`-`), as given (a trailing newline is kept)."""
-    where = "stdin" if path == "-" else path
-    try:
-        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{where}: prime file not found") from None
-    except OSError as exc:
-        raise InputError(f"{where}: cannot read prime file ({exc.strerror or exc})") from None
-    try:
-        return data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where}: prime is not valid UTF-8 (byte {exc.start})") from None
+    return read_utf8(path, "prime file")
 
 
 def text_output(head: str, pieces: Iterator[Piece]) -> Iterator[str]:

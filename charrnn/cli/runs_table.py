@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from charrnn.store.metrics import CHECKPOINT_SUFFIX, RunLog
+from charrnn.store.metrics import RunLog
+from charrnn.store.runs import BEST
 
 COLUMNS = ("run", "corpus", "chars", "model", "steps", "val bpc", "date")
 
@@ -17,7 +18,7 @@ def run_row(run: RunLog, root: Path) -> dict[str, Any]:
     corpus = (info.corpus if info else None) or config.get("corpus") or {}
     model = meta.get("model_config") or config.get("model_config") or {}
     sources = corpus.get("sources") or []
-    best = run.path / f"best{CHECKPOINT_SUFFIX}"
+    best = run.path / BEST
     try:
         name = str(run.path.relative_to(root)) if run.path != root else run.path.name
     except ValueError:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from charrnn.errors import InputError
+from charrnn.files import read_utf8
 from charrnn.insight.options import Unknown
 from charrnn.vocab import Vocab, describe_chars
 
@@ -25,25 +25,14 @@ class Scored:
 
 def read_text(arg: str) -> str:
     """`-` is stdin, an existing file is read, anything else is the text itself."""
-    if arg == "-":
-        data, where = sys.stdin.buffer.read(), "stdin"
-    else:
-        path = Path(arg)
+    if arg != "-":
         try:
-            is_file = path.is_file()
+            is_file = Path(arg).is_file()
         except OSError:  # a very long literal text is not a path
             is_file = False
         if not is_file:
             return arg
-        where = arg
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"{where}: cannot read ({exc.strerror or exc})") from None
-    try:
-        return data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where}: not valid UTF-8 (byte {exc.start})") from None
+    return read_utf8(arg, "text")
 
 
 def encode_text(text: str, vocab: Vocab, unknown: Unknown = Unknown.ERROR, minimum: int = 2) -> Scored:

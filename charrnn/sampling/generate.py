@@ -190,6 +190,11 @@ def repeat_state(state: State, count: int) -> State:
     return state.repeat(1, count, 1)
 
 
+def uniform_block(seed_generator: torch.Generator) -> torch.Tensor:
+    """The next BLOCK uniforms of one sample's generator: the one rule a seed's text depends on."""
+    return torch.rand(BLOCK, generator=seed_generator)
+
+
 class Uniforms:
     """Per-sample uniform numbers, one per step, each sample from its own seeded CPU generator."""
 
@@ -202,7 +207,7 @@ class Uniforms:
     def next(self, rows: list[int]) -> torch.Tensor:
         """Uniforms [len(rows)] for this step, for the samples numbered `rows`."""
         if self.offset == BLOCK:
-            self.block = torch.stack([torch.rand(BLOCK, generator=g) for g in self.generators]).to(self.device)
+            self.block = torch.stack([uniform_block(g) for g in self.generators]).to(self.device)
             self.offset = 0
         column = self.block[:, self.offset]
         self.offset += 1

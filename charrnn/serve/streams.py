@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from charrnn.sampling.generate import BLOCK, CHUNK_CHARS, FLUSH_S
+from charrnn.sampling.generate import BLOCK, CHUNK_CHARS, FLUSH_S, uniform_block
 from charrnn.sampling.pick import SampleSettings
 
 
@@ -33,7 +33,7 @@ class StreamUniforms:
 
     def next(self) -> float:
         if self.offset == BLOCK:
-            self.block = torch.rand(BLOCK, generator=self.generator).numpy()
+            self.block = uniform_block(self.generator).numpy()
             self.offset = 0
         value = float(self.block[self.offset])
         self.offset += 1

@@ -28,12 +28,9 @@ from typing import Any
 
 from charrnn.errors import InputError
 from charrnn.store.meta import CheckpointMeta, read_file_meta
+from charrnn.store.runs import BEST, CONFIG, LAST, METRICS
 
-METRICS_FILE = "metrics.jsonl"
-CONFIG_FILE = "config.json"
-CHECKPOINT_SUFFIX = ".safetensors"  # as in charrnn.store.checkpoint, which imports torch
-CHECKPOINT_FORMAT = "charrnn-checkpoint"
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+METRICS_FILE, CONFIG_FILE = METRICS, CONFIG  # the run directory's files, as store.runs names them
 STABLE_KEYS = (
     "event",
     "step",
@@ -154,7 +151,7 @@ class RunLog:
 
 
 def find_checkpoint_files(directory: Path) -> list[Path]:
-    return [directory / f"{stem}{CHECKPOINT_SUFFIX}" for stem in ("last", "best")]
+    return [directory / LAST, directory / BEST]
 
 
 def read_run(path: str | Path) -> RunLog:
@@ -195,7 +192,7 @@ def find_runs(root: str | Path) -> list[RunLog]:
     base = Path(root)
     if not base.is_dir():
         raise InputError(f"{root}: no such directory; runs are written under ./checkpoints by `charrnn train`")
-    markers = {CONFIG_FILE, METRICS_FILE, f"best{CHECKPOINT_SUFFIX}", f"last{CHECKPOINT_SUFFIX}"}
+    markers = {CONFIG, METRICS, BEST, LAST}
     directories = sorted({p.parent for p in base.rglob("*") if p.name in markers and p.is_file()})
     runs = []
     for directory in directories:

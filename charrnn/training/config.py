@@ -96,11 +96,18 @@ class TrainConfig:
             updates.update(lr=changes["lr"], min_lr=min_lr_for(changes["lr"]))
         if "time" in changes:
             updates["time_s"] = changes["time"]
-        for key in ("weight_decay", "grad_clip", "steps", "epochs", "patience", "eval_every", "save_every"):
+        for key in (
+            "weight_decay",
+            "grad_clip",
+            "warmup_steps",
+            "steps",
+            "epochs",
+            "patience",
+            "eval_every",
+            "save_every",
+        ):
             if key in changes:
                 updates[key] = changes[key]
-        if "warmup_steps" in changes:
-            updates["warmup_steps"] = changes["warmup_steps"]
         config = replace(self, **updates)
         check_schedule(config)
         return config

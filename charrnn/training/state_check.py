@@ -75,14 +75,15 @@ def check_optimizer(ckpt: Checkpoint, config: TrainConfig) -> None:
     """The param groups are those of this model's AdamW, each moment shaped like its parameter."""
     with torch.device("meta"):  # shapes only: nothing is allocated
         model = CharRNN(ckpt.config)
-    fresh = make_optimizer(model, config).state_dict()["param_groups"]
+    optimizer = make_optimizer(model, config)
+    fresh = optimizer.state_dict()["param_groups"]
     groups: Any = ckpt.info.optimizer.get("param_groups")
     if not isinstance(groups, list) or len(groups) != len(fresh):
         raise CheckpointError(f"{ckpt.path}: holds no usable optimizer state; it cannot be resumed (use --init-from)")
     for stored, expected in zip(groups, fresh, strict=True):
         if not isinstance(stored, dict) or stored.get("params") != expected["params"]:
             raise bad(ckpt, "optimizer param groups")
-    params = [p for group in make_optimizer(model, config).param_groups for p in group["params"]]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     slots: dict[int, set[str]] = {}
     for name, tensor in ckpt.extra.items():
         if not name.startswith("optim."):

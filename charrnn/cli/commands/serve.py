@@ -9,6 +9,7 @@ import typer
 
 from charrnn.cli.common import DeviceOption, err, examples, guarded
 from charrnn.errors import CharRNNError
+from charrnn.serve.limits import Limits
 
 LIMITS, ADVANCED = "Limits", "Advanced"
 MISSING = "charrnn serve needs FastAPI and uvicorn: pip install 'charrnn[serve]'"
@@ -39,27 +40,27 @@ def serve(
     ] = None,
     max_streams: Annotated[
         int, typer.Option(min=1, help="Streams generated together; more wait in the queue.", rich_help_panel=LIMITS)
-    ] = 64,
+    ] = Limits.max_streams,
     max_queue: Annotated[
         int, typer.Option(min=0, help="Streams that may wait for a place; more get 429.", rich_help_panel=LIMITS)
-    ] = 256,
+    ] = Limits.max_queue,
     queue_timeout: Annotated[
         float, typer.Option(min=0.0, help="Seconds a request may wait for a place before 429.", rich_help_panel=LIMITS)
-    ] = 10.0,
+    ] = Limits.queue_timeout_s,
     request_timeout: Annotated[
         float,
         typer.Option(min=0.001, help="Seconds a request may generate before it is ended.", rich_help_panel=LIMITS),
-    ] = 300.0,
+    ] = Limits.request_timeout_s,
     max_tokens: Annotated[
         int, typer.Option(min=1, help="Largest max_tokens (characters) a request may ask for.", rich_help_panel=LIMITS)
-    ] = 4096,
+    ] = Limits.max_tokens,
     max_prompt: Annotated[
         int, typer.Option(min=1, help="Characters per prompt (413 beyond).", rich_help_panel=LIMITS)
-    ] = 32_768,
+    ] = Limits.max_prompt_chars,
     max_body: Annotated[
         int, typer.Option(min=1, help="Bytes per request body (413 beyond).", rich_help_panel=LIMITS)
-    ] = 1_000_000,
-    max_n: Annotated[int, typer.Option(min=1, help="Choices per prompt (n).", rich_help_panel=LIMITS)] = 16,
+    ] = Limits.max_body_bytes,
+    max_n: Annotated[int, typer.Option(min=1, help="Choices per prompt (n).", rich_help_panel=LIMITS)] = Limits.max_n,
     device: DeviceOption = "cpu",
     threads: Annotated[
         Optional[int],
@@ -76,7 +77,6 @@ def serve(
             import uvicorn  # noqa: F401
         except ImportError:
             raise CharRNNError(MISSING) from None
-        from charrnn.serve.limits import Limits
         from charrnn.serve.server import ServeOptions
         from charrnn.serve.server import serve as run_server
 

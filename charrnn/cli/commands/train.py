@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import shlex
 import sys
-from typing import Annotated, Any, Optional, get_type_hints
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -18,7 +18,6 @@ EPILOG = examples(
     "charrnn train src/ --hidden 768 --steps 20000   # a directory of .txt files",
     "cat *.log | charrnn train - --time 1h30m -q     # stdin; only warnings and the summary",
 )
-HINTS = get_type_hints(TrainOptions)
 
 
 def cli_type(name: str, spec: Spec) -> Any:
