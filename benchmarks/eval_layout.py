@@ -2,11 +2,13 @@
 
     python benchmarks/eval_layout.py CKPT [CKPT ...] [--text held_out.txt] [--streams 16 64 218 872]
 
-Full-pass validation scores the held-out text in S contiguous chunks side by side, each warmed up
-on the 256 characters before it (charrnn.evaluate). A model whose carried state stays well-behaved
-over thousands of characters scores the same for every S; one whose state drifts into a bad
-region on long runs scores differently for each S. Prints one line per checkpoint (loss per S and
-the spread) and writes benchmarks/results/eval_layout.json. The default text is the last 10% of
+Full-pass validation scores the held-out text in S contiguous chunks side by side, each first
+warmed up on the 256 characters before it (charrnn.evaluate). This script scores each layout from
+those warmed-up states alone (`max_rounds=1`, no hand-off check): a model whose carried state
+forgets where it started scores the same for every S; one whose state drifts on long runs scores
+differently for each S. (`charrnn eval` and validation check the start states, so their score
+does not depend on S; the figure here is about the model.) Prints one line per checkpoint (loss
+per S and the spread) and writes benchmarks/results/eval_layout.json. The default text is the last 10% of
 Tiny Shakespeare, the validation split `charrnn train` uses.
 """
 
@@ -24,7 +26,7 @@ from common import SHAKESPEARE, write_result
 
 from charrnn.data.corpus import load_corpus, split_train_val
 from charrnn.device import configure_threads
-from charrnn.evaluate import evaluate_ids
+from charrnn.evaluate import chunked_pass
 from charrnn.store.checkpoint import load_checkpoint, load_model
 
 
@@ -51,7 +53,11 @@ def main() -> None:
         ckpt = load_checkpoint(path)
         ids = np.asarray(ckpt.vocab.encode(text))
         model = load_model(ckpt, "cpu")
-        losses = {s: round(evaluate_ids(model, ids, torch.device("cpu"), streams=s).loss, 4) for s in args.streams}
+        cpu = torch.device("cpu")
+        losses = {
+            s: round(chunked_pass(model, ids, cpu, streams=s, max_rounds=1).total / (ids.size - 1), 4)
+            for s in args.streams
+        }
         spread = round(max(losses.values()) - min(losses.values()), 4)
         cases.append({"checkpoint": str(path), "loss_by_streams": losses, "spread": spread})
         cells = "  ".join(f"S={s}: {loss:.4f}" for s, loss in losses.items())

@@ -1,4 +1,8 @@
-"""Loss of a text under a model: full pass, state carried, in nats, bits per char and perplexity."""
+"""Loss of a text under a model: full pass, state carried, in nats, bits per char and perplexity.
+
+The score is that of one sequential pass over the text, computed in parallel chunks whose start
+states are checked, not assumed: see `chunked_pass`.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,22 @@ import torch.nn.functional as F
 
 from charrnn.device import autocast
 from charrnn.errors import InputError
-from charrnn.model import CharRNN, detach_state
+from charrnn.model import CharRNN, State, detach_state
 
 MIN_CHARS_PER_STREAM = 2048
 MAX_STREAMS = 64
 BURN_IN = 256
 WINDOW = 512
+# Two states closer than this (h absolute, c relative to its size) lead to the same losses: a
+# start state this close to the state one sequential pass has there is taken as that state.
+# Reduced precision rounds each state to ~3 significant digits, so its bar is wider.
+STATE_TOLERANCE = 1e-3
+REDUCED_STATE_TOLERANCE = 3e-2
+
+# visit(rows, positions, live, logits, losses): one window of the rows being scored. `positions`
+# are prediction indices [rows, w], `live` marks those that are real (not padding). A row may be
+# visited again in a later round, with corrected losses that replace the earlier ones.
+Visit = Callable[[np.ndarray, np.ndarray, np.ndarray, torch.Tensor, torch.Tensor], None]
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,15 @@ class EvalResult:
         return {"loss": self.loss, "bpc": self.bpc, "perplexity": self.perplexity, "chars": self.chars}
 
 
+@dataclass(frozen=True)
+class PassStats:
+    """How a chunked pass went: the rounds it took and the chunks it scored again."""
+
+    total: float  # summed loss over this process's share (over all ranks with `reduce`)
+    rounds: int  # 1 when every burned-in start state matched its neighbour's end state
+    rescored: int  # chunk scorings beyond the first (this process's share)
+
+
 def stream_layout(num_predictions: int, streams: int | None) -> tuple[int, int]:
     """(streams, chunk): how many parallel streams to score and how many predictions each scores."""
     if streams is None:
@@ -47,7 +70,149 @@ def stream_layout(num_predictions: int, streams: int | None) -> tuple[int, int]:
     return streams, math.ceil(num_predictions / streams)
 
 
+def state_distance(a: State, b: State) -> torch.Tensor:
+    """Per row (stream), how far apart two states are: max |h - h'| and max |c - c'| / (1 + |c'|)."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return torch.maximum(state_distance(a[0], b[0]), cell_distance(a[1], b[1]))
+    assert isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
+    return (a.float() - b.float()).abs().amax(dim=(0, 2))
+
+
+def cell_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    b = b.float()
+    return ((a.float() - b).abs() / (1.0 + b.abs())).amax(dim=(0, 2))
+
+
+def take_rows(state: State, rows: torch.Tensor) -> State:
+    if isinstance(state, tuple):
+        return (state[0][:, rows], state[1][:, rows])
+    return state[:, rows]
+
+
+def put_rows(state: State, rows: torch.Tensor, values: State) -> State:
+    if isinstance(state, tuple) and isinstance(values, tuple):
+        return (put_tensor_rows(state[0], rows, values[0]), put_tensor_rows(state[1], rows, values[1]))
+    assert isinstance(state, torch.Tensor) and isinstance(values, torch.Tensor)
+    return put_tensor_rows(state, rows, values)
+
+
+def put_tensor_rows(tensor: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    return tensor.index_copy(1, rows, values.to(tensor.dtype))
+
+
+def map_state(state: State, fn: Callable[[torch.Tensor], torch.Tensor]) -> State:
+    if isinstance(state, tuple):
+        return (fn(state[0]), fn(state[1]))
+    return fn(state)
+
+
 @torch.no_grad()
+def chunked_pass(
+    model: CharRNN,
+    ids: np.ndarray,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    streams: int | None = None,
+    burn_in: int = BURN_IN,
+    shard: tuple[int, int] = (0, 1),
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    visit: Visit | None = None,
+    max_rounds: int | None = None,
+) -> PassStats:
+    """Score every prediction ids[i] -> ids[i+1] as one sequential pass would, S chunks side by side.
+
+    A chunk's start state must be the state one pass reaches there. It is first guessed by reading
+    the `burn_in` characters before the chunk from a zero state, then checked against the end state
+    of the chunk before it. Where the two differ, the model still remembers the cut, so the chunk
+    is scored again from its neighbour's end state, and so on until every start state agrees with
+    the end state before it. Chunk 0 starts exact, so chunk k is exact after k rounds at most; a
+    model that forgets where it started within a few hundred characters needs one round.
+
+        round 1:  chunk 0 [scored.......]E0
+                  chunk 1          [warm]P1[scored.......]E1      P1 ~ E0 ? done : rescore from E0
+                  chunk 2                         [warm]P2[scored...]
+
+    Under torchrun, `shard=(rank, ranks)` scores every ranks-th chunk from `rank`; `gather` joins
+    every rank's end states (rows in rank order) and `reduce` sums over the ranks, so validation
+    takes 1/ranks of the time on each. Both must be given with ranks > 1. `max_rounds=1` scores
+    from the guessed start states alone (what a fixed burn-in gives; for measuring that error).
+    """
+    n_pred = int(ids.size) - 1
+    if n_pred < 1:  # a loss of nothing is not a number: refused rather than reported as NaN
+        raise InputError("the text must have at least 2 characters (one prediction) to be scored")
+    rank, ranks = shard
+    if ranks > 1 and (gather is None or reduce is None):
+        raise ValueError("a sharded pass needs gather and reduce")
+    num_streams, chunk = stream_layout(n_pred, streams)
+    per_rank = -(-num_streams // ranks)
+    mine = np.arange(per_rank, dtype=np.int64) * ranks + rank  # chunk index of each local row
+    real = mine < num_streams  # the last ranks may hold a padding row
+    starts = np.where(real, mine * chunk, 0)
+    lengths = np.where(real, np.minimum(chunk, n_pred - starts), 0)
+    warm = min(burn_in, chunk)
+    tolerance = STATE_TOLERANCE if dtype in (torch.float32, torch.float64) else REDUCED_STATE_TOLERANCE
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(per_rank, dtype=torch.float64, device=device)
+
+    def forward(x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        with autocast(device, dtype):
+            return model(x, state)
+
+    def run(rows: np.ndarray, state: State | None) -> State:
+        """Score `rows` from `state`; their sums are replaced. Returns their state after `chunk` steps."""
+        begins, span = starts[rows], lengths[rows]
+        row_sums = torch.zeros(rows.size, dtype=torch.float64, device=device)
+        # Each window's columns are gathered from `ids` as they are needed (a memory map stays one),
+        # so memory is streams x WINDOW, not three int64 copies of the whole text.
+        for pos in range(0, chunk, WINDOW):
+            cols = np.arange(pos, min(pos + WINDOW, chunk), dtype=np.int64)
+            live = cols[None, :] < span[:, None]  # past a chunk's end: padding, never scored
+            index = np.where(live, begins[:, None] + cols[None, :], 0)
+            x = torch.from_numpy(np.asarray(ids[index], dtype=np.int64)).to(device)
+            y = torch.from_numpy(np.asarray(ids[index + 1], dtype=np.int64)).to(device)
+            logits, state = forward(x, state)
+            losses = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # [rows, w]
+            row_sums += (losses * torch.from_numpy(live).to(device)).sum(dim=1, dtype=torch.float64)
+            if visit is not None:
+                visit(rows, index, live, logits, losses)
+            state = detach_state(state)
+        sums[torch.from_numpy(rows).to(device)] = row_sums
+        assert state is not None
+        return state
+
+    # Round 1: each chunk but the first starts from `warm` characters read from a zero state.
+    everyone = np.arange(per_rank, dtype=np.int64)
+    burn = np.where((starts > 0)[:, None], starts[:, None] - max(warm, 1) + np.arange(max(warm, 1))[None, :], 0)
+    _, guess = forward(torch.from_numpy(np.asarray(ids[burn], dtype=np.int64)).to(device), None)
+    at_zero = torch.from_numpy((starts == 0) | (warm == 0)).to(device).view(1, -1, 1)
+    start_state = map_state(guess, lambda t: torch.where(at_zero, torch.zeros_like(t), t))
+    end_state = run(everyone, start_state)
+    rounds, rescored = 1, 0
+    for _ in range(min(num_streams, max_rounds or num_streams) - 1):  # chunk k is exact after k rounds
+        # The end state of the chunk before each local chunk, from whichever rank scored it.
+        every_end = end_state if gather is None else map_state(end_state, gather)
+        before = np.where(mine > 0, ((mine - 1) % ranks) * per_rank + (mine - 1) // ranks, 0)
+        handed = take_rows(every_end, torch.from_numpy(before).to(device))
+        off = (state_distance(start_state, handed) > tolerance) & torch.from_numpy(real & (mine > 0)).to(device)
+        count = off.sum().to(torch.int64)
+        if int((reduce(count.clone()) if reduce is not None else count).item()) == 0:
+            break
+        rows_t = off.nonzero().flatten()
+        if rows_t.numel():
+            rows = rows_t.cpu().numpy()
+            start_state = put_rows(start_state, rows_t, take_rows(handed, rows_t))
+            end_state = put_rows(end_state, rows_t, run(rows, take_rows(start_state, rows_t)))
+            rescored += int(rows.size)
+        rounds += 1
+    model.train(was_training)
+    total = sums.sum()
+    if reduce is not None:
+        total = reduce(total)
+    return PassStats(total=float(total.item()), rounds=rounds, rescored=rescored)
+
+
 def evaluate_ids(
     model: CharRNN,
     ids: np.ndarray,
@@ -57,50 +222,8 @@ def evaluate_ids(
     burn_in: int = BURN_IN,
     shard: tuple[int, int] = (0, 1),
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> EvalResult:
-    """Score every prediction ids[i] -> ids[i+1] once, as one long pass would, but in parallel.
-
-    The predictions are cut into S contiguous chunks scored side by side. Chunk s > 0 first
-    reads the `burn_in` characters before it (unscored) so its state is warm, which makes the
-    result match a single sequential pass closely while running S times fewer steps.
-
-        inputs  ids[0 .. n-2], targets ids[1 .. n-1]
-        chunk 0:            [scored.......]
-        chunk 1:      [warm][scored.......]
-        chunk 2:                    [warm][scored...]   (right-padded, mask 0)
-
-    Under torchrun, `shard=(rank, ranks)` scores every ranks-th chunk from `rank` and `reduce`
-    sums the loss over the ranks, so validation takes 1/ranks of the time on each.
-    """
-    n_pred = int(ids.size) - 1
-    if n_pred < 1:  # a loss of nothing is not a number: refused rather than reported as NaN
-        raise InputError("the text must have at least 2 characters (one prediction) to be scored")
-    num_streams, chunk = stream_layout(n_pred, streams)
-    rank, ranks = shard
-    starts = [s * chunk for s in range(rank, num_streams, ranks)]
-    warm = np.array([min(burn_in, start) for start in starts], dtype=np.int64)
-    begins = np.array(starts, dtype=np.int64) - warm
-    lengths = np.minimum(chunk, n_pred - np.array(starts, dtype=np.int64)) + warm
-    width = int(lengths.max(initial=0))
-    was_training = model.training
-    model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    state = None
-    # Each window's columns are gathered from `ids` as they are needed (a memory map stays one), so
-    # memory is streams x WINDOW, not three int64 copies of the whole text.
-    for pos in range(0, width, WINDOW):
-        cols = np.arange(pos, min(pos + WINDOW, width), dtype=np.int64)
-        live = cols[None, :] < lengths[:, None]  # past a chunk's end: padding, never scored
-        index = np.where(live, begins[:, None] + cols[None, :], 0)
-        x = torch.from_numpy(np.asarray(ids[index], dtype=np.int64)).to(device)
-        y = torch.from_numpy(np.asarray(ids[index + 1], dtype=np.int64)).to(device)
-        scored = torch.from_numpy(live & (cols[None, :] >= warm[:, None])).to(device)
-        with autocast(device, dtype):
-            logits, state = model(x, state)
-        losses = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="none")
-        total += (losses * scored.reshape(-1)).sum(dtype=torch.float64)
-        state = detach_state(state)
-    model.train(was_training)
-    if reduce is not None:
-        total = reduce(total)
-    return EvalResult(loss=float(total.item()) / n_pred, chars=n_pred)
+    """The mean loss of one sequential pass over `ids`, computed by `chunked_pass`."""
+    stats = chunked_pass(model, ids, device, dtype, streams, burn_in, shard, reduce, gather)
+    return EvalResult(loss=stats.total / (int(ids.size) - 1), chars=int(ids.size) - 1)

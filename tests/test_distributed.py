@@ -103,16 +103,48 @@ def test_one_gpu_per_local_rank(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_sharded_validation_sums_to_the_whole() -> None:
+    """Three ranks (threads here) each score their chunks, swap end states and agree on one pass."""
+    import threading
+
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(vocab_size=20, hidden_size=16, embed_size=8, num_layers=1))
     ids = np.random.default_rng(0).integers(0, 20, 20_000).astype(np.uint8)
-    whole = evaluate_ids(model, ids, torch.device("cpu"), streams=5)
-    totals: list[float] = []
-    for rank in range(3):  # 5 chunks over 3 ranks: 2, 2 and 1 chunks
-        evaluate_ids(
-            model, ids, torch.device("cpu"), streams=5, shard=(rank, 3), reduce=lambda t: totals.append(t.item()) or t
+    whole = evaluate_ids(model, ids, torch.device("cpu"), streams=5, burn_in=2)
+    ranks, barrier = 3, threading.Barrier(3)
+    posted: dict[int, torch.Tensor] = {}
+    results: dict[int, float] = {}
+
+    def collective(rank: int, tensor: torch.Tensor, join: bool) -> torch.Tensor:
+        barrier.wait()
+        posted[rank] = tensor.clone()
+        barrier.wait()
+        parts = [posted[r] for r in range(ranks)]
+        barrier.wait()
+        return torch.cat(parts, dim=1) if join else sum(parts[1:], parts[0])
+
+    def one_rank(rank: int) -> None:
+        result = evaluate_ids(  # 5 chunks over 3 ranks: 2, 2 and 1 (+ a padding row)
+            model,
+            ids,
+            torch.device("cpu"),
+            streams=5,
+            burn_in=2,  # too short a warm-up: the end states must be handed across ranks
+            shard=(rank, ranks),
+            reduce=lambda t: collective(rank, t, join=False),
+            gather=lambda t: collective(rank, t, join=True),
         )
-    assert sum(totals) / (ids.size - 1) == pytest.approx(whole.loss, rel=1e-9)
+        results[rank] = result.loss
+
+    threads = [threading.Thread(target=one_rank, args=(rank,)) for rank in range(ranks)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    one = evaluate_ids(model, ids, torch.device("cpu"), streams=1)
+    assert set(results) == {0, 1, 2}
+    for loss in results.values():
+        assert loss == pytest.approx(whole.loss, rel=1e-9)
+        assert loss == pytest.approx(one.loss, abs=1e-6)
 
 
 # -- real torchrun runs ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from charrnn.errors import InputError
-from charrnn.evaluate import evaluate_ids
+from charrnn.evaluate import chunked_pass, evaluate_ids
 from charrnn.model import CharRNN, ModelConfig
 
 
@@ -39,6 +39,48 @@ def test_parallel_streams_with_burn_in_match_one_pass() -> None:
     many = evaluate_ids(model, ids, torch.device("cpu"), streams=8, burn_in=64)
     assert many.chars == one.chars
     assert abs(many.loss - one.loss) < 1e-4
+
+
+def latch_model() -> CharRNN:
+    """An LSTM that never forgets: its forget gates are shut open and only character 0 writes to its
+    cell, so its output depends on how many 0s came before, however long ago. No burn-in, however
+    long, reaches the state one pass has after a 0 the burn-in did not read."""
+    torch.manual_seed(3)
+    model = CharRNN(ModelConfig(vocab_size=7, hidden_size=12, embed_size=4, num_layers=1)).eval()
+    with torch.no_grad():
+        model.embed.weight[:, 0] = 0.0
+        model.embed.weight[0, 0] = 1.0  # only character 0 has a first component
+        model.rnn.weight_hh_l0.zero_()
+        model.rnn.weight_ih_l0.zero_()
+        model.rnn.bias_hh_l0.zero_()
+        model.rnn.weight_ih_l0[0:12, 0] = 20.0  # input gate opens on a 0 ...
+        model.rnn.bias_ih_l0[0:12] = -10.0  # ... and only then
+        model.rnn.bias_ih_l0[12:24] = 30.0  # forget gate: keep everything
+        model.rnn.bias_ih_l0[24:36] = 1.0  # what a 0 adds to the cell
+        model.rnn.bias_ih_l0[36:48] = 10.0  # output gate open
+        model.head.weight.mul_(4.0)
+    return model
+
+
+def test_a_model_that_never_forgets_is_scored_as_one_pass_all_the_same() -> None:
+    model = latch_model()
+    ids = np.random.default_rng(2).integers(1, 7, 4000).astype(np.uint8)
+    ids[[100, 1100]] = 0  # long before the chunks that start at 500, 1000, 1500, ...
+    cpu = torch.device("cpu")
+    one = evaluate_ids(model, ids, cpu, streams=1)
+    guessed = chunked_pass(model, ids, cpu, streams=8, burn_in=256, max_rounds=1)
+    checked = chunked_pass(model, ids, cpu, streams=8, burn_in=256)
+    assert abs(guessed.total / 3999 - one.loss) > 0.01  # a fixed burn-in is wrong here
+    assert abs(checked.total / 3999 - one.loss) < 1e-5  # the checked hand-off is not
+    assert checked.rounds > 2 and checked.rescored >= checked.rounds - 1
+    assert evaluate_ids(model, ids, cpu, streams=8).loss == pytest.approx(checked.total / 3999, rel=1e-12)
+
+
+def test_a_model_that_forgets_needs_one_round() -> None:
+    stats = chunked_pass(
+        tiny_model(), np.random.default_rng(1).integers(0, 7, 5000).astype(np.uint8), torch.device("cpu"), streams=8
+    )
+    assert (stats.rounds, stats.rescored) == (1, 0)
 
 
 def test_too_short_text_is_refused_not_nan() -> None:

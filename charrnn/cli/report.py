@@ -164,6 +164,7 @@ class TrainReport:
                 f"batch {info['batch_size']} x {info['seq_len']} chars, lr {info['lr']:g}",
             ),
             ("budget", f"{info['budget']}, validate every {info['eval_every']}"),
+            *([("speed", str(info["speed"]))] if info.get("speed") else []),
             ("run", str(info["run_dir"])),
         ]
         resumed_from = info.get("resumed_from")

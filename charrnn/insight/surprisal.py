@@ -1,8 +1,7 @@
 """Bits of surprise per character and the model's top-k guesses, scored exactly as `charrnn eval` scores.
 
-The layout is `evaluate_ids`'s: the predictions ids[i] -> ids[i+1] are cut into the same
-contiguous chunks with the same warm-up, so the mean here equals `eval`'s loss (to float
-rounding); for a text under 4096 characters both are one sequential pass.
+The pass is `evaluate_ids`'s (`chunked_pass`): the same chunks, start states checked against one
+sequential pass, so the mean here equals `eval`'s loss (to float rounding).
 """
 
 from __future__ import annotations
@@ -14,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn.evaluate import BURN_IN, WINDOW, stream_layout
-from charrnn.model import CharRNN, detach_state
+from charrnn.evaluate import chunked_pass
+from charrnn.model import CharRNN
 
 LN2 = math.log(2)
 
@@ -54,9 +53,8 @@ class Span:
     mean_bits: float
 
 
-@torch.no_grad()
 def score(model: CharRNN, ids: np.ndarray, device: torch.device, top_k: int = 5) -> Surprisal:
-    """Per-prediction loss and top-k guesses of `ids` under `model` (evaluate_ids's layout)."""
+    """Per-prediction loss and top-k guesses of `ids` under `model`, from `chunked_pass` (eval's pass)."""
     n_pred = int(ids.size) - 1
     k = max(1, min(top_k, model.config.vocab_size))
     nats = np.zeros(max(0, n_pred), dtype=np.float32)
@@ -64,32 +62,17 @@ def score(model: CharRNN, ids: np.ndarray, device: torch.device, top_k: int = 5)
     top_probs = np.zeros((max(0, n_pred), k), dtype=np.float32)
     if n_pred < 1:
         return Surprisal(nats, top_ids, top_probs)
-    num_streams, chunk = stream_layout(n_pred, None)
-    starts = np.arange(num_streams, dtype=np.int64) * chunk
-    warm = np.minimum(BURN_IN, starts)
-    begins = starts - warm
-    lengths = np.minimum(chunk, n_pred - starts) + warm
-    width = int(lengths.max(initial=0))
-    was_training = model.training
-    model.eval()
-    state = None
-    for pos in range(0, width, WINDOW):
-        cols = np.arange(pos, min(pos + WINDOW, width), dtype=np.int64)
-        live = cols[None, :] < lengths[:, None]
-        index = np.where(live, begins[:, None] + cols[None, :], 0)
-        x = torch.from_numpy(np.asarray(ids[index], dtype=np.int64)).to(device)
-        y = torch.from_numpy(np.asarray(ids[index + 1], dtype=np.int64)).to(device)
-        logits, state = model(x, state)
-        logp = F.log_softmax(logits.float(), dim=-1)
-        loss = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-        probs, guesses = logp.exp().topk(k, dim=-1)
-        scored = live & (cols[None, :] >= warm[:, None])
-        where = index[scored]  # prediction index = input position
-        nats[where] = loss.cpu().numpy()[scored]
-        top_ids[where] = guesses.cpu().numpy()[scored]
-        top_probs[where] = probs.cpu().numpy()[scored]
-        state = detach_state(state)
-    model.train(was_training)
+
+    def keep(
+        rows: np.ndarray, positions: np.ndarray, live: np.ndarray, logits: torch.Tensor, losses: torch.Tensor
+    ) -> None:
+        probs, guesses = F.softmax(logits.float(), dim=-1).topk(k, dim=-1)
+        where = positions[live]  # prediction index = input position; a rescored chunk overwrites its own
+        nats[where] = losses.cpu().numpy()[live]
+        top_ids[where] = guesses.cpu().numpy()[live]
+        top_probs[where] = probs.cpu().numpy()[live]
+
+    chunked_pass(model, ids, device, visit=keep)
     return Surprisal(nats, top_ids, top_probs)
 
 

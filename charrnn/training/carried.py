@@ -39,3 +39,20 @@ def keep_finite_state(bad: torch.Tensor, new: State, old: State | None) -> State
         return (h, c)
     previous = old if isinstance(old, torch.Tensor) else torch.zeros_like(new)
     return torch.where(bad, previous.to(new.dtype), new.detach())
+
+
+def reset_rows(state: State | None, seed: int, step: int, chance: float, batch_size: int, rows: slice) -> State | None:
+    """The carried state with each stream's row zeroed with probability `chance` (`--state-reset`).
+
+    The draw depends on the seed and the step alone, so a resumed run and every rank of a torchrun
+    team (each taking its `rows` of the whole batch's draw) reset the same streams.
+    """
+    if state is None or chance <= 0:
+        return state
+    first = state[0] if isinstance(state, tuple) else state
+    generator = torch.Generator().manual_seed((seed * 1_000_003 + step) % 2**63)
+    draw = torch.rand(batch_size, generator=generator)[rows]
+    keep = (draw >= chance).to(first.device, first.dtype).view(1, -1, 1)
+    if isinstance(state, tuple):
+        return (state[0] * keep, state[1] * keep)
+    return state * keep

@@ -19,11 +19,15 @@ from charrnn.errors import ConfigError
 from charrnn.model import ModelConfig, count_parameters
 from charrnn.training.distributed import World
 from charrnn.training.options import TrainOptions, flag
-from charrnn.training.plan import DEFAULT_TIME_S, Fixed, make_plan, validation_seconds
+from charrnn.training.plan import DEFAULT_TIME_S, Fixed, assumed_flops, make_plan, validation_seconds
 
 WARMUP_STEPS = 20  # 20 beat 100 on Tiny Shakespeare at equal steps (1.489 vs 1.504 after 750)
 MIN_LR_FRACTION = 0.0  # cosine all the way down: 1.486 vs 1.489 for lr/10 (same test)
 VAL_COST_RATIO = 20  # periodic validations at least this many validation-times apart (<= 5% of the time)
+
+
+# Fields a schedule recorded before they existed takes with the value that reproduces that run.
+ADDED_LATER: dict[str, Any] = {"state_reset": 0.0}
 
 
 def min_lr_for(lr: float) -> float:
@@ -52,6 +56,7 @@ class TrainConfig:
     save_every: Interval
     seed: int
     dtype: str
+    state_reset: float = 0.0  # added later: runs recorded before it never reset
 
     def progress(self, step: int, elapsed: float, epochs_done: float) -> float:
         """Fraction of the budget used, by whichever budget runs out first."""
@@ -80,6 +85,7 @@ class TrainConfig:
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of `to_json`; TypeError/ValueError/ConfigError on a malformed record."""
         names = {f.name for f in fields(cls)}
+        data = {**ADDED_LATER, **data}
         if set(data) != names:
             raise TypeError(f"fields {sorted(set(data) ^ names)}")
         values = dict(data)
@@ -99,6 +105,7 @@ class TrainConfig:
         for key in (
             "weight_decay",
             "grad_clip",
+            "state_reset",
             "warmup_steps",
             "steps",
             "epochs",
@@ -113,6 +120,24 @@ class TrainConfig:
         return config
 
 
+def time_budget(options: TrainOptions) -> float | None:
+    """The run's time budget in seconds: --time, or the default where no budget is given."""
+    if options.time is None and options.steps is None and options.epochs is None:
+        return DEFAULT_TIME_S
+    return options.time
+
+
+def fixed_sizes(options: TrainOptions) -> Fixed:
+    """The sizes the flags fix; the plan chooses the others."""
+    return Fixed(
+        hidden_size=options.hidden_size,
+        num_layers=options.num_layers,
+        embed_size=options.embed_size,
+        batch_size=options.batch_size,
+        seq_len=options.seq_len,
+    )
+
+
 def resolve_configs(
     options: TrainOptions,
     corpus: Corpus,
@@ -120,19 +145,16 @@ def resolve_configs(
     device: torch.device,
     dtype: torch.dtype,
     world: World | None = None,
+    flops: float | None = None,
 ) -> tuple[ModelConfig, TrainConfig]:
-    """Flags where given, planned defaults elsewhere (a planned batch rounds up to split over the ranks)."""
-    time_s = options.time
-    if time_s is None and options.steps is None and options.epochs is None:
-        time_s = DEFAULT_TIME_S
-    fixed = Fixed(
-        hidden_size=options.hidden_size,
-        num_layers=options.num_layers,
-        embed_size=options.embed_size,
-        batch_size=options.batch_size,
-        seq_len=options.seq_len,
-    )
-    plan = make_plan(train_chars, corpus.vocab.size, device, dtype, time_s, options.steps, options.epochs, fixed)
+    """Flags where given, planned defaults elsewhere (a planned batch rounds up to split over the ranks).
+
+    `flops` is the measured training rate of the machine (all ranks together), if it was measured.
+    """
+    time_s = time_budget(options)
+    flops = flops or assumed_flops(device, dtype)
+    fixed = fixed_sizes(options)
+    plan = make_plan(train_chars, corpus.vocab.size, device, dtype, time_s, options.steps, options.epochs, fixed, flops)
     model_config = ModelConfig(
         vocab_size=corpus.vocab.size,
         cell=options.cell.value,
@@ -146,7 +168,7 @@ def resolve_configs(
     if warmup is None:
         warmup = min(WARMUP_STEPS, max(1, options.steps // 10)) if options.steps else WARMUP_STEPS
     val_chars = min(options.val_max_chars, corpus.num_chars - train_chars)
-    val_s = validation_seconds(model_config, val_chars, device, dtype)
+    val_s = validation_seconds(model_config, val_chars, flops)
     eval_every = options.eval_every or Interval.parse(default_eval_every(time_s, options.steps, val_s))
     ranks = world.size if world else 1
     train_config = TrainConfig(
@@ -157,6 +179,7 @@ def resolve_configs(
         warmup_steps=warmup,
         weight_decay=options.weight_decay,
         grad_clip=options.grad_clip,
+        state_reset=options.state_reset,
         val_frac=options.val_frac,
         val_max_chars=options.val_max_chars,
         time_s=time_s,
@@ -203,6 +226,8 @@ def check_schedule(config: TrainConfig) -> None:
             raise ConfigError(f"{flag(name)} must be a positive number, got {getattr(config, name)}")
     if not (0 <= config.grad_clip < math.inf and 0 <= config.weight_decay < math.inf):
         raise ConfigError("--grad-clip and --weight-decay must be finite and not negative")
+    if not (isinstance(config.state_reset, (int, float)) and 0 <= config.state_reset <= 1):
+        raise ConfigError(f"--state-reset must be a number from 0 to 1, got {config.state_reset!r}")
     if not (0 <= config.min_lr <= config.lr and config.warmup_steps >= 0 and 0 <= config.val_frac < 1):
         raise ConfigError("the schedule's min_lr, warmup_steps or val_frac is out of range")
     if config.dtype not in ("fp32", "bf16", "fp16"):

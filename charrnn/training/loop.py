@@ -21,7 +21,7 @@ from charrnn.errors import Interrupted
 from charrnn.evaluate import evaluate_ids
 from charrnn.store.checkpoint import Checkpoint
 from charrnn.store.runs import BEST, LAST
-from charrnn.training.carried import keep_finite_state
+from charrnn.training.carried import keep_finite_state, reset_rows
 from charrnn.training.checkpointing import Checkpointing
 from charrnn.training.observer import TrainObserver, TrainResult
 from charrnn.training.options import TrainOptions
@@ -146,6 +146,10 @@ class Trainer(Checkpointing):
             self.state.epoch += 1
             self.state.window = 0
             self.carried = None
+        config = self.config
+        self.carried = reset_rows(
+            self.carried, config.seed, self.state.step, config.state_reset, config.batch_size, self.rows
+        )
         x, y = self.batcher.window(self.state.window, pin=self.device.type == "cuda")
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         for group in self.optimizer.param_groups:
@@ -230,7 +234,15 @@ class Trainer(Checkpointing):
         """Validation loss; under torchrun each rank scores its share and the sums are all-reduced."""
         shard = (self.world.rank, self.world.size)
         start = time.perf_counter()
-        result = evaluate_ids(self.model, self.val_ids, self.device, self.dtype, shard=shard, reduce=self.team.sum)
+        result = evaluate_ids(
+            self.model,
+            self.val_ids,
+            self.device,
+            self.dtype,
+            shard=shard,
+            reduce=self.team.sum,
+            gather=lambda rows: self.team.gather_rows(rows, 1),
+        )
         self.reserve_s = self.final_validation_reserve(time.perf_counter() - start)
         return result.loss
 

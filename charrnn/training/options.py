@@ -118,6 +118,17 @@ class TrainOptions:
     grad_clip: float = option(
         1.0, "Clip the gradient norm to this (0: off).", OPTIM, Role.ADJUSTABLE, Kind.FLOAT, minimum=0.0
     )
+    state_reset: float = option(
+        0.0,
+        "Chance per window that a stream's carried state starts again from zero, so the model learns "
+        "to start from anywhere (and its state cannot drift).",
+        OPTIM,
+        Role.ADJUSTABLE,
+        Kind.FLOAT,
+        minimum=0.0,
+        maximum=1.0,
+        metavar="P",
+    )
     warmup_steps: int | None = option(
         None,
         "Steps of linear learning-rate warmup.",

@@ -16,12 +16,14 @@ import torch
 from charrnn.model import ModelConfig, count_parameters
 
 DEFAULT_TIME_S = 600.0
-# Training FLOP/s (6 x params x chars/s) measured for 2-layer LSTMs on this project's 2-core CPUs:
-# bf16 on an AVX-512 BF16 EPYC (B); fp32 on the AVX2-only EPYC (A) that is the machine now, where a
-# 10-minute 2x512 run does ~4,500 chars/s (B did 1.3e11 in fp32). They steer dropout and the
-# validation-time estimate, so an overestimate plans more epochs, and dropout, than a run gets.
+# Training FLOP/s (6 x params x chars/s) assumed where the run does not measure its machine (a
+# `--steps` or `--epochs` budget, a resumed run): bf16 on an AVX-512 BF16 EPYC, fp32 on an
+# AVX2-only EPYC, both with 2 cores. A time budget measures instead (`training.probe`).
 CPU_TRAIN_FLOPS = {torch.bfloat16: 2.1e11, torch.float32: 9.0e10}
 GPU_TRAIN_FLOPS = 2.0e13
+# 2x512 beats 2x384 once it sees this many characters: on a 2-core AVX-512 BF16 CPU that is three
+# minutes, where 2x384 won at 80 s (1.489 vs 1.505) and 2x512 at ten minutes.
+CHARS_FOR_512 = 1.9e6
 
 
 @dataclass(frozen=True)
@@ -49,15 +51,21 @@ class Fixed:
     seq_len: int | None = None
 
 
-def train_flops(device: torch.device, dtype: torch.dtype) -> float:
+def assumed_flops(device: torch.device, dtype: torch.dtype) -> float:
+    """The training rate used where none was measured."""
     if device.type == "cpu":
         return CPU_TRAIN_FLOPS.get(dtype, CPU_TRAIN_FLOPS[torch.float32])
     return GPU_TRAIN_FLOPS
 
 
-def validation_seconds(config: ModelConfig, val_chars: int, device: torch.device, dtype: torch.dtype) -> float:
+def validation_seconds(config: ModelConfig, val_chars: int, flops: float) -> float:
     """Expected wall time of one validation pass: forward only, 2 FLOPs per parameter per char."""
-    return 2 * count_parameters(config) * max(val_chars, 0) / train_flops(device, dtype)
+    return 2 * count_parameters(config) * max(val_chars, 0) / flops
+
+
+def chars_per_second(config: ModelConfig, flops: float) -> float:
+    """Training characters per second of `config` at `flops` (6 FLOPs per parameter per char)."""
+    return flops / (6 * count_parameters(config))
 
 
 def hidden_for_corpus(train_chars: int) -> int:
@@ -68,17 +76,43 @@ def hidden_for_corpus(train_chars: int) -> int:
     return 512 if train_chars < 20_000_000 else 1024
 
 
-def hidden_for_time(seconds: float, device: torch.device) -> int:
-    """The largest hidden size that sees enough text in the budget to beat a smaller one."""
+def hidden_for_time(seconds: float, device: torch.device, vocab_size: int, flops: float) -> int:
+    """The largest hidden size that sees enough text in the budget, at this machine's rate, to beat
+    a smaller one."""
     if device.type != "cpu":
         return 1024
-    return 384 if seconds < 180 else 512
+    wide = ModelConfig(vocab_size=vocab_size, hidden_size=512)
+    return 512 if chars_per_second(wide, flops) * seconds >= CHARS_FOR_512 else 384
+
+
+def probe_config(train_chars: int, vocab_size: int, cell: str, fixed: Fixed | None = None) -> ModelConfig:
+    """The largest model the plan may choose for this corpus: the one to time the machine with."""
+    fixed = fixed or Fixed()
+    return ModelConfig(
+        vocab_size=vocab_size,
+        cell=cell,
+        hidden_size=fixed.hidden_size or hidden_for_corpus(train_chars),
+        num_layers=fixed.num_layers or 2,
+        embed_size=fixed.embed_size or 64,
+    )
 
 
 def lr_for_hidden(hidden: int) -> float:
     """Peak AdamW lr: 1e-2 for 384 hidden units (best of 2e-3..1.6e-2 measured on Tiny Shakespeare
     at equal steps), scaled by 1/sqrt(width) as wider layers need gentler steps."""
     return round(min(2e-2, max(2e-3, 1e-2 * math.sqrt(384 / hidden))), 5)
+
+
+def window_shape(train_chars: int, device: torch.device, fixed: Fixed | None = None) -> tuple[int, int]:
+    """(batch, seq_len): 32 x 64 on a CPU, 128 x 128 on a GPU, halved until the text fills them."""
+    fixed = fixed or Fixed()
+    batch = 32 if device.type == "cpu" else 128
+    seq_len = 64 if device.type == "cpu" else 128
+    while batch > 1 and (train_chars - 1) // batch < seq_len:
+        batch //= 2
+    while seq_len > 8 and (train_chars - 1) // batch < seq_len:
+        seq_len //= 2
+    return fixed.batch_size or batch, fixed.seq_len or seq_len
 
 
 def make_plan(
@@ -90,28 +124,25 @@ def make_plan(
     steps: int | None = None,
     epochs: float | None = None,
     fixed: Fixed | None = None,
+    flops: float | None = None,
 ) -> Plan:
     """Sizes for `train_chars` of text under a budget (the first one to run out counts).
 
     `fixed` holds the sizes the user chose; the rest (lr, dropout) is planned for that model.
+    `flops` is this machine's training rate (measured by `training.probe`); without it, the rate
+    assumed for the device and dtype.
     """
     fixed = fixed or Fixed()
+    flops = flops or assumed_flops(device, dtype)
     if seconds is None and steps is None and epochs is None:
         seconds = DEFAULT_TIME_S
-    batch = 32 if device.type == "cpu" else 128
-    seq_len = 64 if device.type == "cpu" else 128
-    while batch > 1 and (train_chars - 1) // batch < seq_len:
-        batch //= 2
-    while seq_len > 8 and (train_chars - 1) // batch < seq_len:
-        seq_len //= 2
-    batch, seq_len = fixed.batch_size or batch, fixed.seq_len or seq_len
+    batch, seq_len = window_shape(train_chars, device, fixed)
     hidden = hidden_for_corpus(train_chars)
     if seconds is not None:
-        hidden = min(hidden, hidden_for_time(seconds, device))
+        hidden = min(hidden, hidden_for_time(seconds, device, vocab_size, flops))
     hidden, layers, embed = fixed.hidden_size or hidden, fixed.num_layers or 2, fixed.embed_size or 64
     config = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=layers, embed_size=embed)
-    chars_per_s = train_flops(device, dtype) / (6 * count_parameters(config))
-    budgets = [] if seconds is None else [chars_per_s * seconds]
+    budgets = [] if seconds is None else [chars_per_second(config, flops) * seconds]
     if steps is not None:
         budgets.append(steps * batch * seq_len)
     if epochs is not None:

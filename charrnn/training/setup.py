@@ -6,6 +6,7 @@ the configs, the model, the optimizer and the run directory.
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,13 @@ from charrnn.store.runs import (
     resolve_checkpoint,
     resume_target,
 )
-from charrnn.training.config import TrainConfig, check_fits, resolve_configs
+from charrnn.training.config import TrainConfig, check_fits, fixed_sizes, resolve_configs, time_budget
 from charrnn.training.distributed import Team, rank_device, world_from_env
 from charrnn.training.observer import SilentObserver, TrainObserver
 from charrnn.training.optimizer import make_optimizer
 from charrnn.training.options import TrainOptions
-from charrnn.training.plan import validation_seconds
+from charrnn.training.plan import assumed_flops, probe_config, validation_seconds, window_shape
+from charrnn.training.probe import Speed, measure_speed
 from charrnn.training.resume import (
     check_same_corpus,
     init_from_config,
@@ -109,12 +111,14 @@ class RunSetup:
         self.train_ids, val_ids = split_train_val(self.corpus.ids, options.val_frac)
         self.model_config: ModelConfig
         self.config: TrainConfig
+        self.speed = Speed(flops=assumed_flops(self.device, self.dtype) * world.size, measured=False)
         if resume is not None:
             self.model_config = resume.config
             self.config = stored_train_config(resume).adjusted(changes)
         else:
+            self.speed = self.measure_speed(options)
             self.model_config, self.config = resolve_configs(
-                options, self.corpus, int(self.train_ids.size), self.device, self.dtype, world
+                options, self.corpus, int(self.train_ids.size), self.device, self.dtype, world, self.speed.flops
             )
             if base is not None:
                 self.model_config = init_from_config(options, base)
@@ -125,7 +129,7 @@ class RunSetup:
         self.batcher = StreamBatcher(self.train_ids, self.config.batch_size, self.config.seq_len, self.rows)
         self.has_val = self.val_ids.size >= 2
         self.reserve_s = self.final_validation_reserve(
-            validation_seconds(self.model_config, int(self.val_ids.size), self.device, self.dtype) / world.size
+            validation_seconds(self.model_config, int(self.val_ids.size), self.speed.flops) / world.size
         )
         self.run_dir = Path(options.out or "") if resume is not None else self.pick_run_dir()
         self.store = RunStore(self.run_dir, world.is_main)
@@ -198,6 +202,22 @@ class RunSetup:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=device_ids)
 
+    def measure_speed(self, options: TrainOptions) -> Speed:
+        """This machine's training rate, timed where a time budget needs it (rank 0's, for all ranks).
+
+        The plan turns it into passes over the text; without a time budget the steps or epochs
+        give the passes directly, and the assumed rate only sizes the validation-time estimate.
+        """
+        if time_budget(options) is None:
+            return self.speed
+        train_chars = int(self.train_ids.size)
+        fixed = fixed_sizes(options)
+        config = probe_config(train_chars, self.corpus.vocab.size, options.cell.value, fixed)
+        batch, seq_len = window_shape(train_chars, self.device, fixed)
+        speed = measure_speed(config, max(1, batch // self.world.size), seq_len, self.device, self.dtype)
+        speed = Speed(**self.team.share(asdict(speed)))
+        return replace(speed, flops=speed.flops * self.world.size)
+
     def final_validation_reserve(self, seconds: float) -> float:
         """Seconds of a time budget kept for the validation that follows the last step (0 without one).
 
@@ -221,6 +241,7 @@ class RunSetup:
             "device": str(self.device),
             "threads": self.threads,
             "world_size": self.world.size,
+            "speed": asdict(self.speed),
         }
 
     def record(self) -> dict[str, Any]:
@@ -274,6 +295,7 @@ class RunSetup:
             "resumed_from": self.resumed_from,
             "resumed_step": self.state.step if self.resumed_from else None,
             "sample": self.preview,
+            "speed": self.speed.describe() if self.speed.measured else None,
             "budget_steps": self.config.steps,
             "budget_s": self.config.time_s,
         }
