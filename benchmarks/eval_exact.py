@@ -25,15 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result
 
 from charrnn.device import configure_threads
-from charrnn.evaluate import chunked_pass
+from charrnn.evaluate import PassStats, chunked_pass
 from charrnn.files import read_utf8
 from charrnn.store.checkpoint import load_checkpoint, load_model
 
 
-def timed(fn):  # type: ignore[no-untyped-def]
+def timed_pass(model: torch.nn.Module, ids: np.ndarray, **how: int) -> tuple[PassStats, float]:
     start = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - start
+    stats = chunked_pass(model, ids, torch.device("cpu"), **how)  # type: ignore[arg-type]
+    return stats, time.perf_counter() - start
 
 
 def main() -> None:
@@ -42,7 +42,6 @@ def main() -> None:
     parser.add_argument("--max-chars", type=int, default=60_000, help="score the first N chars of each text")
     args = parser.parse_args()
     configure_threads(None)
-    cpu = torch.device("cpu")
     rows = []
     for case in args.cases:
         ckpt_path, _, text_path = case.partition(":")
@@ -52,9 +51,9 @@ def main() -> None:
         text = "".join(ch for ch in read_utf8(Path(text_path))[: args.max_chars] if ch in known)
         ids = np.asarray(ckpt.vocab.encode(text))
         n = ids.size - 1
-        one, one_s = timed(lambda: chunked_pass(model, ids, cpu, streams=1))
-        checked, checked_s = timed(lambda: chunked_pass(model, ids, cpu))
-        guessed, guessed_s = timed(lambda: chunked_pass(model, ids, cpu, max_rounds=1))
+        one, one_s = timed_pass(model, ids, streams=1)
+        checked, checked_s = timed_pass(model, ids)
+        guessed, guessed_s = timed_pass(model, ids, max_rounds=1)
         row = {
             "checkpoint": ckpt_path,
             "text": text_path,
