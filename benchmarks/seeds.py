@@ -66,10 +66,11 @@ def main() -> None:
     parser.add_argument("--extra-args", default="--hidden 384", help="more `charrnn train` flags, quoted")
     parser.add_argument("--label", default="", help="a name for this configuration in the output")
     parser.add_argument("--keep", type=Path, default=None, help="keep the run directories under this folder")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per run (default: all cores)")
     args = parser.parse_args()
     if not args.corpus.exists():
         raise SystemExit(f"{args.corpus}: not found (the reference corpus lives in ../shared/corpora)")
-    extra = shlex.split(args.extra_args)
+    extra = shlex.split(args.extra_args) + ([] if args.threads is None else ["--threads", str(args.threads)])
     loaded = load_corpus([str(args.corpus)])
     _, val_ids = split_train_val(loaded.ids, 0.1)
     val_text = loaded.vocab.decode(np.asarray(val_ids).tolist())
@@ -79,7 +80,7 @@ def main() -> None:
         for seed in args.seeds:
             out = root / f"seed-{seed}"
             case = train_one(args.corpus, seed, args.steps, extra, out)
-            configure_threads(None)
+            configure_threads(args.threads)
             layouts = layout_losses(out / "best.safetensors", val_text)
             case["layouts"] = {str(s): round(v, 4) for s, v in layouts.items()}
             case["layout_spread"] = round(max(layouts.values()) - min(layouts.values()), 4)

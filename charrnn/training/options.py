@@ -119,7 +119,7 @@ class TrainOptions:
         1.0, "Clip the gradient norm to this (0: off).", OPTIM, Role.ADJUSTABLE, Kind.FLOAT, minimum=0.0
     )
     state_reset: float = option(
-        0.0,
+        0.05,
         "Chance per window that a stream's carried state starts again from zero, so the model learns "
         "to start from anywhere (and its state cannot drift).",
         OPTIM,

@@ -1,0 +1,67 @@
+"""--state-reset: streams whose carried state starts again from zero, drawn from the seed and step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from charrnn.errors import ConfigError, Interrupted
+from charrnn.store.checkpoint import load_checkpoint
+from charrnn.store.runs import LAST
+from charrnn.training.carried import reset_rows
+from charrnn.training.config import TrainConfig
+from charrnn.training.loop import train
+from charrnn.training.options import TrainOptions
+from tests.conftest import tiny_options
+from tests.test_resume import StopAt, assert_same_checkpoint
+
+
+def state(batch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.ones(2, batch, 3), torch.full((2, batch, 3), 2.0)
+
+
+def test_rows_reset_by_chance_from_the_seed_and_step_alone() -> None:
+    whole = slice(0, 16)
+    h, c = state()
+    assert reset_rows((h, c), 1, 5, 0.0, 16, whole) == (h, c)
+    zeroed = reset_rows((h, c), 1, 5, 1.0, 16, whole)
+    assert isinstance(zeroed, tuple) and not zeroed[0].any() and not zeroed[1].any()
+    first = reset_rows((h, c), 1, 5, 0.5, 16, whole)
+    again = reset_rows((h, c), 1, 5, 0.5, 16, whole)
+    later = reset_rows((h, c), 1, 6, 0.5, 16, whole)
+    assert isinstance(first, tuple) and isinstance(again, tuple) and isinstance(later, tuple)
+    assert torch.equal(first[0], again[0])  # same seed and step: same streams
+    kept = first[0][0, :, 0] == 1
+    assert 0 < int(kept.sum()) < 16 and torch.equal(first[1][0, :, 0] == 2, kept)  # h and c go together
+    assert not torch.equal(first[0], later[0])
+    # two ranks holding rows 0-7 and 8-15 reset what one process resets
+    halves = [reset_rows(state(8), 1, 5, 0.5, 16, rows) for rows in (slice(0, 8), slice(8, 16))]
+    joined = torch.cat([part[0] for part in halves if isinstance(part, tuple)], dim=1)
+    assert torch.equal(joined, first[0])
+    gru = reset_rows(torch.ones(2, 16, 3), 1, 5, 0.5, 16, whole)
+    assert isinstance(gru, torch.Tensor) and torch.equal(gru, first[0])
+
+
+def test_resets_change_training_and_a_resumed_run_resets_the_same_streams(corpus_file: Path, tmp_path: Path) -> None:
+    def options(out: str, chance: float) -> TrainOptions:
+        return tiny_options(corpus_file, tmp_path / out, steps=20, state_reset=chance)
+
+    plain = train(options("plain", 0.0))
+    straight = train(options("straight", 0.3))
+    with pytest.raises(Interrupted):
+        StopAt(options("halves", 0.3)).run()
+    resumed = train(TrainOptions(corpus=(), resume=str(tmp_path / "halves")))
+    assert_same_checkpoint(straight.last_path, resumed.last_path)
+    a, b = load_checkpoint(plain.last_path), load_checkpoint(straight.last_path)
+    assert not torch.equal(a.weights["rnn.weight_hh_l0"], b.weights["rnn.weight_hh_l0"])
+    assert b.meta["train_config"]["state_reset"] == 0.3
+
+
+def test_a_schedule_recorded_before_state_reset_existed_loads_as_no_reset(trained_run: Path) -> None:
+    recorded = dict(load_checkpoint(trained_run / LAST).meta["train_config"])
+    del recorded["state_reset"]
+    assert TrainConfig.from_json(recorded).state_reset == 0.0
+    with pytest.raises(ConfigError, match="--state-reset"):
+        TrainConfig.from_json({**recorded, "state_reset": 2.5})
