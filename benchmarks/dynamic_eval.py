@@ -1,12 +1,12 @@
 """Dynamic evaluation and prime adaptation: how much lower the loss goes, and what it costs.
 
     python benchmarks/dynamic_eval.py CKPT [--text held_out.txt] [--chars 20000]
-        [--lr 0.001 0.002 0.004] [--seq 50] [--decay 0] [--rule sgd]
-        [--adapt 0 10 30 100] [--prime 3000] [--continuation 2000] [--passages 4] [--threads 2]
+        [--lr 0.00025 0.0005 0.001] [--seq 50] [--adapt 0 20 60 180] [--adapt-lr 0.0005 0.00015]
+        [--prime 3000] [--continuation 2000] [--passages 4] [--threads 2]
 
 Part 1 scores the first `--chars` characters of the held-out text three ways: static in one
 sequential stream (`evaluate_ids`, streams=1), static as `charrnn eval` lays it out (parallel
-streams), and dynamic (`charrnn.adapt.evaluate_dynamic`) for each lr x seq x decay x rule, each
+streams), and dynamic (`charrnn.adapt.learn.evaluate_dynamic`) for each lr x seq, each
 with its chars/s. Part 2 takes `--passages` passages spread over the held-out text: a prime of
 `--prime` characters, then the loss of the next `--continuation` characters with the model
 reading the prime first, unadapted and after `adapt` with N steps on the prime (the cost of the
@@ -33,7 +33,7 @@ from common import write_result
 from eval_layout import held_out_text
 
 from charrnn.adapt.learn import adapt, evaluate_dynamic
-from charrnn.adapt.settings import DEFAULT_DECAY, DEFAULT_LR, DEFAULT_SEQ, AdaptSettings
+from charrnn.adapt.settings import DEFAULT_LR, DEFAULT_SEQ, AdaptSettings
 from charrnn.device import configure_threads
 from charrnn.evaluate import evaluate_ids
 from charrnn.model import CharRNN
@@ -67,21 +67,15 @@ def dynamic_cases(model: CharRNN, ids: np.ndarray, args: argparse.Namespace) -> 
         {"case": "static-eval-layout", "loss": parallel.loss, "chars_per_s": chars / parallel_s},
     ]
     for row in rows:
-        print(f"{row['case']:<34} loss {row['loss']:.4f}  {row['chars_per_s']:>9,.0f} chars/s", flush=True)
-    for lr, seq, decay, rule in itertools.product(args.lr, args.seq, args.decay, args.rule):
-        settings = AdaptSettings(lr=lr, seq=seq, decay=decay, rule=rule)
+        print(f"{row['case']:<22} loss {row['loss']:.4f}  {row['chars_per_s']:>9,.0f} chars/s", flush=True)
+    for lr, seq in itertools.product(args.lr, args.seq):
+        settings = AdaptSettings(lr=lr, seq=seq)
         result, seconds = timed(lambda s=settings: evaluate_dynamic(model, ids, CPU, s))
-        row = {
-            "case": "dynamic",
-            **settings.to_dict(),
-            "rule": rule,
-            "loss": result.loss,
-            "chars_per_s": chars / seconds,
-        }
+        row = {"case": "dynamic", **settings.to_dict(), "loss": result.loss, "chars_per_s": chars / seconds}
         rows.append(row)
-        name = f"dynamic {rule} lr {lr:g} seq {seq} decay {decay:g}"
+        name = f"dynamic lr {lr:g} seq {seq}"
         print(
-            f"{name:<34} loss {result.loss:.4f}  {row['chars_per_s']:>9,.0f} chars/s  "
+            f"{name:<22} loss {result.loss:.4f}  {row['chars_per_s']:>9,.0f} chars/s  "
             f"({result.loss - static.loss:+.4f} vs static)",
             flush=True,
         )
@@ -94,8 +88,8 @@ def adapt_cases(model: CharRNN, ids: np.ndarray, args: argparse.Namespace) -> li
         raise SystemExit(f"the text is shorter than --prime + --continuation ({span} chars)")
     starts = np.linspace(0, ids.size - span, args.passages).astype(int).tolist()
     rows: list[dict[str, Any]] = []
-    for lr, steps in itertools.product(args.adapt_lr or [args.lr[0]], args.adapt):
-        settings = AdaptSettings(lr=lr, seq=args.seq[0], decay=args.decay[0], rule=args.rule[0])
+    for lr, steps in itertools.product(args.adapt_lr, args.adapt):
+        settings = AdaptSettings(lr=lr, seq=args.seq[0])
         losses, seconds = [], 0.0
         for start in starts:
             passage = ids[start : start + span]
@@ -121,10 +115,8 @@ def main() -> None:
     parser.add_argument("--chars", type=int, default=20_000, help="characters of the text to score (0: all)")
     parser.add_argument("--lr", type=float, nargs="+", default=[DEFAULT_LR / 2, DEFAULT_LR, DEFAULT_LR * 2])
     parser.add_argument("--seq", type=int, nargs="+", default=[DEFAULT_SEQ])
-    parser.add_argument("--decay", type=float, nargs="+", default=[DEFAULT_DECAY])
-    parser.add_argument("--rule", nargs="+", default=["sgd"])
-    parser.add_argument("--adapt", type=int, nargs="+", default=[0, 10, 30, 100], help="adapt steps (0: none)")
-    parser.add_argument("--adapt-lr", type=float, nargs="+", default=None, help="default: the first --lr")
+    parser.add_argument("--adapt", type=int, nargs="+", default=[0, 20, 60, 180], help="adapt steps (0: none)")
+    parser.add_argument("--adapt-lr", type=float, nargs="+", default=[DEFAULT_LR])
     parser.add_argument("--prime", type=int, default=3000, help="prime length for the adapt cases")
     parser.add_argument("--continuation", type=int, default=2000, help="characters scored after the prime")
     parser.add_argument("--passages", type=int, default=4)
