@@ -146,7 +146,9 @@ class Model:
         The text is one stream of `seq`-character segments; each is scored first, then the copy
         takes one update step on it, so no character is scored by weights that learned from it. One
         sequential pass with a backward per segment: several times slower than `evaluate`. The
-        model itself is unchanged. Compare with `evaluate(text)` on the same text.
+        model itself is unchanged. Compare with `evaluate(text)` on the same text. It runs on
+        torch's current thread count (`torch.set_num_threads`; the CLI uses 1), which moves the
+        last digits.
         """
         from charrnn.adapt.learn import evaluate_dynamic
         from charrnn.adapt.settings import AdaptSettings

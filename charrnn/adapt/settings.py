@@ -14,6 +14,11 @@ from charrnn.errors import ConfigError
 
 DEFAULT_LR = 0.0005
 DEFAULT_SEQ = 50
+# CPU threads the commands give a learning pass unless told otherwise. One stream a segment at a time
+# gains little from a second thread and a thread on a busy core stalls every step (2x512: 15 vs 747
+# chars/s on 2 busy cores); and the last digits of the result depend on the thread count, so a
+# count taken from the machine's load would make the same command print different figures.
+LEARN_THREADS = 1
 
 
 @dataclass(frozen=True)

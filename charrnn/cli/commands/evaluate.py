@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from charrnn.adapt.settings import DEFAULT_LR, DEFAULT_SEQ, AdaptSettings
+from charrnn.adapt.settings import DEFAULT_LR, DEFAULT_SEQ, LEARN_THREADS, AdaptSettings
 from charrnn.choices import Errors
 from charrnn.cli.common import CheckpointOption, JsonOption, err, examples, guarded
 from charrnn.training.options import MAX_THREADS
@@ -47,14 +47,14 @@ def evaluate(
         int, typer.Option(help="Characters per segment: one update after each.", rich_help_panel=DYNAMIC)
     ] = DEFAULT_SEQ,
     threads: Annotated[
-        Optional[int],
+        int,
         typer.Option(
             min=1,
             max=MAX_THREADS,
-            help="CPU threads for the dynamic pass. \\[default: 1 for models under 256 hidden, else the idle cores]",
+            help="CPU threads for the dynamic pass (its last digits depend on the count).",
             rich_help_panel=DYNAMIC,
         ),
-    ] = None,
+    ] = LEARN_THREADS,
 ) -> None:
     """Score text under a model: loss in nats/char, bits/char and perplexity."""
     with guarded():
@@ -77,11 +77,9 @@ def evaluate(
         learned = None
         if dynamic:
             from charrnn.adapt.learn import evaluate_dynamic
-            from charrnn.insight.threads import choose_threads
+            from charrnn.device import configure_threads
 
-            # One stream, one character at a time: a thread on a core another process holds stalls every
-            # step (a 2x512 model: 15 vs 747 chars/s with 2 threads on 2 busy cores).
-            choose_threads(opened.model.config, opened.device, threads)
+            configure_threads(threads)
             with PassBar("dynamic", result.chars, is_interactive(sys.stderr)) as progress:
                 learned = evaluate_dynamic(opened.model, corpus.ids, opened.device, settings, progress)
         if as_json:

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from charrnn.adapt.settings import DEFAULT_LR, DEFAULT_SEQ, AdaptSettings
+from charrnn.adapt.settings import DEFAULT_LR, DEFAULT_SEQ, LEARN_THREADS, AdaptSettings
 from charrnn.choices import Engine, OutputFormat, Weights
 from charrnn.cli.common import CheckpointOption, DeviceOption, TempOption, err, examples, guarded
 from charrnn.cli.output import jsonl_output, read_prime, stream_to_stdout, text_output
@@ -121,9 +121,9 @@ def sample(
         opened = open_model(checkpoint, device)
         seeds = sample_seeds(seed, num_samples)
         if adapt:
-            from charrnn.insight.threads import choose_threads
+            from charrnn.device import configure_threads
 
-            choose_threads(opened.model.config, opened.device, threads)  # as eval --dynamic's pass
+            configure_threads(threads or LEARN_THREADS)  # as eval --dynamic's pass; sampling sets its own
         model = adapted_model(opened.model, opened.vocab, prime, adapt, learning)
         pieces = generate_many(
             model,
