@@ -6,6 +6,7 @@
     model = charrnn.load(result.run_dir)
     print(model.generate(prime="The sea", length=200, temperature=0.8, seed=1))
     print(model.evaluate("The sea is calm tonight.").bpc)
+    print(model.evaluate_dynamic(open("held_out.txt").read()).bpc)  # while a copy learns from it
 
 Importing this module is cheap: torch is imported when a model is loaded or trained.
 """
@@ -19,9 +20,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from charrnn.adapt.settings import DEFAULT_LR, DEFAULT_SEQ
 from charrnn.errors import InputError
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from charrnn.evaluate import EvalResult
@@ -73,6 +76,8 @@ class Model:
         top_p: float | None = ...,
         seed: int | None = ...,
         stream: Literal[False] = ...,
+        adapt: int = ...,
+        adapt_lr: float = ...,
     ) -> str: ...
 
     @overload
@@ -86,6 +91,8 @@ class Model:
         seed: int | None = ...,
         *,
         stream: Literal[True],
+        adapt: int = ...,
+        adapt_lr: float = ...,
     ) -> Iterator[str]: ...
 
     def generate(
@@ -97,19 +104,26 @@ class Model:
         top_p: float | None = None,
         seed: int | None = None,
         stream: bool = False,
+        adapt: int = 0,
+        adapt_lr: float = DEFAULT_LR,
     ) -> str | Iterator[str]:
         """The prime followed by `length` generated characters, as `charrnn sample` prints them.
 
         temperature 0 picks the likeliest character every time; `top_k` / `top_p` trim the
         distribution; the same `seed` gives the same text. With `stream=True`, an iterator of
-        text chunks (the prime first) as they are produced. Bad arguments raise before any text.
+        text chunks (the prime first) as they are produced. `adapt=N` first fits a copy of the
+        weights to the prime with N updates of `adapt_lr` (as `charrnn sample --adapt N`; the prime
+        must be longer than one segment) and samples from the copy. Bad arguments raise before any text.
         """
+        from charrnn.adapt.settings import AdaptSettings
+        from charrnn.sampling.generate import adapted_model
         from charrnn.sampling.generate import generate as sample_text
         from charrnn.sampling.pick import SampleSettings
 
         settings = SampleSettings(temperature=temperature, top_k=top_k, top_p=top_p)
+        learning = AdaptSettings(lr=adapt_lr, flags="--adapt")
         chunks = sample_text(
-            self.module,
+            adapted_model(self.module, self.checkpoint.vocab, prime, adapt, learning),
             self.checkpoint.vocab,
             prime=prime,
             length=length,
@@ -123,6 +137,27 @@ class Model:
     def evaluate(self, text: str) -> EvalResult:
         """Loss of `text` under the model: `.loss` (nats/char), `.bpc`, `.perplexity`, `.chars`."""
         from charrnn.evaluate import evaluate_ids
+
+        return evaluate_ids(self.module, self._scored_ids(text), self.device)
+
+    def evaluate_dynamic(self, text: str, lr: float = DEFAULT_LR, seq: int = DEFAULT_SEQ) -> EvalResult:
+        """Loss of `text` while a copy of the model learns from it, as `charrnn eval --dynamic` scores it.
+
+        The text is one stream of `seq`-character segments; each is scored first, then the copy
+        takes one update step on it, so no character is scored by weights that learned from it. One
+        sequential pass with a backward per segment: several times slower than `evaluate`. The
+        model itself is unchanged. Compare with `evaluate(text)` on the same text. It runs on
+        torch's current thread count (`torch.set_num_threads`; the CLI uses 1), which moves the
+        last digits.
+        """
+        from charrnn.adapt.learn import evaluate_dynamic
+        from charrnn.adapt.settings import AdaptSettings
+
+        settings = AdaptSettings(lr=lr, seq=seq)  # checked before the text is encoded
+        return evaluate_dynamic(self.module, self._scored_ids(text), self.device, settings)
+
+    def _scored_ids(self, text: str) -> np.ndarray:
+        """The ids of a text to score: every character known, at least one prediction."""
         from charrnn.vocab import describe_chars
 
         missing = self.checkpoint.vocab.unknown(text)
@@ -131,7 +166,7 @@ class Model:
             raise InputError(f"the text uses {len(missing)} character(s) the model never saw: {unknown}")
         if len(text) < 2:
             raise InputError("the text must have at least 2 characters (one prediction)")
-        return evaluate_ids(self.module, self.checkpoint.vocab.encode(text), self.device)
+        return self.checkpoint.vocab.encode(text)
 
 
 def load(path: PathLike | None = None, device: str = "cpu") -> Model:

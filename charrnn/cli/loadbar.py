@@ -1,7 +1,8 @@
-"""Progress on stderr while a big corpus is read and encoded; small ones load too fast to need it.
+"""Progress on stderr while a big corpus is read and encoded (small ones load too fast to need it),
+and during a long pass over a text (`eval --dynamic`).
 
 A terminal gets a tqdm bar per phase (removed when the phase ends); a log file gets one plain
-line per phase, never a carriage return.
+line per corpus phase and nothing for a pass, never a carriage return.
 """
 
 from __future__ import annotations
@@ -47,3 +48,25 @@ class CorpusBar:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class PassBar:
+    """A `progress(done, total)` callback in characters, as a bar on a terminal (nothing elsewhere)."""
+
+    def __init__(self, label: str, total: int, interactive: bool, stream: TextIO | None = None) -> None:
+        self.bar: tqdm | None = None
+        if interactive:
+            self.bar = tqdm(
+                total=total, desc=label, unit="char", unit_scale=True, file=stream or sys.stderr, leave=False
+            )
+
+    def __enter__(self) -> PassBar:
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def __exit__(self, *_: object) -> None:
+        if self.bar is not None:
+            self.bar.close()

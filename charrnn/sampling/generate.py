@@ -23,6 +23,8 @@ from functools import partial
 
 import torch
 
+from charrnn.adapt.learn import adapt
+from charrnn.adapt.settings import AdaptSettings
 from charrnn.errors import ConfigError, InputError
 from charrnn.model import CharRNN, State
 from charrnn.sampling.pick import SampleSettings, pick
@@ -52,6 +54,21 @@ def check_prime(vocab: Vocab, prime: str) -> None:
             f"the prime uses {len(missing)} character(s) the model never saw: {describe_chars(missing)}; "
             "remove them or train on text that has them"
         )
+
+
+def adapted_model(
+    model: CharRNN, vocab: Vocab, prime: str, steps: int, settings: AdaptSettings | None = None
+) -> CharRNN:
+    """`model` itself when `steps` is 0, else a copy after `steps` updates on the prime (charrnn.adapt);
+    sample from it through `generate` / `generate_many` as from any model."""
+    if steps < 0:
+        raise ConfigError(f"--adapt must not be negative, got {steps}")
+    if steps == 0:
+        return model
+    if not prime:
+        raise InputError("--adapt learns from the prime: give a long --prime or --prime-file")
+    check_prime(vocab, prime)
+    return adapt(model, vocab.encode(prime), steps, settings)
 
 
 def start_ids(vocab: Vocab, prime: str) -> list[int]:

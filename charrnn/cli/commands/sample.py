@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from charrnn.adapt.settings import DEFAULT_LR, DEFAULT_SEQ, LEARN_THREADS, AdaptSettings
 from charrnn.choices import Engine, OutputFormat, Weights
 from charrnn.cli.common import CheckpointOption, DeviceOption, TempOption, err, examples, guarded
 from charrnn.cli.output import jsonl_output, read_prime, stream_to_stdout, text_output
@@ -24,6 +25,7 @@ SAMPLE_EPILOG = examples(
     "charrnn sample --prime-file - -n 5 --stop $'\\n\\n' < prompt.txt",
     "charrnn sample --format jsonl -n 8 | jq -r .text",
     "charrnn sample --length 100000 | head -c 300    # ends quietly when head exits",
+    "charrnn sample --prime-file chapter1.txt --adapt 60 --length 500   # learn the prime's style first",
 )
 
 
@@ -43,6 +45,18 @@ def sample(
     include_prime: Annotated[
         bool, typer.Option(help="Print the prime before each sample.", rich_help_panel=PRIME)
     ] = True,
+    adapt: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help=f"First fit a copy of the weights to the prime: N update steps of {DEFAULT_SEQ} characters "
+            f"each, as eval --dynamic (about one pass, prime length / {DEFAULT_SEQ}, did best). 0: off.",
+            rich_help_panel=PRIME,
+        ),
+    ] = 0,
+    adapt_lr: Annotated[
+        float, typer.Option(help="Step size for --adapt (several passes want less).", rich_help_panel=PRIME)
+    ] = DEFAULT_LR,
     top_k: Annotated[Optional[int], typer.Option(min=1, help="Sample only from the K likeliest characters.")] = None,
     top_p: Annotated[
         Optional[float], typer.Option(help="Sample from the smallest set with this much probability.")
@@ -98,15 +112,21 @@ def sample(
             prime = read_prime(prime_file)
         prime = prime or ""
 
-        from charrnn.sampling.generate import generate_many, sample_seeds
+        from charrnn.sampling.generate import adapted_model, generate_many, sample_seeds
         from charrnn.sampling.pick import SampleSettings
         from charrnn.store.opening import open_model
 
         settings = SampleSettings(temperature=temp, top_k=top_k, top_p=top_p)
+        learning = AdaptSettings(lr=adapt_lr, flags="--adapt")  # checked before the checkpoint is read
         opened = open_model(checkpoint, device)
         seeds = sample_seeds(seed, num_samples)
+        if adapt:
+            from charrnn.device import configure_threads
+
+            configure_threads(threads or LEARN_THREADS)  # as eval --dynamic's pass; sampling sets its own
+        model = adapted_model(opened.model, opened.vocab, prime, adapt, learning)
         pieces = generate_many(
-            opened.model,
+            model,
             opened.vocab,
             prime,
             length,
