@@ -48,7 +48,7 @@ def main() -> None:
         ckpt = load_checkpoint(Path(ckpt_path))
         model = load_model(ckpt, "cpu")
         known = set(ckpt.vocab.chars)  # characters the model never saw are dropped, not refused
-        text = "".join(ch for ch in read_utf8(Path(text_path))[: args.max_chars] if ch in known)
+        text = "".join(ch for ch in read_utf8(text_path, "text")[: args.max_chars] if ch in known)
         ids = np.asarray(ckpt.vocab.encode(text))
         n = ids.size - 1
         one, one_s = timed_pass(model, ids, streams=1)

@@ -54,7 +54,7 @@ def run_case(corpus: Path, budget: str, extra: list[str], workdir: Path) -> dict
         "wall_s": round(wall, 1),
         "overhead_s": round(wall - parse_duration(budget), 1),
         "steps": train_rows[-1]["step"],
-        "banner": [line for line in proc.stderr.splitlines() if line.startswith(("model", "train "))],
+        "banner": [line for line in proc.stderr.splitlines() if line.startswith(("model", "train ", "speed"))],
         "command": shlex.join(["charrnn", "train", corpus.name, "--time", budget, *extra]),
     }
 

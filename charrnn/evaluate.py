@@ -70,6 +70,11 @@ def stream_layout(num_predictions: int, streams: int | None) -> tuple[int, int]:
     return streams, math.ceil(num_predictions / streams)
 
 
+def row_of(chunk_index: np.ndarray | int, ranks: int, per_rank: int) -> np.ndarray | int:
+    """Where chunk `chunk_index` sits in states gathered from all ranks (rank-major blocks)."""
+    return (chunk_index % ranks) * per_rank + chunk_index // ranks
+
+
 def state_distance(a: State, b: State) -> torch.Tensor:
     """Per row (stream), how far apart two states are: max |h - h'| and max |c - c'| / (1 + |c'|)."""
     if isinstance(a, tuple) and isinstance(b, tuple):
@@ -127,7 +132,10 @@ def chunked_pass(
     of the chunk before it. Where the two differ, the model still remembers the cut, so the chunk
     is scored again from its neighbour's end state, and so on until every start state agrees with
     the end state before it. Chunk 0 starts exact, so chunk k is exact after k rounds at most; a
-    model that forgets where it started within a few hundred characters needs one round.
+    model that forgets where it started within a few hundred characters needs one round. When
+    rescoring would cost more than one more full pass (a model that never forgets), the rest of
+    the text, from the first chunk not yet exact, is scored as one stream: never more than about
+    two parallel passes plus one sequential one.
 
         round 1:  chunk 0 [scored.......]E0
                   chunk 1          [warm]P1[scored.......]E1      P1 ~ E0 ? done : rescore from E0
@@ -182,6 +190,21 @@ def chunked_pass(
         assert state is not None
         return state
 
+    def score_stream(begin: int, state: State) -> torch.Tensor:
+        """Predictions begin .. n_pred-1 as one stream from `state`: their summed loss."""
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        for pos in range(begin, n_pred, WINDOW):
+            index = np.arange(pos, min(pos + WINDOW, n_pred), dtype=np.int64)[None, :]
+            x = torch.from_numpy(np.asarray(ids[index], dtype=np.int64)).to(device)
+            y = torch.from_numpy(np.asarray(ids[index + 1], dtype=np.int64)).to(device)
+            logits, state = forward(x, state)
+            losses = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")
+            total += losses.sum(dtype=torch.float64)
+            if visit is not None:
+                visit(np.array([-1]), index, np.ones_like(index, dtype=bool), logits, losses)
+            state = detach_state(state)
+        return total
+
     # Round 1: each chunk but the first starts from `warm` characters read from a zero state.
     everyone = np.arange(per_rank, dtype=np.int64)
     burn = np.where((starts > 0)[:, None], starts[:, None] - max(warm, 1) + np.arange(max(warm, 1))[None, :], 0)
@@ -189,15 +212,29 @@ def chunked_pass(
     at_zero = torch.from_numpy((starts == 0) | (warm == 0)).to(device).view(1, -1, 1)
     start_state = map_state(guess, lambda t: torch.where(at_zero, torch.zeros_like(t), t))
     end_state = run(everyone, start_state)
-    rounds, rescored = 1, 0
+    rounds, rescored, extra = 1, 0, 0
+    tail = torch.zeros((), dtype=torch.float64, device=device)
     for _ in range(min(num_streams, max_rounds or num_streams) - 1):  # chunk k is exact after k rounds
         # The end state of the chunk before each local chunk, from whichever rank scored it.
         every_end = end_state if gather is None else map_state(end_state, gather)
-        before = np.where(mine > 0, ((mine - 1) % ranks) * per_rank + (mine - 1) // ranks, 0)
+        before = np.where(mine > 0, row_of(mine - 1, ranks, per_rank), 0)
         handed = take_rows(every_end, torch.from_numpy(before).to(device))
         off = (state_distance(start_state, handed) > tolerance) & torch.from_numpy(real & (mine > 0)).to(device)
-        count = off.sum().to(torch.int64)
-        if int((reduce(count.clone()) if reduce is not None else count).item()) == 0:
+        flags = off.float().view(1, -1, 1)
+        every_off = (flags if gather is None else gather(flags)).flatten().bool().cpu().numpy()
+        pending = np.sort(np.flatnonzero(every_off) % per_rank * ranks + np.flatnonzero(every_off) // per_rank)
+        if pending.size == 0:
+            break
+        if extra + pending.size > num_streams:
+            # Rescoring again would cost more than one more full pass: the model carries its state
+            # too far for chunks. Every chunk before the first pending one is exact, so score the
+            # rest as one stream from there (on rank 0), which costs at most a sequential pass.
+            first = int(pending[0])
+            sums[torch.from_numpy(mine >= first).to(device)] = 0.0
+            if rank == 0:
+                state = take_rows(every_end, torch.tensor([row_of(first - 1, ranks, per_rank)], device=device))
+                tail = score_stream(first * chunk, state)
+            rounds += 1
             break
         rows_t = off.nonzero().flatten()
         if rows_t.numel():
@@ -205,9 +242,10 @@ def chunked_pass(
             start_state = put_rows(start_state, rows_t, take_rows(handed, rows_t))
             end_state = put_rows(end_state, rows_t, run(rows, take_rows(start_state, rows_t)))
             rescored += int(rows.size)
+        extra += int(pending.size)
         rounds += 1
     model.train(was_training)
-    total = sums.sum()
+    total = sums.sum() + tail
     if reduce is not None:
         total = reduce(total)
     return PassStats(total=float(total.item()), rounds=rounds, rescored=rescored)

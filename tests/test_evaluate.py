@@ -72,7 +72,8 @@ def test_a_model_that_never_forgets_is_scored_as_one_pass_all_the_same() -> None
     checked = chunked_pass(model, ids, cpu, streams=8, burn_in=256)
     assert abs(guessed.total / 3999 - one.loss) > 0.01  # a fixed burn-in is wrong here
     assert abs(checked.total / 3999 - one.loss) < 1e-5  # the checked hand-off is not
-    assert checked.rounds > 2 and checked.rescored >= checked.rounds - 1
+    assert checked.rounds > 2 and checked.rescored >= 1
+    assert checked.rescored <= 8  # then the rest as one stream: bounded work, however long the memory
     assert evaluate_ids(model, ids, cpu, streams=8).loss == pytest.approx(checked.total / 3999, rel=1e-12)
 
 
