@@ -28,10 +28,10 @@ WINDOW = 512
 STATE_TOLERANCE = 1e-3
 REDUCED_STATE_TOLERANCE = 3e-2
 
-# visit(rows, positions, live, logits, losses): one window of the rows being scored. `positions`
-# are prediction indices [rows, w], `live` marks those that are real (not padding). A row may be
-# visited again in a later round, with corrected losses that replace the earlier ones.
-Visit = Callable[[np.ndarray, np.ndarray, np.ndarray, torch.Tensor, torch.Tensor], None]
+# visit(positions, live, logits, losses): one window of the streams being scored. `positions` are
+# prediction indices [streams, w], `live` marks those that are real (not padding). A position may
+# be visited again in a later round, with corrected losses that replace the earlier ones.
+Visit = Callable[[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor], None]
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ def chunked_pass(
             losses = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # [rows, w]
             row_sums += (losses * torch.from_numpy(live).to(device)).sum(dim=1, dtype=torch.float64)
             if visit is not None:
-                visit(rows, index, live, logits, losses)
+                visit(index, live, logits, losses)
             state = detach_state(state)
         sums[torch.from_numpy(rows).to(device)] = row_sums
         assert state is not None
@@ -201,7 +201,7 @@ def chunked_pass(
             losses = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")
             total += losses.sum(dtype=torch.float64)
             if visit is not None:
-                visit(np.array([-1]), index, np.ones_like(index, dtype=bool), logits, losses)
+                visit(index, np.ones_like(index, dtype=bool), logits, losses)
             state = detach_state(state)
         return total
 

@@ -63,9 +63,7 @@ def score(model: CharRNN, ids: np.ndarray, device: torch.device, top_k: int = 5)
     if n_pred < 1:
         return Surprisal(nats, top_ids, top_probs)
 
-    def keep(
-        rows: np.ndarray, positions: np.ndarray, live: np.ndarray, logits: torch.Tensor, losses: torch.Tensor
-    ) -> None:
+    def keep(positions: np.ndarray, live: np.ndarray, logits: torch.Tensor, losses: torch.Tensor) -> None:
         probs, guesses = F.softmax(logits.float(), dim=-1).topk(k, dim=-1)
         where = positions[live]  # prediction index = input position; a rescored chunk overwrites its own
         nats[where] = losses.cpu().numpy()[live]
