@@ -14,6 +14,10 @@ import pytest
 if TYPE_CHECKING:
     from charrnn.training.options import TrainOptions
 
+# The suite runs one worker per core (pytest-xdist), each starting CLI subprocesses with their own
+# torch threads: idle OpenMP threads must sleep, not spin, or the workers steal each other's cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 REPO = Path(__file__).resolve().parent.parent
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 
