@@ -65,3 +65,18 @@ def test_a_schedule_recorded_before_state_reset_existed_loads_as_no_reset(traine
     assert TrainConfig.from_json(recorded).state_reset == 0.0
     with pytest.raises(ConfigError, match="--state-reset"):
         TrainConfig.from_json({**recorded, "state_reset": 2.5})
+
+
+def test_a_run_from_before_state_reset_resumes_without_resets_and_says_so(corpus_file: Path, tmp_path: Path) -> None:
+    """Its schedule ran with no resets; the resumed run keeps that, and its record says 0, not today's default."""
+    from tests.test_hostile import forge, read_raw
+
+    first = train(tiny_options(corpus_file, tmp_path / "old", steps=6, state_reset=0.0))
+    meta, tensors = read_raw(first.last_path)
+    del meta["train_config"]["state_reset"], meta["options"]["state_reset"]
+    forge(first.last_path, meta, tensors)
+    (first.run_dir / "best.safetensors").unlink()
+    resumed = train(TrainOptions(corpus=(), resume=str(first.run_dir), steps=10))
+    record = load_checkpoint(resumed.last_path).meta
+    assert record["train_config"]["state_reset"] == 0.0
+    assert record["options"]["state_reset"] == 0.0

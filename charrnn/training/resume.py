@@ -18,7 +18,7 @@ from charrnn.durations import duration_text
 from charrnn.errors import CheckpointError, ConfigError, CorpusError
 from charrnn.model import ModelConfig
 from charrnn.store.checkpoint import Checkpoint
-from charrnn.training.config import TrainConfig
+from charrnn.training.config import ADDED_LATER, TrainConfig
 from charrnn.training.options import SPECS, Kind, Role, TrainOptions, flag, stored_values, value_text
 
 IDENTITY = tuple(name for name, spec in SPECS.items() if spec.role is Role.IDENTITY)
@@ -46,9 +46,14 @@ def given(options: TrainOptions) -> dict[str, Any]:
 
 
 def recorded_options(ckpt: Checkpoint) -> dict[str, Any]:
-    """The options stored in `ckpt` as it recorded them (None where the plan chose), parsed and checked."""
+    """The options stored in `ckpt` as it recorded them (None where the plan chose), parsed and checked.
+
+    An option the checkpoint predates takes the value its schedule ran with (`ADDED_LATER`), not
+    today's default: the run's record must say what the run does.
+    """
     try:
-        return stored_values(ckpt.info.options)
+        predated = {name: value for name, value in ADDED_LATER.items() if name in SPECS}
+        return {**predated, **stored_values(ckpt.info.options)}
     except ConfigError as exc:
         raise CheckpointError(f"{ckpt.path}: malformed stored options ({exc})") from None
 
