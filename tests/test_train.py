@@ -14,7 +14,7 @@ from charrnn.store.checkpoint import load_checkpoint
 from charrnn.training.config import default_eval_every, resolve_configs
 from charrnn.training.loop import Trainer, train
 from charrnn.training.options import TrainOptions
-from charrnn.training.plan import Fixed, lr_for_hidden, make_plan
+from charrnn.training.plan import LR_AT_384, Fixed, lr_for_hidden, make_plan
 from tests.conftest import SHAKESPEARE, make_text, tiny_options
 
 
@@ -109,6 +109,8 @@ def test_default_lr_follows_the_width_trained(corpus_file: Path) -> None:
     _, explicit = resolve_configs(tiny(corpus_file, None, hidden_size=96, lr=0.003), corpus, 4000, cpu, torch.float32)
     assert explicit.lr == 0.003
     assert lr_for_hidden(96) != lr_for_hidden(1024)
+    # wider layers take gentler steps; narrower ones never more than the width the rule was measured at
+    assert lr_for_hidden(1024) < lr_for_hidden(512) < lr_for_hidden(384) == LR_AT_384 == lr_for_hidden(96)
 
 
 def test_periodic_validation_costs_at_most_a_twentieth_of_the_budget() -> None:

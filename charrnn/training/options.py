@@ -111,7 +111,7 @@ class TrainOptions:
         Role.ADJUSTABLE,
         Kind.FLOAT,
         positive=True,
-        planned="0.01 x sqrt(384/hidden)",
+        planned="0.02 x sqrt(384/hidden), at most 0.02",
         metavar="LR",
     )
     weight_decay: float = option(0.01, "AdamW weight decay.", OPTIM, Role.ADJUSTABLE, Kind.FLOAT, minimum=0.0)
