@@ -14,7 +14,7 @@ from charrnn.store.checkpoint import load_checkpoint
 from charrnn.training.config import default_eval_every, resolve_configs
 from charrnn.training.loop import Trainer, train
 from charrnn.training.options import TrainOptions
-from charrnn.training.plan import LR_AT_384, Fixed, lr_for_hidden, make_plan
+from charrnn.training.plan import LR_AT_384, MAX_LR, Fixed, lr_for_hidden, make_plan
 from tests.conftest import SHAKESPEARE, make_text, tiny_options
 
 
@@ -90,6 +90,10 @@ def test_plan_scales_with_corpus_and_budget() -> None:
     ten_minutes = make_plan(1_003_854, 65, cpu, torch.float32, seconds=600)
     assert (ten_minutes.hidden_size, ten_minutes.dropout) == (512, 0.1)
     assert 2.5 < ten_minutes.expected_epochs < 3
+    # ~1,200 steps keep the measured long-run lr; 80 s (~300 steps of 2x384) get twice as much
+    assert ten_minutes.lr == lr_for_hidden(512) == 0.00866
+    eighty_seconds = make_plan(1_003_854, 65, cpu, torch.float32, seconds=80)
+    assert (eighty_seconds.hidden_size, eighty_seconds.lr) == (384, MAX_LR)
     # sizes given by flags stay, and dropout and lr are planned for that model, not the default one
     narrow = make_plan(1_003_854, 65, cpu, torch.float32, seconds=600, fixed=Fixed(hidden_size=128, seq_len=32))
     assert (narrow.hidden_size, narrow.num_layers, narrow.seq_len) == (128, 2, 32)
@@ -109,8 +113,10 @@ def test_default_lr_follows_the_width_trained(corpus_file: Path) -> None:
     _, explicit = resolve_configs(tiny(corpus_file, None, hidden_size=96, lr=0.003), corpus, 4000, cpu, torch.float32)
     assert explicit.lr == 0.003
     assert lr_for_hidden(96) != lr_for_hidden(1024)
-    # wider layers take gentler steps; narrower ones never more than the width the rule was measured at
-    assert lr_for_hidden(1024) < lr_for_hidden(512) < lr_for_hidden(384) == LR_AT_384 == lr_for_hidden(96)
+    # wider layers take gentler steps; short runs bolder ones, never above the highest measured good
+    assert lr_for_hidden(1024) < lr_for_hidden(512) < lr_for_hidden(384) == LR_AT_384
+    assert lr_for_hidden(384, 320) == 2 * LR_AT_384 == lr_for_hidden(96, 320) == MAX_LR
+    assert LR_AT_384 < lr_for_hidden(384, 800) < 2 * LR_AT_384
 
 
 def test_periodic_validation_costs_at_most_a_twentieth_of_the_budget() -> None:

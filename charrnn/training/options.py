@@ -15,7 +15,7 @@ from dataclasses import Field, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
-from charrnn.choices import Cell, Choice, DType, Errors
+from charrnn.choices import Cell, Choice, Decay, DType, Errors
 from charrnn.durations import Interval, parse_duration
 from charrnn.errors import ConfigError
 
@@ -111,7 +111,7 @@ class TrainOptions:
         Role.ADJUSTABLE,
         Kind.FLOAT,
         positive=True,
-        planned="0.02 x sqrt(384/hidden), at most 0.02",
+        planned="0.01 x sqrt(384/hidden), x2 for runs under 400 steps, at most 0.02",
         metavar="LR",
     )
     weight_decay: float = option(0.01, "AdamW weight decay.", OPTIM, Role.ADJUSTABLE, Kind.FLOAT, minimum=0.0)
@@ -128,6 +128,14 @@ class TrainOptions:
         minimum=0.0,
         maximum=1.0,
         metavar="P",
+    )
+    decay: Decay = option(
+        Decay.LINEAR,
+        "How the learning rate falls after warmup, to zero at the end of the budget.",
+        OPTIM,
+        Role.ADJUSTABLE,
+        Kind.CHOICE,
+        choices=Decay,
     )
     warmup_steps: int | None = option(
         None,
