@@ -56,6 +56,13 @@ class Errors(Choice):
     IGNORE = "ignore"
 
 
+class Decay(Choice):
+    """How the learning rate falls after warmup, reaching zero as the budget runs out."""
+
+    LINEAR = "linear"
+    COSINE = "cosine"
+
+
 class Engine(Choice):
     FAST = "fast"
     MODULE = "module"

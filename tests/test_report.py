@@ -39,6 +39,7 @@ def banner() -> dict[str, Any]:
         "batch_size": 4,
         "seq_len": 16,
         "lr": 0.002,
+        "decay": "linear",
         "budget": "100 steps",
         "eval_every": "50 steps",
         "run_dir": "checkpoints/poems",

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from charrnn.choices import Decay
 from charrnn.data.corpus import Corpus
 from charrnn.device import dtype_name
 from charrnn.durations import Interval
@@ -22,16 +23,16 @@ from charrnn.training.options import TrainOptions, flag
 from charrnn.training.plan import DEFAULT_TIME_S, Fixed, assumed_flops, make_plan, validation_seconds
 
 WARMUP_STEPS = 20  # 20 beat 100 on Tiny Shakespeare at equal steps (1.489 vs 1.504 after 750)
-MIN_LR_FRACTION = 0.0  # cosine all the way down: 1.486 vs 1.489 for lr/10 (same test)
+MIN_LR_FRACTION = 0.0  # all the way down: cosine to 0 gave 1.486 vs 1.489 for lr/10 (same test)
 VAL_COST_RATIO = 20  # periodic validations at least this many validation-times apart (<= 5% of the time)
 
 
 # Fields a schedule recorded before they existed takes with the value that reproduces that run.
-ADDED_LATER: dict[str, Any] = {"state_reset": 0.0}
+ADDED_LATER: dict[str, Any] = {"state_reset": 0.0, "decay": "cosine"}
 
 
 def min_lr_for(lr: float) -> float:
-    """Where the cosine ends, for a new run and for a resumed one given a new --lr alike."""
+    """Where the decay ends, for a new run and for a resumed one given a new --lr alike."""
     return lr * MIN_LR_FRACTION
 
 
@@ -57,6 +58,7 @@ class TrainConfig:
     seed: int
     dtype: str
     state_reset: float = 0.0  # added later: runs recorded before it never reset
+    decay: str = "cosine"  # added later: runs recorded before it decayed by a cosine
 
     def progress(self, step: int, elapsed: float, epochs_done: float) -> float:
         """Fraction of the budget used, by whichever budget runs out first."""
@@ -70,11 +72,12 @@ class TrainConfig:
         return min(1.0, max(parts))
 
     def lr_at(self, step: int, progress: float) -> float:
-        """Linear warmup over `warmup_steps`, then cosine from `lr` down to `min_lr` as progress -> 1."""
+        """Linear warmup over `warmup_steps`, then `decay` from `lr` down to `min_lr` as progress -> 1."""
         if step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps
-        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-        return self.min_lr + (self.lr - self.min_lr) * cosine
+        linear = self.decay == Decay.LINEAR
+        left = 1.0 - progress if linear else 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.min_lr + (self.lr - self.min_lr) * left
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -106,6 +109,7 @@ class TrainConfig:
             "weight_decay",
             "grad_clip",
             "state_reset",
+            "decay",
             "warmup_steps",
             "steps",
             "epochs",
@@ -114,7 +118,7 @@ class TrainConfig:
             "save_every",
         ):
             if key in changes:
-                updates[key] = changes[key]
+                updates[key] = str(changes[key]) if key == "decay" else changes[key]
         config = replace(self, **updates)
         check_schedule(config)
         return config
@@ -180,6 +184,7 @@ def resolve_configs(
         weight_decay=options.weight_decay,
         grad_clip=options.grad_clip,
         state_reset=options.state_reset,
+        decay=str(options.decay),
         val_frac=options.val_frac,
         val_max_chars=options.val_max_chars,
         time_s=time_s,
@@ -228,6 +233,8 @@ def check_schedule(config: TrainConfig) -> None:
         raise ConfigError("--grad-clip and --weight-decay must be finite and not negative")
     if not (isinstance(config.state_reset, (int, float)) and 0 <= config.state_reset <= 1):
         raise ConfigError(f"--state-reset must be a number from 0 to 1, got {config.state_reset!r}")
+    if config.decay not in tuple(Decay):
+        raise ConfigError(f"--decay must be one of {Decay.listing()}, got {str(config.decay)[:20]!r}")
     if not (0 <= config.min_lr <= config.lr and config.warmup_steps >= 0 and 0 <= config.val_frac < 1):
         raise ConfigError("the schedule's min_lr, warmup_steps or val_frac is out of range")
     if config.dtype not in ("fp32", "bf16", "fp16"):

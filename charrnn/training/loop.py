@@ -1,4 +1,4 @@
-"""The training loop: truncated BPTT over carried streams, AdamW, clipping, warmup + cosine, budgets.
+"""The training loop: truncated BPTT over carried streams, AdamW, clipping, warmup + decay, budgets.
 
 `Trainer.loop` reads top to bottom: lr -> step -> health -> decide -> log -> validate -> save -> stop.
 Its other duties sit behind names: setup (training.setup), saving, restoring and rollback

@@ -53,7 +53,7 @@ def recorded_options(ckpt: Checkpoint) -> dict[str, Any]:
     """
     try:
         predated = {name: value for name, value in ADDED_LATER.items() if name in SPECS}
-        return {**predated, **stored_values(ckpt.info.options)}
+        return stored_values({**predated, **ckpt.info.options})
     except ConfigError as exc:
         raise CheckpointError(f"{ckpt.path}: malformed stored options ({exc})") from None
 

@@ -309,6 +309,7 @@ class RunSetup:
             "batch_size": self.config.batch_size,
             "seq_len": self.config.seq_len,
             "lr": self.config.lr,
+            "decay": self.config.decay,
             "budget": " or ".join(budget),
             "eval_every": str(self.config.eval_every),
             "windows_per_epoch": self.batcher.windows_per_epoch,

@@ -1,0 +1,59 @@
+"""--decay: how the lr falls after warmup (linear by default, cosine for runs recorded before)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from charrnn.choices import Decay
+from charrnn.errors import ConfigError
+from charrnn.store.checkpoint import load_checkpoint
+from charrnn.training.config import TrainConfig
+from charrnn.training.loop import train
+from charrnn.training.options import TrainOptions, parse_options
+from tests.conftest import tiny_options
+from tests.test_hostile import forge, read_raw
+
+
+def schedule(decay: str) -> TrainConfig:
+    recorded = TrainConfig.from_json(
+        {
+            "batch_size": 4, "seq_len": 16, "lr": 0.02, "min_lr": 0.0, "warmup_steps": 10, "weight_decay": 0.0,
+            "grad_clip": 1.0, "val_frac": 0.1, "val_max_chars": 1000, "time_s": None, "steps": 100, "epochs": None,
+            "patience": None, "eval_every": "50", "save_every": "50", "seed": 1, "dtype": "fp32", "decay": decay,
+        }
+    )  # fmt: skip
+    return recorded
+
+
+def test_linear_and_cosine_share_warmup_and_end_and_differ_between() -> None:
+    linear, cosine = schedule("linear"), schedule("cosine")
+    assert linear.lr_at(4, 0.04) == cosine.lr_at(4, 0.04) == pytest.approx(0.01)  # warmup
+    assert linear.lr_at(50, 0.25) == pytest.approx(0.015)
+    assert cosine.lr_at(50, 0.25) == pytest.approx(0.01 * (1 + math.cos(math.pi / 4)))
+    assert linear.lr_at(99, 1.0) == cosine.lr_at(99, 1.0) == 0.0
+    with pytest.raises(ConfigError, match="--decay"):
+        schedule("step")
+    with pytest.raises(ConfigError, match="--decay"):
+        parse_options(("x",), decay="step")
+
+
+def test_new_runs_decay_linearly_and_a_run_from_before_keeps_its_cosine(corpus_file: Path, tmp_path: Path) -> None:
+    first = train(tiny_options(corpus_file, tmp_path / "old", steps=6))
+    record = load_checkpoint(first.last_path).meta
+    assert record["train_config"]["decay"] == "linear" and record["options"]["decay"] == "linear"
+    meta, tensors = read_raw(first.last_path)
+    del meta["train_config"]["decay"], meta["options"]["decay"]
+    forge(first.last_path, meta, tensors)
+    (first.run_dir / "best.safetensors").unlink()
+    resumed = train(TrainOptions(corpus=(), resume=str(first.run_dir), steps=10))
+    record = load_checkpoint(resumed.last_path).meta
+    assert record["train_config"]["decay"] == "cosine" and record["options"]["decay"] == "cosine"
+
+
+def test_resume_may_change_the_decay(corpus_file: Path, tmp_path: Path) -> None:
+    first = train(tiny_options(corpus_file, tmp_path / "run", steps=6))
+    resumed = train(TrainOptions(corpus=(), resume=str(first.run_dir), steps=10, decay=Decay.COSINE))
+    assert load_checkpoint(resumed.last_path).meta["train_config"]["decay"] == "cosine"
