@@ -109,7 +109,7 @@ SHORT_RUN_STEPS, LONG_RUN_STEPS = 400, 1200
 
 def lr_for_hidden(hidden: int, expected_steps: float = LONG_RUN_STEPS) -> float:
     """Peak AdamW lr for `hidden` units: `LR_AT_384` scaled by 1/sqrt(width) (wider layers need
-    gentler steps), doubled for a run of at most `SHORT_RUN_STEPS` steps."""
+    gentler steps), doubled for a run of at most `SHORT_RUN_STEPS` steps, back to 1x by `LONG_RUN_STEPS`."""
     boost = 1 + min(1.0, max(0.0, (LONG_RUN_STEPS - expected_steps) / (LONG_RUN_STEPS - SHORT_RUN_STEPS)))
     return round(min(MAX_LR, max(MIN_LR, boost * LR_AT_384 * math.sqrt(384 / hidden))), 5)
 
