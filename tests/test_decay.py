@@ -14,7 +14,7 @@ from charrnn.training.config import TrainConfig
 from charrnn.training.loop import train
 from charrnn.training.options import TrainOptions, parse_options
 from tests.conftest import tiny_options
-from tests.test_hostile import forge, read_raw
+from tests.test_state_reset import resumed_as_if_recorded_before
 
 
 def schedule(decay: str) -> TrainConfig:
@@ -44,12 +44,7 @@ def test_new_runs_decay_linearly_and_a_run_from_before_keeps_its_cosine(corpus_f
     first = train(tiny_options(corpus_file, tmp_path / "old", steps=6))
     record = load_checkpoint(first.last_path).meta
     assert record["train_config"]["decay"] == "linear" and record["options"]["decay"] == "linear"
-    meta, tensors = read_raw(first.last_path)
-    del meta["train_config"]["decay"], meta["options"]["decay"]
-    forge(first.last_path, meta, tensors)
-    (first.run_dir / "best.safetensors").unlink()
-    resumed = train(TrainOptions(corpus=(), resume=str(first.run_dir), steps=10))
-    record = load_checkpoint(resumed.last_path).meta
+    record = resumed_as_if_recorded_before(first, "decay", steps=10)
     assert record["train_config"]["decay"] == "cosine" and record["options"]["decay"] == "cosine"
 
 

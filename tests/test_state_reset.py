@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from charrnn.store.runs import LAST
 from charrnn.training.carried import reset_rows
 from charrnn.training.config import TrainConfig
 from charrnn.training.loop import train
+from charrnn.training.observer import TrainResult
 from charrnn.training.options import TrainOptions
 from tests.conftest import tiny_options
 from tests.test_resume import StopAt, assert_same_checkpoint
@@ -67,16 +69,22 @@ def test_a_schedule_recorded_before_state_reset_existed_loads_as_no_reset(traine
         TrainConfig.from_json({**recorded, "state_reset": 2.5})
 
 
-def test_a_run_from_before_state_reset_resumes_without_resets_and_says_so(corpus_file: Path, tmp_path: Path) -> None:
-    """Its schedule ran with no resets; the resumed run keeps that, and its record says 0, not today's default."""
+def resumed_as_if_recorded_before(first: TrainResult, name: str, steps: int) -> dict[str, Any]:
+    """Strip `name` from the run's last checkpoint (schedule and options, as a run recorded before
+    that field existed), resume it to `steps` and return the resumed checkpoint's metadata."""
     from tests.test_hostile import forge, read_raw
 
-    first = train(tiny_options(corpus_file, tmp_path / "old", steps=6, state_reset=0.0))
     meta, tensors = read_raw(first.last_path)
-    del meta["train_config"]["state_reset"], meta["options"]["state_reset"]
+    del meta["train_config"][name], meta["options"][name]
     forge(first.last_path, meta, tensors)
     (first.run_dir / "best.safetensors").unlink()
-    resumed = train(TrainOptions(corpus=(), resume=str(first.run_dir), steps=10))
-    record = load_checkpoint(resumed.last_path).meta
+    resumed = train(TrainOptions(corpus=(), resume=str(first.run_dir), steps=steps))
+    return load_checkpoint(resumed.last_path).meta
+
+
+def test_a_run_from_before_state_reset_resumes_without_resets_and_says_so(corpus_file: Path, tmp_path: Path) -> None:
+    """Its schedule ran with no resets; the resumed run keeps that, and its record says 0, not today's default."""
+    first = train(tiny_options(corpus_file, tmp_path / "old", steps=6, state_reset=0.0))
+    record = resumed_as_if_recorded_before(first, "state_reset", steps=10)
     assert record["train_config"]["state_reset"] == 0.0
     assert record["options"]["state_reset"] == 0.0

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from charrnn.choices import Decay
+from charrnn.choices import Choice, Decay
 from charrnn.data.corpus import Corpus
 from charrnn.device import dtype_name
 from charrnn.durations import Interval
@@ -118,7 +118,8 @@ class TrainConfig:
             "save_every",
         ):
             if key in changes:
-                updates[key] = str(changes[key]) if key == "decay" else changes[key]
+                value = changes[key]
+                updates[key] = value.value if isinstance(value, Choice) else value  # a schedule holds plain values
         config = replace(self, **updates)
         check_schedule(config)
         return config
@@ -184,7 +185,7 @@ def resolve_configs(
         weight_decay=options.weight_decay,
         grad_clip=options.grad_clip,
         state_reset=options.state_reset,
-        decay=str(options.decay),
+        decay=options.decay.value,
         val_frac=options.val_frac,
         val_max_chars=options.val_max_chars,
         time_s=time_s,
