@@ -69,15 +69,21 @@ def test_a_schedule_recorded_before_state_reset_existed_loads_as_no_reset(traine
         TrainConfig.from_json({**recorded, "state_reset": 2.5})
 
 
-def resumed_as_if_recorded_before(first: TrainResult, name: str, steps: int) -> dict[str, Any]:
-    """Strip `name` from the run's last checkpoint (schedule and options, as a run recorded before
-    that field existed), resume it to `steps` and return the resumed checkpoint's metadata."""
+def make_recorded_before(first: TrainResult, name: str) -> None:
+    """Strip `name` from the run's last checkpoint (schedule and options): a run recorded before
+    that field existed."""
     from tests.test_hostile import forge, read_raw
 
     meta, tensors = read_raw(first.last_path)
     del meta["train_config"][name], meta["options"][name]
     forge(first.last_path, meta, tensors)
     (first.run_dir / "best.safetensors").unlink()
+
+
+def resumed_as_if_recorded_before(first: TrainResult, name: str, steps: int) -> dict[str, Any]:
+    """Make the run one recorded before `name` existed, resume it to `steps` and return the
+    resumed checkpoint's metadata."""
+    make_recorded_before(first, name)
     resumed = train(TrainOptions(corpus=(), resume=str(first.run_dir), steps=steps))
     return load_checkpoint(resumed.last_path).meta
 

@@ -261,6 +261,9 @@ class TrainOptions:
         3, "Failed checkpoint writes in a row before training gives up.", SYSTEM, Role.ADJUSTABLE, Kind.INT, minimum=1
     )
     command: str = ""  # the command line (or API call) that started the run, for the record
+    # The options this invocation set by name, even to their default value: `--resume` can then tell
+    # `--decay linear` (switch an older run to it) from no flag at all. Not part of the run's record.
+    chosen: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """A choice given as its plain string (`TrainOptions(cell="gru")`) becomes its Enum member."""
@@ -273,6 +276,8 @@ class TrainOptions:
         """The options as JSON values (a duration in seconds, an interval as `500` or `5m`)."""
         out: dict[str, Any] = {}
         for f in fields(self):
+            if f.name == "chosen":
+                continue
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value_text(value)
         return out
@@ -395,10 +400,14 @@ def interval(value: Any, where: str) -> Interval:
     return parsed
 
 
-def parse_options(corpus: tuple[str, ...] | list[str], command: str = "", **values: Any) -> TrainOptions:
+def parse_options(
+    corpus: tuple[str, ...] | list[str], command: str = "", chosen: tuple[str, ...] | None = None, **values: Any
+) -> TrainOptions:
     """TrainOptions from values as a user gives them (text or numbers), keyed by field name.
 
     Every value is converted and checked here, once; options left out keep their declared default.
+    `chosen` names the values the user set (default: all of them, as an API call passes only those;
+    the command line passes every flag, so it names the ones typed).
     """
     unknown = [name for name in values if name not in SPECS]
     if unknown:
@@ -406,7 +415,8 @@ def parse_options(corpus: tuple[str, ...] | list[str], command: str = "", **valu
     parsed = {name: parse_value(name, value) for name, value in values.items()}
     if parsed.get("resume") is not None and parsed.get("init_from") is not None:
         raise ConfigError("--resume continues a run and --init-from starts a new one; pass only one")
-    return TrainOptions(corpus=tuple(str(source) for source in corpus), command=command, **parsed)
+    chosen = tuple(values) if chosen is None else tuple(name for name in chosen if name in SPECS)
+    return TrainOptions(corpus=tuple(str(source) for source in corpus), command=command, chosen=chosen, **parsed)
 
 
 def stored_values(stored: dict[str, Any]) -> dict[str, Any]:

@@ -35,12 +35,13 @@ def shown(name: str, value: Any) -> str:
 
 
 def given(options: TrainOptions) -> dict[str, Any]:
-    """The options the user set: those that differ from the declared default."""
+    """The options the user set: those that differ from the declared default, and those named in
+    `options.chosen` even at their default (None is never a choice: it asks for the plan)."""
     out = {}
     for f in fields(options):
         default = f.default if f.default is not dataclasses.MISSING else None
         value = getattr(options, f.name)
-        if value != default:
+        if value != default or (f.name in options.chosen and value is not None):
             out[f.name] = value
     return out
 

@@ -79,10 +79,21 @@ def parameters() -> list[inspect.Parameter]:
             bool, typer.Option("--quiet", "-q", help="Only warnings and the summary.", rich_help_panel="Output")
         ],
     )
-    return [corpus, *options, quiet]
+    context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    return [context, corpus, *options, quiet]
 
 
-def options_from_flags(corpus: list[str] | None, values: dict[str, Any]) -> TrainOptions:
+def typed_flags(context: typer.Context | None, values: dict[str, Any]) -> tuple[str, ...]:
+    """The options whose flags were on the command line (Typer fills in every other one's default)."""
+    if context is None:  # called outside a command line: only the values tell
+        return ()
+    typed = ("COMMANDLINE", "ENVIRONMENT")
+    return tuple(name for name in values if getattr(context.get_parameter_source(name), "name", "") in typed)
+
+
+def options_from_flags(
+    corpus: list[str] | None, values: dict[str, Any], context: typer.Context | None = None
+) -> TrainOptions:
     """The parsed TrainOptions for these flag values (the default corpus when none is given)."""
     from charrnn.training.options import parse_options
 
@@ -93,17 +104,18 @@ def options_from_flags(corpus: list[str] | None, values: dict[str, Any]) -> Trai
         if main_rank():
             err("charrnn: no corpus given; using Python's standard library source (charrnn corpus)")
         sources = (str(build_default_corpus()),)
-    return parse_options(sources, command=shlex.join(["charrnn", *sys.argv[1:]]), **values)
+    command = shlex.join(["charrnn", *sys.argv[1:]])
+    return parse_options(sources, command=command, chosen=typed_flags(context, values), **values)
 
 
-def train(corpus: list[str] | None = None, *, quiet: bool = False, **values: Any) -> None:
+def train(ctx: typer.Context, corpus: list[str] | None = None, *, quiet: bool = False, **values: Any) -> None:
     """Train a model on CORPUS and keep its best and last checkpoints in the run directory."""
     with guarded():
         from charrnn.cli.report import TrainReport
         from charrnn.errors import Interrupted
         from charrnn.training.loop import Trainer
 
-        options = options_from_flags(corpus, values)
+        options = options_from_flags(corpus, values, ctx)
         with TrainReport(quiet=quiet) as report:
             trainer = Trainer(options, report)
             if trainer.resumed_from and quiet and main_rank():  # otherwise the banner says it
