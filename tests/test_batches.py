@@ -24,3 +24,44 @@ def test_too_short_for_one_window() -> None:
         StreamBatcher(np.arange(10, dtype=np.uint8), batch_size=1, seq_len=16)
     with pytest.raises(CorpusError, match="lower --batch-size"):
         StreamBatcher(np.arange(100, dtype=np.uint8), batch_size=32, seq_len=16)
+
+
+def test_groups_take_turns_and_each_stream_continues_where_it_stopped() -> None:
+    ids = np.arange(97, dtype=np.int64)  # 96 predictions -> 2 rows x 3 groups = 6 streams of 16 -> 2 windows
+    batcher = StreamBatcher(ids, batch_size=2, seq_len=8, groups=3)
+    assert batcher.windows_per_epoch == 6 and batcher.rows == 2
+    starts = [batcher.window(index)[0][:, 0].tolist() for index in range(6)]
+    # step t reads group t % 3 (streams s with s % 3 == group, i.e. s = row * 3 + group), window t // 3
+    assert starts[:3] == [[0, 48], [16, 64], [32, 80]]
+    assert starts[3:] == [[8, 56], [24, 72], [40, 88]]
+    seen = np.concatenate([batcher.window(index)[0].numpy().ravel() for index in range(6)])
+    assert sorted(seen.tolist()) == list(range(96))  # an epoch reads every window once
+
+
+def test_ranks_read_their_rows_of_every_group() -> None:
+    ids = np.arange(257, dtype=np.int64)
+    whole = StreamBatcher(ids, batch_size=4, seq_len=8, groups=2)
+    halves = [StreamBatcher(ids, batch_size=4, seq_len=8, rows=rows, groups=2) for rows in (slice(0, 2), slice(2, 4))]
+    assert [half.stream_rows for half in halves] == [slice(0, 4), slice(4, 8)]  # carried-state rows too
+    for index in range(whole.windows_per_epoch):
+        joined = np.concatenate([half.window(index)[0].numpy() for half in halves])
+        assert (joined == whole.window(index)[0].numpy()).all()
+    with pytest.raises(CorpusError, match="--stream-groups"):
+        StreamBatcher(np.arange(200, dtype=np.uint8), batch_size=4, seq_len=8, groups=8)
+
+
+def test_a_step_reads_and_writes_only_its_groups_rows_of_the_carried_state() -> None:
+    import torch
+
+    from charrnn.training.carried import group_rows, put_group_rows
+
+    whole = torch.arange(2 * 6 * 3, dtype=torch.float32).view(2, 6, 3)  # [layers, 2 rows x 3 groups, hidden]
+    part = group_rows(whole, 1, 3)
+    assert isinstance(part, torch.Tensor) and (part == whole[:, [1, 4]]).all()
+    updated = put_group_rows(whole, -part, 1, 3)
+    assert isinstance(updated, torch.Tensor)
+    assert (updated[:, [1, 4]] == -part).all() and (updated[:, [0, 2, 3, 5]] == whole[:, [0, 2, 3, 5]]).all()
+    assert (whole[:, [1, 4]] == part).all()  # a new tensor: a snapshot taken before keeps its values
+    fresh = put_group_rows(None, (part, part), 2, 3)  # the first step of a group, before any state
+    assert isinstance(fresh, tuple) and fresh[0].shape == (2, 6, 3) and (fresh[0][:, [0, 1, 3, 4]] == 0).all()
+    assert group_rows(whole, 0, 1) is whole and put_group_rows(whole, part, 0, 1) is part  # one group: as before

@@ -270,4 +270,5 @@ def test_ctrl_c_stops_every_rank_with_a_checkpoint(corpus: Path, tmp_path: Path)
     assert len(stopped) == 1, stderr.decode()[-2000:]  # one message, from rank 0
     step = int(re.search(r"at step (\d+)", stopped[0]).group(1))  # type: ignore[union-attr]
     last = verify_checkpoint(tmp_path / "run" / LAST)
-    assert last.meta["step"] == step and last.extra["state.h"].shape[1] == 8
+    streams = 8 * last.meta["train_config"]["stream_groups"]  # both ranks' rows of every group
+    assert last.meta["step"] == step and last.extra["state.h"].shape[1] == streams

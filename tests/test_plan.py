@@ -82,3 +82,11 @@ def test_a_time_budget_says_what_it_measured_and_records_it(corpus_file: Path, t
     assert stepped.returncode == 0, stepped.stderr.decode()
     assert not [line for line in stepped.stderr.decode().splitlines() if line.startswith("speed")]
     assert json.loads((tmp_path / "stepped" / "config.json").read_text())["speed"]["measured"] is False
+
+
+def test_stream_groups_leave_each_stream_at_least_sixteen_windows() -> None:
+    from charrnn.training.plan import stream_groups_for
+
+    assert stream_groups_for(1_003_855, 32, 64) == 16  # Tiny Shakespeare's training text: 30 windows each
+    assert stream_groups_for(100_000, 32, 64) == 3
+    assert stream_groups_for(5_000, 32, 64) == 1

@@ -40,6 +40,7 @@ def banner() -> dict[str, Any]:
         "seq_len": 16,
         "lr": 0.002,
         "decay": "linear",
+        "stream_groups": 16,
         "budget": "100 steps",
         "eval_every": "50 steps",
         "run_dir": "checkpoints/poems",

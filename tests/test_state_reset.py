@@ -15,7 +15,7 @@ from charrnn.training.carried import reset_rows
 from charrnn.training.config import TrainConfig
 from charrnn.training.loop import train
 from charrnn.training.observer import TrainResult
-from charrnn.training.options import TrainOptions
+from charrnn.training.options import TrainOptions, parse_options
 from tests.conftest import tiny_options
 from tests.test_resume import StopAt, assert_same_checkpoint
 
@@ -94,3 +94,18 @@ def test_a_run_from_before_state_reset_resumes_without_resets_and_says_so(corpus
     record = resumed_as_if_recorded_before(first, "state_reset", steps=10)
     assert record["train_config"]["state_reset"] == 0.0
     assert record["options"]["state_reset"] == 0.0
+
+
+def test_a_run_from_before_stream_groups_resumes_reading_one_group(corpus_file: Path, tmp_path: Path) -> None:
+    first = train(tiny_options(corpus_file, tmp_path / "old", steps=6, stream_groups=1))
+    record = resumed_as_if_recorded_before(first, "stream_groups", steps=10)
+    assert record["train_config"]["stream_groups"] == 1 and record["options"]["stream_groups"] == 1
+
+
+def test_new_runs_plan_stream_groups_and_a_resume_cannot_change_them(corpus_file: Path, tmp_path: Path) -> None:
+    first = train(tiny_options(corpus_file, tmp_path / "run", steps=6))
+    meta = load_checkpoint(first.last_path)
+    groups = meta.info.train_config["stream_groups"]
+    assert groups > 1 and meta.extra["state.h"].shape[1] == 4 * groups  # every stream's carried state
+    with pytest.raises(ConfigError, match="--stream-groups 1"):
+        train(parse_options((), resume=str(first.run_dir), steps=10, stream_groups=1))

@@ -80,7 +80,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     if train:
         lines.append(
-            f"schedule    batch {train.get('batch_size')} x {train.get('seq_len')}, lr {train.get('lr')} "
+            f"schedule    batch {train.get('batch_size')} x {train.get('seq_len')}, "
+            f"{train.get('stream_groups', 1)} stream group(s), lr {train.get('lr')} "
             f"({train.get('decay', 'cosine')} decay), "
             f"dtype {train.get('dtype')}, seed {train.get('seed')}"
         )

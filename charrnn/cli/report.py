@@ -161,7 +161,8 @@ class TrainReport:
             (
                 "train",
                 f"{info['device']} {info['dtype']}, {ranks}{plural(info['threads'], 'thread')}, "
-                f"batch {info['batch_size']} x {info['seq_len']} chars, lr {info['lr']:g} ({info['decay']} decay)",
+                f"batch {info['batch_size']} x {info['seq_len']} chars, "
+                f"{plural(info['stream_groups'], 'stream group')}, lr {info['lr']:g} ({info['decay']} decay)",
             ),
             ("budget", f"{info['budget']}, validate every {info['eval_every']}"),
             *([("speed", str(info["speed"]))] if info.get("speed") else []),

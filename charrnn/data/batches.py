@@ -1,16 +1,19 @@
-"""B parallel contiguous streams cut into windows of T characters, for truncated BPTT.
+"""B x G contiguous streams read B at a time in windows of T characters, for truncated BPTT.
 
-The training ids are laid out as B rows, each a contiguous slice of the text:
+The training ids are laid out as S = B x G streams, each a contiguous slice of the text, and
+read in G groups of B (stream s belongs to batch row s // G and group s % G):
 
-    text:     [ stream 0 ............ | stream 1 ............ | ... | stream B-1 .......... ]
-    row b:    | window 0 | window 1 | window 2 | ...        (T chars each)
+    text:     [ stream 0 ...... | stream 1 ...... | ... | stream S-1 ...... ]
+    step t:   group t % G, window t // G of each of its B streams (T chars each)
     target:   the same windows shifted one character to the right
 
-The hidden state of row b after window w is the initial state of row b for window w+1, so
-the model sees each stream as one long sequence; gradients stop at window edges.
+The hidden state of stream s after its window w is its initial state for window w+1, so the
+model sees each stream as one long sequence; gradients stop at window edges. Consecutive steps
+read different groups, text far apart: a step's update does not follow the last one's text
+(one group, G = 1, is the classic layout; a run recorded before groups existed has it).
 An epoch is one pass over all windows; the state is reset at the start of each epoch.
-Under torchrun each rank reads its own block of rows (`rows`); the layout of the B streams
-does not depend on how many processes share them.
+Under torchrun each rank reads its own block of batch rows (`rows`, and so G x as many
+streams); the layout does not depend on how many processes share them.
 """
 
 from __future__ import annotations
@@ -24,39 +27,52 @@ from charrnn.errors import CorpusError
 class StreamBatcher:
     """Windows of B x T ids (inputs and next-char targets), addressed by their index in the epoch."""
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, rows: slice | None = None) -> None:
+    def __init__(
+        self, ids: np.ndarray, batch_size: int, seq_len: int, rows: slice | None = None, groups: int = 1
+    ) -> None:
         if ids.size - 1 < seq_len:
             raise CorpusError(
                 f"the training text has {ids.size} characters, fewer than one window of "
                 f"--seq-len {seq_len} + 1; use a longer text or a smaller --seq-len"
             )
-        if (ids.size - 1) // batch_size < seq_len:
+        streams = batch_size * groups
+        if (ids.size - 1) // streams < seq_len:
+            what = f"{batch_size} streams" if groups == 1 else f"{batch_size} x {groups} streams (--stream-groups)"
             raise CorpusError(
-                f"the training text ({ids.size} chars) cannot fill {batch_size} streams of "
-                f"{seq_len} chars; lower --batch-size or --seq-len"
+                f"the training text ({ids.size} chars) cannot fill {what} of {seq_len} chars; "
+                f"lower --batch-size{'' if groups == 1 else ', --stream-groups'} or --seq-len"
             )
         self.batch_size = batch_size
         self.seq_len = seq_len
-        stream_len = (ids.size - 1) // batch_size
-        used = batch_size * stream_len
+        self.groups = groups
+        stream_len = (ids.size - 1) // streams
+        used = streams * stream_len
         rows = rows or slice(0, batch_size)
-        self.inputs = ids[:used].reshape(batch_size, stream_len)[rows]
-        self.targets = ids[1 : used + 1].reshape(batch_size, stream_len)[rows]
-        self.rows = self.inputs.shape[0]
-        self.windows_per_epoch = stream_len // seq_len
+        mine = slice(rows.start * groups, rows.stop * groups)  # this rank's batch rows, all their groups
+        self.stream_rows = mine
+        self.inputs = ids[:used].reshape(streams, stream_len)[mine]
+        self.targets = ids[1 : used + 1].reshape(streams, stream_len)[mine]
+        self.rows = self.inputs.shape[0] // groups
+        self.windows_per_epoch = stream_len // seq_len * groups
 
     @property
     def chars_per_window(self) -> int:
         """Characters one window holds across all ranks."""
         return self.batch_size * self.seq_len
 
+    def group(self, index: int) -> int:
+        """The group of streams window `index` reads."""
+        return index % self.groups
+
     def window(self, index: int, pin: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs and targets of window `index` (0-based within an epoch), int64 [rows, T].
+        """Inputs and targets of window `index` (0-based within an epoch), int64 [rows, T]: its
+        group's streams, at their window `index // groups`.
 
         `pin` puts them in page-locked memory so the copy to a GPU does not block the host.
         """
-        start = index * self.seq_len
+        start = index // self.groups * self.seq_len
         stop = start + self.seq_len
-        x = torch.from_numpy(np.ascontiguousarray(self.inputs[:, start:stop]).astype(np.int64))
-        y = torch.from_numpy(np.ascontiguousarray(self.targets[:, start:stop]).astype(np.int64))
+        streams = slice(self.group(index), None, self.groups)
+        x = torch.from_numpy(np.ascontiguousarray(self.inputs[streams, start:stop]).astype(np.int64))
+        y = torch.from_numpy(np.ascontiguousarray(self.targets[streams, start:stop]).astype(np.int64))
         return (x.pin_memory(), y.pin_memory()) if pin else (x, y)

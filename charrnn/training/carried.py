@@ -1,7 +1,8 @@
 """The hidden state carried from window to window, and the parts of a run that travel with it.
 
-Each of the B streams of a batch keeps its own row of the state ([layers, B, hidden] tensors; an
-LSTM has two, h and c). Under torchrun each rank holds a slice of those rows.
+Each of the B x G streams (data.batches) keeps its own row of the state ([layers, B x G, hidden]
+tensors; an LSTM has two, h and c); a step reads and writes the rows of its group. Under torchrun
+each rank holds a block of those rows.
 """
 
 from __future__ import annotations
@@ -28,6 +29,32 @@ def gather_state(team: Team, state: State | None) -> State | None:
     if isinstance(state, tuple):
         return (team.gather_rows(state[0], 1), team.gather_rows(state[1], 1))
     return team.gather_rows(state, 1)
+
+
+def group_rows(state: State | None, group: int, groups: int) -> State | None:
+    """The rows of one group's streams (stream s is in group s % groups): a step's initial state."""
+    if state is None or groups == 1:
+        return state
+    if isinstance(state, tuple):
+        return (state[0][:, group::groups].contiguous(), state[1][:, group::groups].contiguous())
+    return state[:, group::groups].contiguous()
+
+
+def put_group_rows(state: State | None, part: State, group: int, groups: int) -> State:
+    """The whole carried state with one group's rows replaced by `part` (a new tensor: a snapshot
+    being saved keeps the values it took)."""
+    if groups == 1:
+        return part
+    if isinstance(part, tuple):
+        olds = state if isinstance(state, tuple) else (None, None)
+        h, c = (put_group_rows(o, p, group, groups) for o, p in zip(olds, part, strict=True))
+        assert isinstance(h, torch.Tensor) and isinstance(c, torch.Tensor)
+        return (h, c)
+    if not isinstance(state, torch.Tensor):
+        layers, rows, hidden = part.shape
+        state = part.new_zeros(layers, rows * groups, hidden)
+    index = torch.arange(group, state.size(1), groups, device=state.device)
+    return state.index_copy(1, index, part.to(state.dtype))
 
 
 def keep_finite_state(bad: torch.Tensor, new: State, old: State | None) -> State:

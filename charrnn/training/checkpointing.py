@@ -55,7 +55,7 @@ class Checkpointing(RunSetup):
         for group in self.optimizer.param_groups:  # checkpoints from before fused AdamW stored fused=None
             group["fused"], group["foreach"] = True, None
         self.state = run_state(ckpt)
-        self.carried = slice_state(carried_state(ckpt, self.device), self.rows)
+        self.carried = slice_state(carried_state(ckpt, self.device), self.batcher.stream_rows)
         self.restore_rng(ckpt)
 
     def restore_rng(self, ckpt: Checkpoint) -> None:

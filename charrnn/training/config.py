@@ -20,7 +20,14 @@ from charrnn.errors import ConfigError
 from charrnn.model import ModelConfig, count_parameters
 from charrnn.training.distributed import World
 from charrnn.training.options import TrainOptions, flag
-from charrnn.training.plan import DEFAULT_TIME_S, Fixed, assumed_flops, make_plan, validation_seconds
+from charrnn.training.plan import (
+    DEFAULT_TIME_S,
+    Fixed,
+    assumed_flops,
+    make_plan,
+    stream_groups_for,
+    validation_seconds,
+)
 
 WARMUP_STEPS = 20  # 20 beat 100 on Tiny Shakespeare at equal steps (1.489 vs 1.504 after 750)
 MIN_LR_FRACTION = 0.0  # all the way down: cosine to 0 gave 1.486 vs 1.489 for lr/10 (same test)
@@ -28,7 +35,7 @@ VAL_COST_RATIO = 20  # periodic validations at least this many validation-times 
 
 
 # Fields a schedule recorded before they existed takes with the value that reproduces that run.
-ADDED_LATER: dict[str, Any] = {"state_reset": 0.0, "decay": "cosine"}
+ADDED_LATER: dict[str, Any] = {"state_reset": 0.0, "decay": "cosine", "stream_groups": 1}
 
 
 def min_lr_for(lr: float) -> float:
@@ -59,6 +66,7 @@ class TrainConfig:
     dtype: str
     state_reset: float = 0.0  # added later: runs recorded before it never reset
     decay: str = "cosine"  # added later: runs recorded before it decayed by a cosine
+    stream_groups: int = 1  # added later: runs recorded before it read one group of B streams
 
     def progress(self, step: int, elapsed: float, epochs_done: float) -> float:
         """Fraction of the budget used, by whichever budget runs out first."""
@@ -176,9 +184,11 @@ def resolve_configs(
     val_s = validation_seconds(model_config, val_chars, flops)
     eval_every = options.eval_every or Interval.parse(default_eval_every(time_s, options.steps, val_s))
     ranks = world.size if world else 1
+    batch_size = options.batch_size or -(-plan.batch_size // ranks) * ranks
     train_config = TrainConfig(
-        batch_size=options.batch_size or -(-plan.batch_size // ranks) * ranks,
+        batch_size=batch_size,
         seq_len=plan.seq_len,
+        stream_groups=options.stream_groups or stream_groups_for(train_chars, batch_size, plan.seq_len),
         lr=lr,
         min_lr=min_lr_for(lr),
         warmup_steps=warmup,
@@ -223,11 +233,11 @@ def check_schedule(config: TrainConfig) -> None:
 
     Comparisons are written so that NaN fails them too; names are the flags that set each value.
     """
-    for name in ("batch_size", "seq_len", "warmup_steps", "val_max_chars", "seed"):
+    for name in ("batch_size", "seq_len", "stream_groups", "warmup_steps", "val_max_chars", "seed"):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(f"{flag(name)} must be a whole number, got {value!r}")
-    for name in ("batch_size", "seq_len", "lr", "val_max_chars"):
+    for name in ("batch_size", "seq_len", "stream_groups", "lr", "val_max_chars"):
         if not 0 < getattr(config, name) < math.inf:
             raise ConfigError(f"{flag(name)} must be a positive number, got {getattr(config, name)}")
     if not (0 <= config.grad_clip < math.inf and 0 <= config.weight_decay < math.inf):

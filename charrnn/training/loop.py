@@ -21,7 +21,7 @@ from charrnn.errors import Interrupted
 from charrnn.evaluate import evaluate_ids
 from charrnn.store.checkpoint import Checkpoint
 from charrnn.store.runs import BEST, LAST
-from charrnn.training.carried import keep_finite_state, reset_rows
+from charrnn.training.carried import group_rows, keep_finite_state, put_group_rows, reset_rows
 from charrnn.training.checkpointing import Checkpointing
 from charrnn.training.observer import TrainObserver, TrainResult
 from charrnn.training.options import TrainOptions
@@ -147,15 +147,21 @@ class Trainer(Checkpointing):
             self.state.window = 0
             self.carried = None
         config = self.config
-        self.carried = reset_rows(
-            self.carried, config.seed, self.state.step, config.state_reset, config.batch_size, self.rows
+        streams, groups = self.batcher.group(self.state.window), self.batcher.groups
+        start = reset_rows(
+            group_rows(self.carried, streams, groups),
+            config.seed,
+            self.state.step,
+            config.state_reset,
+            config.batch_size,
+            self.rows,
         )
         x, y = self.batcher.window(self.state.window, pin=self.device.type == "cuda")
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with autocast(self.device, self.dtype):
-            logits, carried = self.net(x, self.carried)  # [rows, T, V]
+            logits, carried = self.net(x, start)  # [rows, T, V]
         loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -165,7 +171,7 @@ class Trainer(Checkpointing):
             bad |= ~torch.isfinite(loss)
         self.optimizer.found_inf = bad.float()  # type: ignore[attr-defined]
         self.optimizer.step()
-        self.carried = keep_finite_state(bad, carried, self.carried)
+        self.carried = put_group_rows(self.carried, keep_finite_state(bad, carried, start), streams, groups)
         self.bad_run = (self.bad_run + 1) * bad
         self.skipped += bad
         self.state.step += 1

@@ -104,6 +104,17 @@ class TrainOptions:
     seq_len: int | None = option(
         None, "Characters per window (BPTT length).", OPTIM, Role.IDENTITY, Kind.INT, minimum=1, planned="64 on CPU"
     )
+    stream_groups: int | None = option(
+        None,
+        "Cut the text into this many groups of batch streams, read in turn: each step learns from text "
+        "far from the last step's, and every stream keeps its own carried state.",
+        OPTIM,
+        Role.IDENTITY,
+        Kind.INT,
+        minimum=1,
+        planned="16, fewer for a short text",
+        metavar="G",
+    )
     lr: float | None = option(
         None,
         "Peak learning rate.",

@@ -126,6 +126,19 @@ def window_shape(train_chars: int, device: torch.device, fixed: Fixed | None = N
     return fixed.batch_size or batch, fixed.seq_len or seq_len
 
 
+# Groups of B streams read in turn (data.batches): at 320 equal steps of 2x384 on Tiny Shakespeare,
+# 16 groups beat 1 (benchmarks/RESULTS.md, "Streams far apart"); 32 gave part of it back. Fewer where
+# the text is short: each stream keeps at least `MIN_STREAM_WINDOWS` windows, or its carried state
+# would rarely carry far.
+STREAM_GROUPS, MIN_STREAM_WINDOWS = 16, 16
+
+
+def stream_groups_for(train_chars: int, batch_size: int, seq_len: int) -> int:
+    """How many groups of `batch_size` streams the training text is cut into."""
+    fits = (train_chars - 1) // (batch_size * seq_len * MIN_STREAM_WINDOWS)
+    return max(1, min(STREAM_GROUPS, fits))
+
+
 def make_plan(
     train_chars: int,
     vocab_size: int,

@@ -24,7 +24,8 @@ from charrnn.training.options import SPECS, Kind, Role, TrainOptions, flag, stor
 IDENTITY = tuple(name for name, spec in SPECS.items() if spec.role is Role.IDENTITY)
 ADJUSTABLE = tuple(name for name, spec in SPECS.items() if spec.role is Role.ADJUSTABLE)
 MODEL_FIELDS = ("cell", "num_layers", "hidden_size", "embed_size", "dropout")  # options that are ModelConfig fields
-SCHEDULE_FIELDS = ("batch_size", "seq_len", "val_frac", "val_max_chars", "seed")  # ...and TrainConfig fields
+# ...and the options that are TrainConfig fields
+SCHEDULE_FIELDS = ("batch_size", "seq_len", "stream_groups", "val_frac", "val_max_chars", "seed")
 
 
 def shown(name: str, value: Any) -> str:

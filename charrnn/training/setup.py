@@ -145,7 +145,9 @@ class RunSetup:
         # corpora, a fixed sample for big ones, so validating never stalls training for long.
         self.val_ids = val_ids[: self.config.val_max_chars + 1]
         self.rows = world.rows(self.config.batch_size)
-        self.batcher = StreamBatcher(self.train_ids, self.config.batch_size, self.config.seq_len, self.rows)
+        self.batcher = StreamBatcher(
+            self.train_ids, self.config.batch_size, self.config.seq_len, self.rows, self.config.stream_groups
+        )
         self.has_val = self.val_ids.size >= 2
         self.reserve_s = self.final_validation_reserve(
             validation_seconds(self.model_config, int(self.val_ids.size), self.speed.flops) / world.size
@@ -308,6 +310,7 @@ class RunSetup:
             "backend": self.team.backend,
             "batch_size": self.config.batch_size,
             "seq_len": self.config.seq_len,
+            "stream_groups": self.config.stream_groups,
             "lr": self.config.lr,
             "decay": self.config.decay,
             "budget": " or ".join(budget),

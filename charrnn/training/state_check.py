@@ -100,12 +100,12 @@ def check_optimizer(ckpt: Checkpoint, config: TrainConfig) -> None:
 
 
 def check_carried(ckpt: Checkpoint, config: TrainConfig) -> None:
-    """[layers, batch, hidden] floating tensors: h always, c exactly for an LSTM."""
+    """[layers, batch x stream groups, hidden] floating tensors: h always, c exactly for an LSTM."""
     h, c = ckpt.extra.get("state.h"), ckpt.extra.get("state.c")
     if h is None and c is None:
         return
     model = ckpt.config
-    shape = (model.num_layers, config.batch_size, model.hidden_size)
+    shape = (model.num_layers, config.batch_size * config.stream_groups, model.hidden_size)
     expected = ("state.h", "state.c") if model.cell == "lstm" else ("state.h",)
     present = tuple(name for name in ("state.h", "state.c") if name in ckpt.extra)
     if present != expected:
