@@ -27,6 +27,7 @@ from common import SHAKESPEARE, gemm_peak, write_result
 
 from charrnn.device import configure_threads
 from charrnn.model import count_parameters
+from charrnn.training.carried import group_rows, put_group_rows
 from charrnn.training.loop import Trainer
 from charrnn.training.options import TrainOptions
 
@@ -35,10 +36,13 @@ PHASES = ("window", "forward", "loss", "backward", "clip", "adamw")
 
 def timed_step(trainer: Trainer, totals: dict[str, float]) -> None:
     """`Trainer.step`'s work, in its order, with a clock between the phases (CPU: no sync needed)."""
+    batcher = trainer.batcher
     marks = [time.perf_counter()]
-    x, y = trainer.batcher.window(trainer.state.window % trainer.batcher.windows_per_epoch)
+    window = trainer.state.window % batcher.windows_per_epoch
+    x, y = batcher.window(window)
+    start = group_rows(trainer.carried, batcher.group(window), batcher.groups)
     marks.append(time.perf_counter())
-    logits, carried = trainer.net(x, trainer.carried)
+    logits, carried = trainer.net(x, start)
     marks.append(time.perf_counter())
     loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
     marks.append(time.perf_counter())
@@ -49,7 +53,8 @@ def timed_step(trainer: Trainer, totals: dict[str, float]) -> None:
     marks.append(time.perf_counter())
     trainer.optimizer.step()
     marks.append(time.perf_counter())
-    trainer.carried = tuple(s.detach() for s in carried)  # type: ignore[assignment]
+    kept = tuple(s.detach() for s in carried)
+    trainer.carried = put_group_rows(trainer.carried, kept, batcher.group(window), batcher.groups)  # type: ignore[arg-type]
     trainer.state.window += 1
     for name, start, end in zip(PHASES, marks[:-1], marks[1:], strict=True):
         totals[name] += end - start
