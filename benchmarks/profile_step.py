@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHAKESPEARE, gemm_peak, write_result
 
 from charrnn.device import configure_threads
-from charrnn.model import count_parameters
+from charrnn.model import count_parameters, detach_state
 from charrnn.training.carried import group_rows, put_group_rows
 from charrnn.training.loop import Trainer
 from charrnn.training.options import TrainOptions
@@ -53,8 +53,7 @@ def timed_step(trainer: Trainer, totals: dict[str, float]) -> None:
     marks.append(time.perf_counter())
     trainer.optimizer.step()
     marks.append(time.perf_counter())
-    kept = tuple(s.detach() for s in carried)
-    trainer.carried = put_group_rows(trainer.carried, kept, batcher.group(window), batcher.groups)  # type: ignore[arg-type]
+    trainer.carried = put_group_rows(trainer.carried, detach_state(carried), batcher.group(window), batcher.groups)
     trainer.state.window += 1
     for name, start, end in zip(PHASES, marks[:-1], marks[1:], strict=True):
         totals[name] += end - start

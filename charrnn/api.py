@@ -187,10 +187,12 @@ def train(
     `time` takes "90s", "10m", "1h30m" or seconds; `eval_every` / `save_every` take a step count
     or a duration. None means "choose for this corpus and budget", as on the command line.
     Progress goes to `observer` (see `charrnn.training.observer.TrainObserver`); nothing is printed.
+    With `resume`, every option passed counts as asked for, even at its default: `decay="linear"`
+    switches an older run to it, `seed=1337` is checked against the run's seed.
     Returns where the checkpoints are (`run_dir`, `best_path`) and how the run went.
     """
     from charrnn.training.loop import train as run_training
-    from charrnn.training.options import SPECS, default_of, field_name, parse_options
+    from charrnn.training.options import SPECS, field_name, parse_options
 
     sources = (corpus,) if isinstance(corpus, (str, Path)) else tuple(corpus)
     values: dict[str, Any] = {}
@@ -202,9 +204,7 @@ def train(
             hint = f"did you mean {close[0]!r}?" if close else "see help(charrnn.train)"
             raise TypeError(f"charrnn.train() got an unknown option {name!r}; {hint}")
         values[target] = str(value) if isinstance(value, Path) else value
-    shown = [repr(str(s)) for s in sources] + [
-        f"{name}={value!r}" for name, value in options.items() if value != default_of(field_name(name) or name)
-    ]
+    shown = [repr(str(s)) for s in sources] + [f"{name}={value!r}" for name, value in options.items()]
     command = f"charrnn.train({', '.join(shown)})"
     return run_training(parse_options(tuple(str(s) for s in sources), command=command, **values), observer)
 

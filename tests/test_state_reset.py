@@ -109,3 +109,29 @@ def test_new_runs_plan_stream_groups_and_a_resume_cannot_change_them(corpus_file
     assert groups > 1 and meta.extra["state.h"].shape[1] == 4 * groups  # every stream's carried state
     with pytest.raises(ConfigError, match="--stream-groups 1"):
         train(parse_options((), resume=str(first.run_dir), steps=10, stream_groups=1))
+
+
+def test_each_step_starts_from_the_state_its_own_group_left(corpus_file: Path, tmp_path: Path) -> None:
+    """Step t reads group t % G: step G must start exactly where step 0 ended, and step 1 (another
+    group, never run before) from zeros."""
+    from charrnn.training.loop import Trainer
+
+    trainer = Trainer(tiny_options(corpus_file, tmp_path / "run", steps=100, state_reset=0.0))
+    groups = trainer.batcher.groups
+    assert groups > 2
+    seen: list[tuple[torch.Tensor | None, torch.Tensor]] = []
+    net = trainer.net
+
+    def recording(x: torch.Tensor, start: Any) -> Any:
+        logits, state = net(x, start)
+        seen.append((None if start is None else start[0].clone(), state[0].detach().clone()))
+        return logits, state
+
+    trainer.net = recording  # type: ignore[assignment]
+    for _ in range(groups + 1):
+        trainer.step(1e-3)
+    assert seen[0][0] is None
+    first_start = seen[1][0]
+    assert first_start is not None and (first_start == 0).all()
+    again = seen[groups][0]
+    assert again is not None and torch.equal(again, seen[0][1])

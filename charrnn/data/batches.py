@@ -47,8 +47,8 @@ class StreamBatcher:
         self.groups = groups
         stream_len = (ids.size - 1) // streams
         used = streams * stream_len
-        rows = rows or slice(0, batch_size)
-        mine = slice(rows.start * groups, rows.stop * groups)  # this rank's batch rows, all their groups
+        first, last, _ = (rows or slice(0, batch_size)).indices(batch_size)
+        mine = slice(first * groups, last * groups)  # this rank's batch rows, all their groups
         self.stream_rows = mine
         self.inputs = ids[:used].reshape(streams, stream_len)[mine]
         self.targets = ids[1 : used + 1].reshape(streams, stream_len)[mine]

@@ -54,7 +54,7 @@ def put_group_rows(state: State | None, part: State, group: int, groups: int) ->
         layers, rows, hidden = part.shape
         state = part.new_zeros(layers, rows * groups, hidden)
     index = torch.arange(group, state.size(1), groups, device=state.device)
-    return state.index_copy(1, index, part.to(state.dtype))
+    return state.to(part.dtype).index_copy(1, index, part)  # the dtype the model computes in now
 
 
 def keep_finite_state(bad: torch.Tensor, new: State, old: State | None) -> State:

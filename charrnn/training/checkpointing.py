@@ -67,7 +67,8 @@ class Checkpointing(RunSetup):
             if self.world.is_main:
                 self.observer.on_warning(
                     f"this run was trained by {saved_world} process(es) and goes on with {self.world.size}: its "
-                    f"{self.config.batch_size} streams are re-sharded and dropout randomness differs from an "
+                    f"{self.config.batch_size * self.config.stream_groups} streams are re-sharded and dropout "
+                    "randomness differs from an "
                     "uninterrupted run"
                 )
             return
