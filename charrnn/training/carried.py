@@ -14,7 +14,7 @@ from charrnn.training.distributed import Team
 
 
 def slice_state(state: State | None, rows: slice) -> State | None:
-    """This rank's rows of the whole batch's carried state."""
+    """Some rows of the carried state: this rank's block, or one group's streams."""
     if state is None:
         return None
     if isinstance(state, tuple):
@@ -33,11 +33,7 @@ def gather_state(team: Team, state: State | None) -> State | None:
 
 def group_rows(state: State | None, group: int, groups: int) -> State | None:
     """The rows of one group's streams (stream s is in group s % groups): a step's initial state."""
-    if state is None or groups == 1:
-        return state
-    if isinstance(state, tuple):
-        return (state[0][:, group::groups].contiguous(), state[1][:, group::groups].contiguous())
-    return state[:, group::groups].contiguous()
+    return state if groups == 1 else slice_state(state, slice(group, None, groups))
 
 
 def put_group_rows(state: State | None, part: State, group: int, groups: int) -> State:
@@ -50,11 +46,13 @@ def put_group_rows(state: State | None, part: State, group: int, groups: int) ->
         h, c = (put_group_rows(o, p, group, groups) for o, p in zip(olds, part, strict=True))
         assert isinstance(h, torch.Tensor) and isinstance(c, torch.Tensor)
         return (h, c)
-    if not isinstance(state, torch.Tensor):
+    if isinstance(state, torch.Tensor):
+        whole = state.to(part.dtype, copy=True)  # the dtype the model computes in now
+    else:
         layers, rows, hidden = part.shape
-        state = part.new_zeros(layers, rows * groups, hidden)
-    index = torch.arange(group, state.size(1), groups, device=state.device)
-    return state.to(part.dtype).index_copy(1, index, part)  # the dtype the model computes in now
+        whole = part.new_zeros(layers, rows * groups, hidden)
+    whole[:, group::groups] = part
+    return whole
 
 
 def keep_finite_state(bad: torch.Tensor, new: State, old: State | None) -> State:

@@ -68,8 +68,7 @@ class Checkpointing(RunSetup):
                 self.observer.on_warning(
                     f"this run was trained by {saved_world} process(es) and goes on with {self.world.size}: its "
                     f"{self.config.batch_size * self.config.stream_groups} streams are re-sharded and dropout "
-                    "randomness differs from an "
-                    "uninterrupted run"
+                    "randomness differs from an uninterrupted run"
                 )
             return
         cpu, cuda = ckpt.extra.get("rng.torch"), ckpt.extra.get("rng.cuda")

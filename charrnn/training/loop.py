@@ -147,9 +147,9 @@ class Trainer(Checkpointing):
             self.state.window = 0
             self.carried = None
         config = self.config
-        streams, groups = self.batcher.group(self.state.window), self.batcher.groups
+        stream_group, groups = self.batcher.group(self.state.window), self.batcher.groups
         start = reset_rows(
-            group_rows(self.carried, streams, groups),
+            group_rows(self.carried, stream_group, groups),
             config.seed,
             self.state.step,
             config.state_reset,
@@ -171,7 +171,7 @@ class Trainer(Checkpointing):
             bad |= ~torch.isfinite(loss)
         self.optimizer.found_inf = bad.float()  # type: ignore[attr-defined]
         self.optimizer.step()
-        self.carried = put_group_rows(self.carried, keep_finite_state(bad, carried, start), streams, groups)
+        self.carried = put_group_rows(self.carried, keep_finite_state(bad, carried, start), stream_group, groups)
         self.bad_run = (self.bad_run + 1) * bad
         self.skipped += bad
         self.state.step += 1

@@ -274,7 +274,7 @@ class TrainOptions:
     command: str = ""  # the command line (or API call) that started the run, for the record
     # The options this invocation set by name, even to their default value: `--resume` can then tell
     # `--decay linear` (switch an older run to it) from no flag at all. Not part of the run's record.
-    chosen: tuple[str, ...] = ()
+    chosen: tuple[str, ...] = field(default=(), metadata={"recorded": False})
 
     def __post_init__(self) -> None:
         """A choice given as its plain string (`TrainOptions(cell="gru")`) becomes its Enum member."""
@@ -287,7 +287,7 @@ class TrainOptions:
         """The options as JSON values (a duration in seconds, an interval as `500` or `5m`)."""
         out: dict[str, Any] = {}
         for f in fields(self):
-            if f.name == "chosen":
+            if not f.metadata.get("recorded", True):
                 continue
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value_text(value)

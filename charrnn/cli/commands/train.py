@@ -83,17 +83,13 @@ def parameters() -> list[inspect.Parameter]:
     return [context, corpus, *options, quiet]
 
 
-def typed_flags(context: typer.Context | None, values: dict[str, Any]) -> tuple[str, ...]:
+def typed_flags(context: typer.Context, values: dict[str, Any]) -> tuple[str, ...]:
     """The options whose flags were on the command line (Typer fills in every other one's default)."""
-    if context is None:  # called outside a command line: only the values tell
-        return ()
     typed = ("COMMANDLINE", "ENVIRONMENT")
     return tuple(name for name in values if getattr(context.get_parameter_source(name), "name", "") in typed)
 
 
-def options_from_flags(
-    corpus: list[str] | None, values: dict[str, Any], context: typer.Context | None = None
-) -> TrainOptions:
+def options_from_flags(corpus: list[str] | None, values: dict[str, Any], context: typer.Context) -> TrainOptions:
     """The parsed TrainOptions for these flag values (the default corpus when none is given)."""
     from charrnn.training.options import parse_options
 
