@@ -264,15 +264,25 @@ def test_reported_forgeries_are_one_line_and_exit_3(name: str, real_run: Path, m
         assert out == ""
 
 
-def test_num_layers_bomb_is_refused_within_a_small_memory_limit(real_run: Path) -> None:
-    """10**8 layers: refused before anything is sized by it, under a 1 GiB address-space cap."""
-    run = forged_copy(real_run, "bomb", REPORTED["num_layers 10**8"])
-    code = (
-        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2**31, 2**31)); "
-        "from charrnn.cli.app import main; sys.argv = ['charrnn', 'verify', sys.argv[1]]; main()"
-    )
+# The child imports charrnn and torch first, then caps its address space 1 GiB above what that
+# took: a fixed cap would fail on a CUDA build of torch, whose libraries alone map several GiB.
+CAPPED_VERIFY = (
+    "import resource, sys, torch; from charrnn.cli.app import main\n"
+    "size = int(next(l for l in open('/proc/self/status') if l.startswith('VmSize:')).split()[1]) * 1024\n"
+    "resource.setrlimit(resource.RLIMIT_AS, (size + 2**30, size + 2**30))\n"
+    "sys.argv = ['charrnn', 'verify', sys.argv[1]]; main()"
+)
+
+
+def verify_under_memory_cap(path: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", code, str(run / "last.safetensors")], capture_output=True, env=env)
+    return subprocess.run([sys.executable, "-c", CAPPED_VERIFY, str(path)], capture_output=True, env=env, timeout=60)
+
+
+def test_num_layers_bomb_is_refused_within_a_small_memory_limit(real_run: Path) -> None:
+    """10**8 layers: refused before anything is sized by it, with 1 GiB of address space to spare."""
+    run = forged_copy(real_run, "bomb", REPORTED["num_layers 10**8"])
+    proc = verify_under_memory_cap(run / "last.safetensors")
     assert proc.returncode == 3, proc.stderr.decode()
     assert "num_layers" in proc.stderr.decode() and b"Traceback" not in proc.stderr
     assert resource.getrlimit(resource.RLIMIT_AS)  # (the cap applied to the child only)
@@ -292,12 +302,7 @@ def test_huge_foreign_file_is_refused_from_its_first_bytes(tmp_path: Path) -> No
     path = tmp_path / "huge.safetensors"
     with open(path, "wb") as handle:
         handle.truncate(4 * 2**30)
-    code = (
-        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2**31, 2**31)); "
-        "from charrnn.cli.app import main; sys.argv = ['charrnn', 'verify', sys.argv[1]]; main()"
-    )
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, env=env, timeout=60)
+    proc = verify_under_memory_cap(path)
     assert proc.returncode == 3 and b"Traceback" not in proc.stderr, proc.stderr.decode()
 
 

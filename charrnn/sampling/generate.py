@@ -174,21 +174,30 @@ def generate_many(
 
 
 def in_order(events: Iterator[Piece], count: int) -> Iterator[Piece]:
-    """Reorder pieces so sample i comes whole before sample i+1; sample 0 still streams live."""
+    """Reorder pieces so sample i comes whole before sample i+1; sample 0 still streams live.
+
+    Closing this iterator closes `events` at once (its threads come back then, not whenever the
+    garbage collector gets to it).
+    """
     held: list[list[Piece]] = [[] for _ in range(count)]
     done = [False] * count
     current = 0
-    for piece in events:
-        if piece.index == current:
-            yield piece
-        else:
-            held[piece.index].append(piece)
-        done[piece.index] = done[piece.index] or piece.done
-        while current < count and done[current]:
-            current += 1
-            if current < count:
-                yield from held[current]
-                held[current] = []
+    try:
+        for piece in events:
+            if piece.index == current:
+                yield piece
+            else:
+                held[piece.index].append(piece)
+            done[piece.index] = done[piece.index] or piece.done
+            while current < count and done[current]:
+                current += 1
+                if current < count:
+                    yield from held[current]
+                    held[current] = []
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
 
 
 def feed_prime(model: CharRNN, start: list[int], device: torch.device) -> tuple[torch.Tensor, State]:

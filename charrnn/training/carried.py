@@ -47,7 +47,7 @@ def put_group_rows(state: State | None, part: State, group: int, groups: int) ->
         assert isinstance(h, torch.Tensor) and isinstance(c, torch.Tensor)
         return (h, c)
     if isinstance(state, torch.Tensor):
-        whole = state.to(part.dtype, copy=True)  # the dtype the model computes in now
+        whole = state.clone()
     else:
         layers, rows, hidden = part.shape
         whole = part.new_zeros(layers, rows * groups, hidden)
@@ -56,14 +56,21 @@ def put_group_rows(state: State | None, part: State, group: int, groups: int) ->
 
 
 def keep_finite_state(bad: torch.Tensor, new: State, old: State | None) -> State:
-    """The new carried state, or the old one after a skipped step (chosen on the device, no sync)."""
+    """The new carried state, or the old one after a skipped step (chosen on the device, no sync).
+
+    Always float32, whatever dtype the recurrent layer returned under autocast (bf16 on a CPU,
+    fp16 from cuDNN): the state a checkpoint stores is then the very state training goes on with,
+    so a resumed run continues exactly, and every reader of the file (numpy has no bf16) can open it.
+    Widening to float32 is exact, and autocast narrows it again at the next step's input.
+    """
     if isinstance(new, tuple):
         olds = old if isinstance(old, tuple) else (None, None)
         h, c = (keep_finite_state(bad, n, o) for n, o in zip(new, olds, strict=True))
         assert isinstance(h, torch.Tensor) and isinstance(c, torch.Tensor)
         return (h, c)
-    previous = old if isinstance(old, torch.Tensor) else torch.zeros_like(new)
-    return torch.where(bad, previous.to(new.dtype), new.detach())
+    new = new.detach().float()
+    previous = old.float() if isinstance(old, torch.Tensor) else torch.zeros_like(new)
+    return torch.where(bad, previous, new)
 
 
 def reset_rows(state: State | None, seed: int, step: int, chance: float, batch_size: int, rows: slice) -> State | None:

@@ -46,19 +46,26 @@ def json_number(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+CARRIED_DTYPE = torch.float32  # the carried state's dtype in memory and on disk (training.carried)
+
+
 def state_tensors(state: State | None) -> dict[str, torch.Tensor]:
+    """The carried state as a checkpoint stores it: float32, readable without torch."""
     if state is None:
         return {}
     if isinstance(state, tuple):
-        return {"state.h": state[0], "state.c": state[1]}
-    return {"state.h": state}
+        return {"state.h": state[0].to(CARRIED_DTYPE), "state.c": state[1].to(CARRIED_DTYPE)}
+    return {"state.h": state.to(CARRIED_DTYPE)}
 
 
 def carried_state(ckpt: Checkpoint, device: torch.device) -> State | None:
+    """The stored carried state on `device` as float32, whatever floating dtype an older run wrote
+    (GPU runs once stored the fp16 or bf16 their autocast returned)."""
     h, c = ckpt.extra.get("state.h"), ckpt.extra.get("state.c")
     if h is None:
         return None
-    return (h.to(device), c.to(device)) if c is not None else h.to(device)
+    h = h.to(device, CARRIED_DTYPE)
+    return (h, c.to(device, CARRIED_DTYPE)) if c is not None else h
 
 
 def newer_best(path: Path, step: int) -> float | None:

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from charrnn.device import TORCH_DTYPES
 from charrnn.errors import CheckpointError
 from charrnn.model import CharRNN
 from charrnn.store.checkpoint import Checkpoint, verify_checkpoint
@@ -110,10 +109,9 @@ def check_carried(ckpt: Checkpoint, config: TrainConfig) -> None:
     present = tuple(name for name in ("state.h", "state.c") if name in ckpt.extra)
     if present != expected:
         raise bad(ckpt, f"carried state {', '.join(present)} for a {model.cell.upper()}")
-    dtypes = {torch.float32, TORCH_DTYPES.get(config.dtype, torch.float32)}  # fp32, or the autocast dtype
-    for name in expected:
+    for name in expected:  # float32 today; any floating dtype an older run wrote is read and widened
         tensor = ckpt.extra[name]
-        if tensor.dtype not in dtypes or tuple(tensor.shape) != shape:
+        if not tensor.dtype.is_floating_point or tuple(tensor.shape) != shape:
             raise bad(ckpt, f"{name} is {tensor.dtype} {tuple(tensor.shape)}, expected float32 {shape}")
 
 
