@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from charrnn.data.batches import StreamBatcher
 from charrnn.errors import CorpusError
@@ -65,3 +66,19 @@ def test_a_step_reads_and_writes_only_its_groups_rows_of_the_carried_state() -> 
     fresh = put_group_rows(None, (part, part), 2, 3)  # the first step of a group, before any state
     assert isinstance(fresh, tuple) and fresh[0].shape == (2, 6, 3) and (fresh[0][:, [0, 1, 3, 4]] == 0).all()
     assert group_rows(whole, 0, 1) is whole and put_group_rows(whole, part, 0, 1) is part  # one group: as before
+
+
+@pytest.mark.parametrize("top", [255, 40_000])  # int16 on the device, and int32 past its range
+def test_windows_kept_on_the_device_are_the_windows_read_from_the_host(top: int) -> None:
+    """A GPU run `place`s its streams on the device; the CPU shows it reads the very same windows."""
+    ids = np.random.default_rng(0).integers(0, top + 1, size=2_001).astype(np.uint16 if top > 255 else np.uint8)
+    ids[-1] = top  # the last target, held only in the extra column
+    for rows in (None, slice(1, 3)):
+        host = StreamBatcher(ids, batch_size=4, seq_len=16, rows=rows, groups=3)
+        placed = StreamBatcher(ids, batch_size=4, seq_len=16, rows=rows, groups=3)
+        placed.place(torch.device("cpu"))
+        assert placed.resident is not None and placed.resident.dtype == (torch.int32 if top > 2**15 else torch.int16)
+        for index in range(host.windows_per_epoch):
+            (x, y), (px, py) = host.window(index), placed.window(index)
+            assert px.dtype == py.dtype == torch.int64
+            assert torch.equal(x, px) and torch.equal(y, py), index

@@ -160,7 +160,8 @@ class TrainReport:
             ),
             (
                 "train",
-                f"{info['device']} {info['dtype']}, {ranks}{plural(info['threads'], 'thread')}, "
+                f"{info['device']} {info['dtype']}{f' ({note})' if (note := info.get('dtype_note')) else ''}, "
+                f"{ranks}{plural(info['threads'], 'thread')}, "
                 f"batch {info['batch_size']} x {info['seq_len']} chars, "
                 f"{plural(info['stream_groups'], 'stream group')}, lr {info['lr']:g} ({info['decay']} decay)",
             ),
@@ -261,6 +262,8 @@ class TrainReport:
                 f"({result.chars_per_s:,.0f} chars/s, stopped by {result.stop_reason})",
             )
         )
+        if result.stop_note:
+            self.print(self.labelled("stop", result.stop_note))
         at = f" at step {self.best_step}" if self.best_step is not None else ""
         if best is not None:
             quality = f"val {fmt_loss(best)} nats/char, {fmt_bpc(best)} bits/char{at}"

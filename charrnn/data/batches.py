@@ -54,6 +54,19 @@ class StreamBatcher:
         self.targets = ids[1 : used + 1].reshape(streams, stream_len)[mine]
         self.rows = self.inputs.shape[0] // groups
         self.windows_per_epoch = stream_len // seq_len * groups
+        self.resident: torch.Tensor | None = None  # [rows x G, stream_len + 1] on the device, once `place`d
+
+    def place(self, device: torch.device) -> None:
+        """Keep this rank's streams on `device` (a GPU), so a step slices its window there instead of
+        copying it from the host: no host work, no transfer, nothing for the step to wait on.
+
+        One matrix holds each stream and its next character (targets are inputs shifted by one),
+        in int16 where the vocabulary allows (half the memory of int32; 2 bytes a character).
+        """
+        ends = self.targets[:, -1:]
+        small = int(max(self.inputs.max(initial=0), ends.max(initial=0))) < 2**15
+        both = np.concatenate([self.inputs, ends], axis=1).astype(np.int16 if small else np.int32)
+        self.resident = torch.from_numpy(both).to(device)
 
     @property
     def chars_per_window(self) -> int:
@@ -68,11 +81,14 @@ class StreamBatcher:
         """Inputs and targets of window `index` (0-based within an epoch), int64 [rows, T]: its
         group's streams, at their window `index // groups`.
 
-        `pin` puts them in page-locked memory so the copy to a GPU does not block the host.
+        `pin` puts them in page-locked memory so the copy to a GPU does not block the host. Once
+        `place`d, they are sliced on the device instead.
         """
         start = index // self.groups * self.seq_len
         stop = start + self.seq_len
         streams = slice(self.group(index), None, self.groups)
+        if self.resident is not None:
+            return self.resident[streams, start:stop].long(), self.resident[streams, start + 1 : stop + 1].long()
         x = torch.from_numpy(np.ascontiguousarray(self.inputs[streams, start:stop]).astype(np.int64))
         y = torch.from_numpy(np.ascontiguousarray(self.targets[streams, start:stop]).astype(np.int64))
         return (x.pin_memory(), y.pin_memory()) if pin else (x, y)

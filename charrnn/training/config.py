@@ -182,7 +182,15 @@ def resolve_configs(
         warmup = min(WARMUP_STEPS, max(1, options.steps // 10)) if options.steps else WARMUP_STEPS
     val_chars = min(options.val_max_chars, corpus.num_chars - train_chars)
     val_s = validation_seconds(model_config, val_chars, flops)
-    eval_every = options.eval_every or Interval.parse(default_eval_every(time_s, options.steps, val_s))
+    epochs = options.epochs or plan.epochs_cap
+    if options.eval_every is not None:
+        eval_every = options.eval_every
+    elif plan.epochs_cap is not None:  # the passes end the run, well before the time does
+        eval_every = Interval(
+            steps=planned_eval_steps(plan.epochs_cap * train_chars / (plan.batch_size * plan.seq_len))
+        )
+    else:
+        eval_every = Interval.parse(default_eval_every(time_s, options.steps, val_s))
     ranks = world.size if world else 1
     batch_size = options.batch_size or -(-plan.batch_size // ranks) * ranks
     train_config = TrainConfig(
@@ -192,7 +200,7 @@ def resolve_configs(
         lr=lr,
         min_lr=min_lr_for(lr),
         warmup_steps=warmup,
-        weight_decay=options.weight_decay,
+        weight_decay=plan.weight_decay if options.weight_decay is None else options.weight_decay,
         grad_clip=options.grad_clip,
         state_reset=options.state_reset,
         decay=options.decay.value,
@@ -200,7 +208,7 @@ def resolve_configs(
         val_max_chars=options.val_max_chars,
         time_s=time_s,
         steps=options.steps,
-        epochs=options.epochs,
+        epochs=epochs,
         patience=options.patience,
         eval_every=eval_every,
         save_every=options.save_every,
@@ -226,6 +234,14 @@ def default_eval_every(time_s: float | None, steps: int | None, val_s: float = 0
     if time_s is not None:
         seconds = time_s / max(1, math.floor(time_s / seconds))  # equal parts, the last ending the run
     return f"{seconds:g}s"
+
+
+PLANNED_VALIDATIONS = 8  # over a run the plan ends after a number of passes: enough to see a turn
+
+
+def planned_eval_steps(steps: float) -> int:
+    """Validate this many steps apart over a run of `steps` that ends by the plan's passes."""
+    return max(1, math.ceil(steps / PLANNED_VALIDATIONS))
 
 
 def check_schedule(config: TrainConfig) -> None:

@@ -30,6 +30,10 @@ from charrnn.training.signals import exit_code, signal_name, stop_requests
 
 LOG_EVERY_S = 2.0
 STOP_REASONS = ("", "steps", "time", "epochs")  # budgets, in the order `budget_reason` checks them
+# Without --patience a run stops itself once its validation has clearly turned: this many checks in
+# a row without a new best, the last this far (nats/char) above it, after the first pass over the
+# text. Training on only overfits more.
+TURNED_CHECKS, TURNED_MARGIN = 3, 0.02
 
 
 @dataclass(frozen=True)
@@ -93,8 +97,8 @@ class Trainer(Checkpointing):
         self.loss_sum = torch.zeros((), device=self.device)
         self.loss_count = torch.zeros((), device=self.device)
         stop = self.budget_reason(self.state.elapsed_s + self.reserve_s)  # a resumed run may have no budget left
-        if stop:
-            self.observer.on_warning(f"the run's {stop} budget is already spent; give a larger one to go on")
+        for message in self.resume_notes(stop):
+            self.observer.on_warning(message)
         with stop_requests(self.request_stop, self.world.distributed):
             while stop is None:
                 lr = self.lr_now(t0)
@@ -115,7 +119,7 @@ class Trainer(Checkpointing):
                         stop = None
                         continue
                 if decision.validate and not stop:
-                    stop = "patience" if self.run_validation(t0) else None
+                    stop = self.run_validation(t0)
                     marks.eval = time.perf_counter()
                     marks.log += marks.eval - now  # throughput counts training time only
                 if decision.save and not stop:
@@ -252,8 +256,8 @@ class Trainer(Checkpointing):
         self.reserve_s = self.final_validation_reserve(time.perf_counter() - start)
         return result.loss
 
-    def run_validation(self, t0: float) -> bool:
-        """Validate, record, keep the best checkpoint; True when patience has run out."""
+    def run_validation(self, t0: float) -> str | None:
+        """Validate, record, keep the best checkpoint; "patience" or "overfitting" when that stops the run."""
         val_loss = self.validate()
         state = self.state
         improved = math.isfinite(val_loss) and (state.best_val_loss is None or val_loss < state.best_val_loss)
@@ -279,7 +283,64 @@ class Trainer(Checkpointing):
         self.log_row(row)
         self.observer.on_eval(row)
         patience = self.config.patience
-        return patience is not None and state.evals_without_improvement >= patience
+        if patience is not None:
+            return "patience" if state.evals_without_improvement >= patience else None
+        return "overfitting" if self.validation_turned(val_loss) else None
+
+    def validation_turned(self, val_loss: float) -> bool:
+        """The default stopping rule: `TURNED_CHECKS` validations without a new best, and the last one
+        `TURNED_MARGIN` above the best (a flat curve goes on: it may still improve). Only in a second
+        pass or later: before the model has seen the text twice a rise is noise, not overfitting."""
+        state = self.state
+        best = state.best_val_loss
+        return (
+            self.epochs_done() >= 1
+            and state.evals_without_improvement >= TURNED_CHECKS
+            and best is not None
+            and not val_loss <= best + TURNED_MARGIN  # NaN counts as turned
+        )
+
+    def planned_epochs(self) -> float | None:
+        """The passes the plan stops at (no --epochs given, and the plan set them), else None."""
+        return self.config.epochs if self.options.epochs is None and self.config.epochs is not None else None
+
+    def stop_note(self, stop: str) -> str:
+        """Why a run that stopped itself did, and how to go on."""
+        state, planned = self.state, self.planned_epochs()
+        if stop == "epochs" and planned is not None:
+            return (
+                f"after the plan's {planned:g} passes over the text (more would overfit it); to train on: "
+                f"charrnn train --resume {self.run_dir} --epochs N"
+            )
+        if stop == "overfitting" and state.best_val_loss is not None:
+            return (
+                f"validation did not improve for {state.evals_without_improvement} checks and rose above its best "
+                f"({state.best_val_loss:.4f} at step {state.best_step}), which best.safetensors keeps; "
+                "--patience N sets another rule"
+            )
+        return ""
+
+    def resume_notes(self, spent: str | None) -> list[str]:
+        """What a resumed run that had stopped (or stopped itself) will do now."""
+        if not self.resumed_from:
+            return []
+        planned = self.planned_epochs()
+        if spent == "epochs" and planned is not None:
+            return [
+                f"this run stopped itself after the plan's {planned:g} passes over its text (more would overfit "
+                f"it); to train on, give --epochs N: the learning rate rises again to (1 - {planned:g}/N) of its "
+                "peak and decays to zero at N passes"
+            ]
+        if spent:
+            return [f"the run's {spent} budget is already spent; give a larger one to go on"]
+        history = self.state.history
+        last_val = history[-1].get("val_loss") if history else None
+        if self.config.patience is None and self.validation_turned(math.inf if last_val is None else last_val):
+            return [
+                "this run stopped itself when its validation turned; it goes on, and stops again at the next "
+                "validation unless that one improves (--patience N sets another rule)"
+            ]
+        return []
 
     def log_row(self, row: dict[str, Any]) -> None:
         """A metrics.jsonl row; a failed write is warned about (once in a row) and training goes on."""
@@ -326,6 +387,7 @@ class Trainer(Checkpointing):
             elapsed_s=time.perf_counter() - t0,
             chars_per_s=state.step * self.batcher.chars_per_window / max(state.elapsed_s, 1e-9),
             stop_reason=stop,
+            stop_note=self.stop_note(stop),
         )
         self.observer.on_end(result)
         if interrupted and self.interrupted is not None:

@@ -17,7 +17,8 @@ class TrainResult:
     epochs: float
     elapsed_s: float
     chars_per_s: float
-    stop_reason: str
+    stop_reason: str  # steps, time, epochs, patience, overfitting, or a signal's name
+    stop_note: str = ""  # why, where the run stopped itself (the plan's passes, a turned validation)
 
 
 class TrainObserver(Protocol):

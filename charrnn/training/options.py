@@ -125,7 +125,15 @@ class TrainOptions:
         planned="0.01 x sqrt(384/hidden); x2 up to 400 steps, back to x1 by 1,200; at most 0.02",
         metavar="LR",
     )
-    weight_decay: float = option(0.01, "AdamW weight decay.", OPTIM, Role.ADJUSTABLE, Kind.FLOAT, minimum=0.0)
+    weight_decay: float | None = option(
+        None,
+        "AdamW weight decay.",
+        OPTIM,
+        Role.ADJUSTABLE,
+        Kind.FLOAT,
+        minimum=0.0,
+        planned="0.01; 0.1 where the budget buys many passes",
+    )
     grad_clip: float = option(
         1.0, "Clip the gradient norm to this (0: off).", OPTIM, Role.ADJUSTABLE, Kind.FLOAT, minimum=0.0
     )
@@ -181,7 +189,13 @@ class TrainOptions:
     )
     steps: int | None = option(None, "Stop after this many steps.", BUDGET, Role.ADJUSTABLE, Kind.INT, minimum=1)
     epochs: float | None = option(
-        None, "Stop after this many passes over the text.", BUDGET, Role.ADJUSTABLE, Kind.FLOAT, positive=True
+        None,
+        "Stop after this many passes over the text.",
+        BUDGET,
+        Role.ADJUSTABLE,
+        Kind.FLOAT,
+        positive=True,
+        planned="none; 12 where the time buys many more",
     )
     patience: int | None = option(
         None, "Stop after N validations without improvement.", BUDGET, Role.ADJUSTABLE, Kind.INT, minimum=1

@@ -38,6 +38,8 @@ class Plan:
     seq_len: int
     lr: float
     expected_epochs: float
+    weight_decay: float = 0.01
+    epochs_cap: float | None = None  # passes the plan stops at, where the budget buys more than help
 
 
 @dataclass(frozen=True)
@@ -114,11 +116,27 @@ def lr_for_hidden(hidden: int, expected_steps: float = LONG_RUN_STEPS) -> float:
     return round(min(MAX_LR, max(MIN_LR, boost * LR_AT_384 * math.sqrt(384 / hidden))), 5)
 
 
-def window_shape(train_chars: int, device: torch.device, fixed: Fixed | None = None) -> tuple[int, int]:
-    """(batch, seq_len): 32 x 64 on a CPU, 128 x 128 on a GPU, halved until the text fills them."""
+# On a GPU a bigger batch buys throughput (cuDNN's recurrent kernel is the limit at batch 128), but
+# fewer updates: the plan takes 512 streams only where the budget still buys this many steps with
+# them, halving down to 128 otherwise (a short run on a small text needs its updates).
+GPU_BATCHES, MIN_GPU_STEPS = (512, 256, 128), 2000
+
+
+def window_shape(
+    train_chars: int, device: torch.device, fixed: Fixed | None = None, budget_chars: float | None = None
+) -> tuple[int, int]:
+    """(batch, seq_len): 32 x 64 on a CPU; on a GPU x 128, batch 512 to 128 by the steps
+    `budget_chars` buys (128 where unknown); halved until the text fills them."""
     fixed = fixed or Fixed()
-    batch = 32 if device.type == "cpu" else 128
     seq_len = 64 if device.type == "cpu" else 128
+    if device.type == "cpu":
+        batch = 32
+    else:
+        batch = GPU_BATCHES[-1]
+        for wide in GPU_BATCHES:
+            if budget_chars is not None and budget_chars / (wide * (fixed.seq_len or seq_len)) >= MIN_GPU_STEPS:
+                batch = wide
+                break
     while batch > 1 and (train_chars - 1) // batch < seq_len:
         batch //= 2
     while seq_len > 8 and (train_chars - 1) // batch < seq_len:
@@ -139,6 +157,23 @@ def stream_groups_for(train_chars: int, batch_size: int, seq_len: int) -> int:
     return max(1, min(STREAM_GROUPS, fits))
 
 
+# Where the budget buys far more passes than a model can use (a GPU on a corpus of a few MB, or a
+# long CPU run on a small text), the plan trains a model twice as wide, regularised hard, for a
+# fixed number of passes, and stops there instead of overfitting for the rest of the budget. On
+# one H200 on Tiny Shakespeare (benchmarks/RESULTS.md, "GPU"): 2x1024 with dropout 0.5 peaked at
+# 8 passes (1.4193) and rose after, 3x1024 and 2x1536 did no better by 12; weight decay 0.1
+# instead of 0.01 was still improving at the end of 10 passes (1.4136 vs 1.4190).
+# Measured only where the corpus's own model is 2x512 (from 600,000 chars): a smaller text keeps its
+# own model and budget, and the loop's stopping rule ends it once its validation turns.
+RICH_EPOCHS, RICH_DROPOUT, RICH_WEIGHT_DECAY, RICH_MIN_CHARS = 12.0, 0.5, 0.1, 600_000
+WEIGHT_DECAY, MAX_HIDDEN = 0.01, 1024
+
+
+def dropout_for_epochs(epochs: float) -> float:
+    """Dropout for a model of the corpus's own size, by the passes it will make over the text."""
+    return 0.25 if epochs > 3 else (0.1 if epochs > 2 else 0.0)
+
+
 def make_plan(
     train_chars: int,
     vocab_size: int,
@@ -154,33 +189,49 @@ def make_plan(
 
     `fixed` holds the sizes the user chose; the rest (lr, dropout) is planned for that model.
     `flops` is this machine's training rate (measured by `training.probe`); without it, the rate
-    assumed for the device and dtype.
+    assumed for the device and dtype. Where a time budget buys at least `RICH_EPOCHS` passes of a
+    model twice as wide as the corpus's own, the plan takes that model and stops at those passes.
     """
     fixed = fixed or Fixed()
-    flops = flops or assumed_flops(device, dtype)
+    rate = flops or assumed_flops(device, dtype)
     if seconds is None and steps is None and epochs is None:
         seconds = DEFAULT_TIME_S
-    batch, seq_len = window_shape(train_chars, device, fixed)
+    layers, embed = fixed.num_layers or 2, fixed.embed_size or 64
+
+    def budget_chars(hidden: int, batch_chars: int) -> float:
+        """Characters the first budget to run out allows a `hidden`-wide model to train on."""
+        config = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=layers, embed_size=embed)
+        budgets = [] if seconds is None else [chars_per_second(config, rate) * seconds]
+        if steps is not None:
+            budgets.append(steps * batch_chars)
+        if epochs is not None:
+            budgets.append(epochs * train_chars)
+        return min(budgets)
+
     hidden = hidden_for_corpus(train_chars)
     if seconds is not None:
-        hidden = min(hidden, hidden_for_time(seconds, device, vocab_size, flops))
-    hidden, layers, embed = fixed.hidden_size or hidden, fixed.num_layers or 2, fixed.embed_size or 64
-    config = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=layers, embed_size=embed)
-    budgets = [] if seconds is None else [chars_per_second(config, flops) * seconds]
-    if steps is not None:
-        budgets.append(steps * batch * seq_len)
-    if epochs is not None:
-        budgets.append(epochs * train_chars)
-    expected_epochs = min(budgets) / max(train_chars, 1)
-    expected_steps = min(budgets) / (batch * seq_len)
-    dropout = 0.25 if expected_epochs > 3 else (0.1 if expected_epochs > 2 else 0.0)
+        hidden = min(hidden, hidden_for_time(seconds, device, vocab_size, rate))
+    hidden = fixed.hidden_size or hidden
+    wide = min(MAX_HIDDEN, 2 * hidden_for_corpus(train_chars))
+    batch, seq_len = window_shape(train_chars, device, fixed)  # a rich run's shape: it needs its updates
+    # only a time budget is filled so; --steps and --epochs say how long to train
+    only_time = steps is None and epochs is None and fixed.hidden_size is None and train_chars >= RICH_MIN_CHARS
+    rich = only_time and budget_chars(wide, batch * seq_len) >= RICH_EPOCHS * train_chars
+    if rich:
+        hidden = wide
+    elif steps is None:
+        batch, seq_len = window_shape(train_chars, device, fixed, budget_chars(hidden, 0))
+    chars = RICH_EPOCHS * train_chars if rich else budget_chars(hidden, batch * seq_len)
+    expected_epochs = chars / max(train_chars, 1)
     return Plan(
         hidden_size=hidden,
         num_layers=layers,
         embed_size=embed,
-        dropout=dropout,
+        dropout=RICH_DROPOUT if rich else dropout_for_epochs(expected_epochs),
         batch_size=batch,
         seq_len=seq_len,
-        lr=lr_for_hidden(hidden, expected_steps),
+        lr=lr_for_hidden(hidden, chars / (batch * seq_len)),
         expected_epochs=expected_epochs,
+        weight_decay=RICH_WEIGHT_DECAY if rich else WEIGHT_DECAY,
+        epochs_cap=RICH_EPOCHS if rich else None,
     )

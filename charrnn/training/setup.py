@@ -13,9 +13,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from charrnn.choices import DType
 from charrnn.data.batches import StreamBatcher
 from charrnn.data.corpus import Corpus, load_corpus, skip_warnings, split_train_val
-from charrnn.device import available_cores, configure_threads, dtype_name, resolve_device, resolve_dtype
+from charrnn.device import (
+    TORCH_DTYPES,
+    available_cores,
+    configure_threads,
+    dtype_name,
+    resolve_device,
+    resolve_dtype,
+)
 from charrnn.errors import ConfigError, CorpusError
 from charrnn.model import CharRNN, ModelConfig, State
 from charrnn.store.checkpoint import Checkpoint, verify_checkpoint
@@ -35,7 +43,7 @@ from charrnn.training.observer import SilentObserver, TrainObserver
 from charrnn.training.optimizer import make_optimizer
 from charrnn.training.options import TrainOptions
 from charrnn.training.plan import assumed_flops, probe_config, validation_seconds, window_shape
-from charrnn.training.probe import Speed, measure_speed
+from charrnn.training.probe import Speed, fastest_dtype, measure_speed
 from charrnn.training.resume import (
     check_same_corpus,
     init_from_config,
@@ -65,6 +73,13 @@ def start_from_frequencies(model: CharRNN, train_ids: np.ndarray) -> None:
     log_freq = np.log((counts + 1.0) / (counts.sum() + counts.size))  # +1: a character only in val
     with torch.no_grad():
         model.head.bias.copy_(torch.from_numpy(log_freq - log_freq.mean()))
+
+
+def set_tf32(on: bool) -> bool:
+    """Let cuBLAS's fp32 matmuls use TF32 tensor cores (cuDNN's do by default); returns the previous setting."""
+    before = bool(torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = on
+    return before
 
 
 class RunSetup:
@@ -105,6 +120,7 @@ class RunSetup:
         self.resumed_from = resume.path if resume else None
         self.device = rank_device(resolve_device(options.device), self.world)
         self.dtype = resolve_dtype(options.dtype.value, self.device)
+        self.dtype_note = ""  # how `--dtype auto` chose, where it measured
         self.team = Team(self.world, self.device)
         try:
             self.prepare(resume, base, changes)
@@ -134,6 +150,9 @@ class RunSetup:
         if resume is not None:
             self.model_config = resume.config
             self.config = stored_train_config(resume).adjusted(changes)
+            if self.device.type == "cuda" and options.dtype is DType.AUTO and self.config.dtype in TORCH_DTYPES:
+                self.dtype = TORCH_DTYPES[self.config.dtype]  # what `auto` measured and chose at the start
+                set_tf32(self.dtype == torch.float32)
         else:
             self.speed = self.measure_speed(options)
             self.model_config, self.config = resolve_configs(
@@ -141,6 +160,8 @@ class RunSetup:
             )
             if base is not None:
                 self.model_config = init_from_config(options, base)
+            if self.device.type == "cuda" and options.dtype is DType.AUTO and self.dtype == torch.bfloat16:
+                self.pick_gpu_dtype()
         # Validation scores the first `val_max_chars` of the held-out text: all of it for small
         # corpora, a fixed sample for big ones, so validating never stalls training for long.
         self.val_ids = val_ids[: self.config.val_max_chars + 1]
@@ -148,6 +169,8 @@ class RunSetup:
         self.batcher = StreamBatcher(
             self.train_ids, self.config.batch_size, self.config.seq_len, self.rows, self.config.stream_groups
         )
+        if self.device.type == "cuda":
+            self.batcher.place(self.device)
         self.has_val = self.val_ids.size >= 2
         self.reserve_s = self.final_validation_reserve(
             validation_seconds(self.model_config, int(self.val_ids.size), self.speed.flops) / world.size
@@ -241,6 +264,22 @@ class RunSetup:
         speed = Speed(**self.team.share(asdict(speed)))
         return replace(speed, flops=speed.flops * self.world.size)
 
+    def pick_gpu_dtype(self) -> None:
+        """`--dtype auto` on a GPU: bf16 or fp32 with TF32 matmuls, whichever trains this run's model
+        faster here (rank 0's measurement, for every rank). The choice is stored; a resume keeps it.
+        An explicit `--dtype fp32` stays strict fp32."""
+        batch = max(1, self.config.batch_size // self.world.size)
+        dtypes = (torch.bfloat16, torch.float32)
+        before = set_tf32(True)
+        fastest, rates = fastest_dtype(self.model_config, batch, self.config.seq_len, self.device, dtypes)
+        name = self.team.share(dtype_name(fastest))
+        if name != "fp32":
+            set_tf32(before)
+        self.dtype = TORCH_DTYPES[name]
+        self.config = replace(self.config, dtype=name)
+        ratio = rates[torch.bfloat16] / rates[torch.float32]
+        self.dtype_note = f"auto: bf16 trains {ratio:.2f}x as fast as fp32 with TF32 here"
+
     def final_validation_reserve(self, seconds: float) -> float:
         """Seconds of a time budget kept for the validation that follows the last step (0 without one).
 
@@ -297,7 +336,8 @@ class RunSetup:
         if self.config.steps:
             budget.append(f"{self.config.steps} steps")
         if self.config.epochs:
-            budget.append(f"{self.config.epochs:g} epochs")
+            planned = " (planned: more would overfit)" if self.options.epochs is None else ""
+            budget.append(f"{self.config.epochs:g} epochs{planned}")
         return {
             "corpus": self.corpus_meta(),
             "vocab_size": self.corpus.vocab.size,
@@ -305,6 +345,7 @@ class RunSetup:
             "parameters": self.model.num_parameters(),
             "device": str(self.device),
             "dtype": dtype_name(self.dtype),
+            "dtype_note": self.dtype_note,
             "threads": self.threads,
             "world_size": self.world.size,
             "backend": self.team.backend,
