@@ -19,7 +19,7 @@ def test_the_output_bias_starts_at_the_log_frequencies(corpus_file: Path, tmp_pa
         ids = np.asarray(trainer.train_ids)
         counts = np.bincount(ids, minlength=trainer.model_config.vocab_size) + 1.0
         expected = counts / counts.sum()
-        got = torch.softmax(trainer.model.head.bias.detach().double(), dim=0).numpy()
+        got = torch.softmax(trainer.model.head.bias.detach().cpu().double(), dim=0).numpy()
         assert np.allclose(got, expected, rtol=1e-5)
         # the first step's loss is about the text's unigram entropy, well below ln(vocab)
         x, y = trainer.batcher.window(0)

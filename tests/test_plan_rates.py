@@ -40,7 +40,7 @@ def flops_at(chars_per_s: float, train_chars: int) -> float:
 
 def test_a_gpu_with_minutes_on_a_megabyte_trains_wide_and_stops_after_the_planned_passes() -> None:
     """1M chars/s for 3 minutes would be ~180 passes over Tiny Shakespeare: the plan takes 2x1024,
-    dropout 0.5, weight decay 0.1 and 12 passes, its lr and validations sized for those."""
+    dropout 0.5, weight decay 0.2 and 12 passes, its lr and validations sized for those."""
     plan = make_plan(MB, 65, GPU, torch.bfloat16, seconds=180, flops=flops_at(1e6, MB))
     assert (plan.hidden_size, plan.num_layers, plan.dropout) == (1024, 2, RICH_DROPOUT)
     assert plan.weight_decay == RICH_WEIGHT_DECAY and plan.epochs_cap == plan.expected_epochs == RICH_EPOCHS

@@ -132,7 +132,7 @@ class TrainOptions:
         Role.ADJUSTABLE,
         Kind.FLOAT,
         minimum=0.0,
-        planned="0.01; 0.1 where the budget buys many passes",
+        planned="0.01; 0.2 where the budget buys many passes",
     )
     grad_clip: float = option(
         1.0, "Clip the gradient norm to this (0: off).", OPTIM, Role.ADJUSTABLE, Kind.FLOAT, minimum=0.0

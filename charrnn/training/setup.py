@@ -160,6 +160,7 @@ class RunSetup:
             )
             if base is not None:
                 self.model_config = init_from_config(options, base)
+            check_fits(self.model_config)  # before anything is built at this size, a dtype probe included
             if self.device.type == "cuda" and options.dtype is DType.AUTO and self.dtype == torch.bfloat16:
                 self.pick_gpu_dtype()
         # Validation scores the first `val_max_chars` of the held-out text: all of it for small
@@ -181,7 +182,7 @@ class RunSetup:
             for stale in clean_stale_temps(self.run_dir):
                 self.warnings.append(f"removed {stale.name}, left by an interrupted save")
         torch.manual_seed(self.config.seed)
-        check_fits(self.model_config)
+        check_fits(self.model_config)  # (a resumed run's, from its checkpoint)
         self.model = CharRNN(self.model_config).to(self.device)
         if resume is None and base is None:
             start_from_frequencies(self.model, self.train_ids)
@@ -259,6 +260,7 @@ class RunSetup:
         train_chars = int(self.train_ids.size)
         fixed = fixed_sizes(options)
         config = probe_config(train_chars, self.corpus.vocab.size, options.cell.value, fixed)
+        check_fits(config)  # sizes from flags: refused before the probe builds them
         batch, seq_len = window_shape(train_chars, self.device, fixed)
         speed = measure_speed(config, max(1, batch // self.world.size), seq_len, self.device, self.dtype)
         speed = Speed(**self.team.share(asdict(speed)))
