@@ -25,7 +25,9 @@ def test_the_output_bias_starts_at_the_log_frequencies(corpus_file: Path, tmp_pa
         x, y = trainer.batcher.window(0)
         with torch.no_grad():
             logits, _ = trainer.model(x.to(trainer.device))
-        first = torch.nn.functional.cross_entropy(logits.float().cpu().reshape(-1, logits.size(-1)), y.reshape(-1))
+        first = torch.nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.size(-1)), y.to(logits.device).reshape(-1)
+        )
         first = first.item()
         entropy = float(-(expected * np.log(expected)).sum())
         assert abs(first - entropy) < 0.3 < math.log(trainer.model_config.vocab_size) - first

@@ -183,3 +183,21 @@ def test_auto_on_a_gpu_takes_the_dtype_measured_faster(
         assert trainer.dtype_note == "auto: bf16 trains 0.80x as fast as fp32 with TF32 here"
     finally:
         trainer.release_run()
+
+
+def test_running_out_of_memory_is_one_line_on_the_host_and_on_a_gpu(capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    from charrnn.cli.common import EXIT_FAILURE, guarded
+
+    class OutOfMemoryError(RuntimeError):  # what torch raises when a GPU's memory runs out
+        pass
+
+    for error, says in ((MemoryError(), "out of memory"), (OutOfMemoryError("CUDA out of memory"), "the GPU ran out")):
+        with pytest.raises(typer.Exit) as stopped, guarded():
+            raise error
+        assert stopped.value.exit_code == EXIT_FAILURE
+        line = capsys.readouterr().err
+        assert line.count("\n") == 1 and says in line and "--batch-size" in line
+    with pytest.raises(RuntimeError, match="another"), guarded():  # any other RuntimeError is a bug: not hidden
+        raise RuntimeError("another")

@@ -8,6 +8,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,10 @@ def test_info_shows_curve_and_command(two_runs: Path) -> None:
 # -- help ---------------------------------------------------------------------------------------
 
 
+TYPER = tuple(int(part) for part in version("typer").split(".")[:2])
+
+
+@pytest.mark.skipif(TYPER < (0, 29), reason="charrnn needs typer>=0.29 (pyproject.toml); older ones render types")
 def test_train_help_groups_flags_in_panels() -> None:
     proc = run_cli("train", "--help")
     assert proc.returncode == 0

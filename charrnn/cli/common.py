@@ -95,6 +95,11 @@ def guarded() -> Iterator[None]:
     except MemoryError:
         err("charrnn: error: out of memory; use a smaller --batch-size, --hidden or corpus")
         raise typer.Exit(EXIT_FAILURE) from None
+    except RuntimeError as exc:
+        if type(exc).__name__ != "OutOfMemoryError":  # torch's CUDA one, named without importing torch here
+            raise
+        err("charrnn: error: the GPU ran out of memory; use a smaller --batch-size or --hidden, or --device cpu")
+        raise typer.Exit(EXIT_FAILURE) from None
 
 
 def stdout_console() -> Any:

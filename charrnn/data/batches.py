@@ -24,24 +24,30 @@ import torch
 from charrnn.errors import CorpusError
 
 
+def check_layout(size: int, batch_size: int, seq_len: int, groups: int = 1) -> None:
+    """CorpusError unless `size` ids fill B x G streams of at least one window each (checked before
+    anything is allocated at these sizes: a probe of the machine's speed, the batches)."""
+    if size - 1 < seq_len:
+        raise CorpusError(
+            f"the training text has {size} characters, fewer than one window of "
+            f"--seq-len {seq_len} + 1; use a longer text or a smaller --seq-len"
+        )
+    if (size - 1) // (batch_size * groups) < seq_len:
+        what = f"{batch_size} streams" if groups == 1 else f"{batch_size} x {groups} streams (--stream-groups)"
+        raise CorpusError(
+            f"the training text ({size} chars) cannot fill {what} of {seq_len} chars; "
+            f"lower --batch-size{'' if groups == 1 else ', --stream-groups'} or --seq-len"
+        )
+
+
 class StreamBatcher:
     """Windows of B x T ids (inputs and next-char targets), addressed by their index in the epoch."""
 
     def __init__(
         self, ids: np.ndarray, batch_size: int, seq_len: int, rows: slice | None = None, groups: int = 1
     ) -> None:
-        if ids.size - 1 < seq_len:
-            raise CorpusError(
-                f"the training text has {ids.size} characters, fewer than one window of "
-                f"--seq-len {seq_len} + 1; use a longer text or a smaller --seq-len"
-            )
+        check_layout(int(ids.size), batch_size, seq_len, groups)
         streams = batch_size * groups
-        if (ids.size - 1) // streams < seq_len:
-            what = f"{batch_size} streams" if groups == 1 else f"{batch_size} x {groups} streams (--stream-groups)"
-            raise CorpusError(
-                f"the training text ({ids.size} chars) cannot fill {what} of {seq_len} chars; "
-                f"lower --batch-size{'' if groups == 1 else ', --stream-groups'} or --seq-len"
-            )
         self.batch_size = batch_size
         self.seq_len = seq_len
         self.groups = groups

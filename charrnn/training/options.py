@@ -99,10 +99,22 @@ class TrainOptions:
         metavar="P",
     )
     batch_size: int | None = option(
-        None, "Parallel streams per step.", OPTIM, Role.IDENTITY, Kind.INT, minimum=1, planned="32 on CPU"
+        None,
+        "Parallel streams per step.",
+        OPTIM,
+        Role.IDENTITY,
+        Kind.INT,
+        minimum=1,
+        planned="32 on CPU; 128 to 512 on a GPU, by the updates the budget buys",
     )
     seq_len: int | None = option(
-        None, "Characters per window (BPTT length).", OPTIM, Role.IDENTITY, Kind.INT, minimum=1, planned="64 on CPU"
+        None,
+        "Characters per window (BPTT length).",
+        OPTIM,
+        Role.IDENTITY,
+        Kind.INT,
+        minimum=1,
+        planned="64 on CPU, 128 on a GPU",
     )
     stream_groups: int | None = option(
         None,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from charrnn.choices import DType
-from charrnn.data.batches import StreamBatcher
+from charrnn.data.batches import StreamBatcher, check_layout
 from charrnn.data.corpus import Corpus, load_corpus, skip_warnings, split_train_val
 from charrnn.device import (
     TORCH_DTYPES,
@@ -161,8 +161,6 @@ class RunSetup:
             if base is not None:
                 self.model_config = init_from_config(options, base)
             check_fits(self.model_config)  # before anything is built at this size, a dtype probe included
-            if self.device.type == "cuda" and options.dtype is DType.AUTO and self.dtype == torch.bfloat16:
-                self.pick_gpu_dtype()
         # Validation scores the first `val_max_chars` of the held-out text: all of it for small
         # corpora, a fixed sample for big ones, so validating never stalls training for long.
         self.val_ids = val_ids[: self.config.val_max_chars + 1]
@@ -172,6 +170,8 @@ class RunSetup:
         )
         if self.device.type == "cuda":
             self.batcher.place(self.device)
+            if resume is None and options.dtype is DType.AUTO and self.dtype == torch.bfloat16:
+                self.pick_gpu_dtype()  # (once the batcher has checked the text fills the batch)
         self.has_val = self.val_ids.size >= 2
         self.reserve_s = self.final_validation_reserve(
             validation_seconds(self.model_config, int(self.val_ids.size), self.speed.flops) / world.size
@@ -262,6 +262,7 @@ class RunSetup:
         config = probe_config(train_chars, self.corpus.vocab.size, options.cell.value, fixed)
         check_fits(config)  # sizes from flags: refused before the probe builds them
         batch, seq_len = window_shape(train_chars, self.device, fixed)
+        check_layout(train_chars, batch, seq_len)
         speed = measure_speed(config, max(1, batch // self.world.size), seq_len, self.device, self.dtype)
         speed = Speed(**self.team.share(asdict(speed)))
         return replace(speed, flops=speed.flops * self.world.size)
