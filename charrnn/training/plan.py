@@ -24,6 +24,7 @@ GPU_TRAIN_FLOPS = 2.0e13
 # 2x512 beats 2x384 once it sees this many characters: on a 2-core AVX-512 BF16 CPU that is three
 # minutes, where 2x384 won at 80 s (1.489 vs 1.505) and 2x512 at ten minutes.
 CHARS_FOR_512 = 1.9e6
+WEIGHT_DECAY = 0.01  # AdamW's, where the plan does not regularise harder (a rich plan, below)
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Plan:
     seq_len: int
     lr: float
     expected_epochs: float
-    weight_decay: float = 0.01
+    weight_decay: float = WEIGHT_DECAY
     epochs_cap: float | None = None  # passes the plan stops at, where the budget buys more than help
 
 
@@ -157,9 +158,9 @@ def stream_groups_for(train_chars: int, batch_size: int, seq_len: int) -> int:
     return max(1, min(STREAM_GROUPS, fits))
 
 
-# Where the budget buys far more passes than a model can use (a GPU on a corpus of a few MB, or a
-# long CPU run on a small text), the plan trains a model twice as wide, regularised hard, for a
-# fixed number of passes, and stops there instead of overfitting for the rest of the budget. On
+# Where the budget buys far more passes than a model can use (a GPU on a corpus of a few MB), the
+# plan trains a model twice as wide, regularised hard, for a fixed number of passes, and stops
+# there instead of overfitting for the rest of the budget. On
 # one H200 on Tiny Shakespeare (benchmarks/RESULTS.md, "GPU"): 2x1024 with dropout 0.5 and weight
 # decay 0.01 peaked at 8 passes (1.4193) and rose after; 3x1024 and 2x1536 did no better by 12.
 # Weight decay holds the turn off: 0.1 was still improving at 10 passes (1.4136), and at 12 passes
@@ -168,7 +169,7 @@ def stream_groups_for(train_chars: int, batch_size: int, seq_len: int) -> int:
 # Measured only where the corpus's own model is 2x512 (from 600,000 chars): a smaller text keeps its
 # own model and budget, and the loop's stopping rule ends it once its validation turns.
 RICH_EPOCHS, RICH_DROPOUT, RICH_WEIGHT_DECAY, RICH_MIN_CHARS = 12.0, 0.5, 0.2, 600_000
-WEIGHT_DECAY, MAX_HIDDEN = 0.01, 1024
+MAX_HIDDEN = 1024
 
 
 def dropout_for_epochs(epochs: float) -> float:
