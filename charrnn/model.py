@@ -59,10 +59,10 @@ class ModelConfig:
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
                 raise ConfigError(f"model_config.{name} must be a whole number from 1 to {limit}, got {value!r}")
         dropout = data["dropout"]
-        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool):
-            raise ConfigError(f"model_config.dropout must be a number, got {dropout!r}")
-        if not isinstance(data["cell"], str):
-            raise ConfigError(f"model_config.cell must be one of {', '.join(CELLS)}")
+        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+            raise ConfigError(f"model_config.dropout must be a number from 0 to below 1, got {dropout!r}")
+        if data["cell"] not in CELLS:
+            raise ConfigError(f"model_config.cell must be one of {', '.join(CELLS)}, got {ascii(data['cell'])[:20]}")
         return cls(**{**data, "dropout": float(dropout)})
 
 

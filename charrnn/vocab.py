@@ -49,6 +49,9 @@ class Vocab:
             raise InputError("a vocabulary needs at least one character")
         if np.any(np.diff(points.astype(np.int64)) <= 0):
             raise InputError("vocabulary characters must be unique and sorted by code point")
+        surrogates = points[(points >= 0xD800) & (points <= 0xDFFF)]
+        if surrogates.size:  # JSON's \ud800 escapes can carry them; no decoded text holds one
+            raise InputError(f"vocabulary holds U+{int(surrogates[0]):04X}, a lone surrogate, not a character")
         object.__setattr__(self, "_points", points)
 
     @classmethod

@@ -43,7 +43,7 @@ def read_raw(path: Path) -> tuple[Meta, Tensors]:
 
 def forge(path: Path, meta: Meta, tensors: Tensors) -> None:
     """Write a checkpoint whose digest matches its (hostile) content."""
-    meta_json = json.dumps(meta, ensure_ascii=False, sort_keys=True)
+    meta_json = json.dumps(meta, sort_keys=True)  # ASCII: \u escapes carry even lone surrogates
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
     header.update(digest=payload_digest(meta_json, tensors), meta=meta_json)
     path.write_bytes(save({k: v.contiguous() for k, v in tensors.items()}, metadata=header))

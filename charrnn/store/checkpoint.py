@@ -120,11 +120,17 @@ def parse_checkpoint(data: bytes, where: str) -> Checkpoint:
     if payload_digest(meta_json, tensors) != metadata["digest"]:
         raise CheckpointError(f"{where}: corrupted checkpoint (digest mismatch); use another copy")
     meta = decode_meta(meta_json, where)
+    for name in ("model_config", "vocab"):
+        if name not in meta:
+            raise CheckpointError(f"{where}: malformed checkpoint metadata ({name}: missing)")
     try:
         config = ModelConfig.from_dict(meta.pop("model_config"))
-        vocab = Vocab(meta.pop("vocab"))
     except Exception as exc:  # malformed fields inside a well-formed file
         raise CheckpointError(f"{where}: malformed checkpoint metadata ({exc})") from None
+    try:
+        vocab = Vocab(meta.pop("vocab"))
+    except Exception as exc:
+        raise CheckpointError(f"{where}: malformed checkpoint metadata (vocab: {exc})") from None
     if vocab.size != config.vocab_size:
         raise CheckpointError(f"{where}: vocab has {vocab.size} characters but the model expects {config.vocab_size}")
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}

@@ -10,15 +10,29 @@ line instead of failing later inside a command. Reading the header needs no torc
 from __future__ import annotations
 
 import json
-import math
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from charrnn.errors import CheckpointError
 from charrnn.files import NotARegularFile, open_regular
+from charrnn.store.schema import (
+    Rule,
+    SchemaError,
+    anything,
+    boolean,
+    either,
+    integer,
+    list_of,
+    number,
+    one_of,
+    optional,
+    record,
+    scalar,
+    text,
+)
 
 FORMAT = "charrnn-checkpoint"
 FORMAT_VERSION = 1
@@ -121,46 +135,76 @@ class CheckpointMeta(RunState):
 
     @classmethod
     def parse(cls, meta: dict[str, Any], where: str) -> CheckpointMeta:
-        """The typed view of a checkpoint's metadata; CheckpointError names the first bad field."""
-        values: dict[str, Any] = {}
-        for name, (kinds, low) in FIELD_TYPES.items():
-            if name not in meta or (meta[name] is None and name in OPTIONAL):
-                continue
-            value = meta[name]
-            ok = isinstance(value, kinds) and not isinstance(value, bool)
-            if ok and isinstance(value, (int, float)):
-                ok = math.isfinite(value) and (low is None or value >= low)
-            if not ok:
-                raise CheckpointError(f"{where}: malformed checkpoint metadata ({name} = {str(value)[:40]!r})")
-            values[name] = float(value) if float in kinds and not isinstance(value, float) else value
-        if "history" in values:
-            values["history"] = [row for row in values["history"] if isinstance(row, dict)]
+        """The typed view of a checkpoint's metadata; CheckpointError names the first bad field by its path."""
+        try:
+            checked = METADATA(meta, "")
+        except SchemaError as exc:
+            raise CheckpointError(f"{where}: malformed checkpoint metadata ({exc})") from None
+        values = {name: checked[name] for name in FIELDS if checked.get(name) is not None}
+        for name in ("elapsed_s", "lr_scale", "best_val_loss"):
+            if name in values:
+                values[name] = float(values[name])
         return cls(**values)
 
 
-OPTIONAL = frozenset({"best_val_loss", "best_step"})
-FIELD_TYPES: dict[str, tuple[tuple[type, ...], float | None]] = {
-    "kind": ((str,), None),
-    "step": ((int,), 0),
-    "epoch": ((int,), 0),
-    "window": ((int,), 0),
-    "elapsed_s": ((float, int), 0),
-    "best_val_loss": ((float, int), None),
-    "best_step": ((int,), 0),
-    "evals_without_improvement": ((int,), 0),
-    "last_eval_step": ((int,), 0),
-    "lr_scale": ((float, int), 0),
-    "rollbacks": ((int,), 0),
-    "world_size": ((int,), 1),
-    "command": ((str,), None),
-    "created": ((str,), None),
-    "options": ((dict,), None),
-    "train_config": ((dict,), None),
-    "optimizer": ((dict,), None),
-    "corpus": ((dict,), None),
-    "versions": ((dict,), None),
-    "history": ((list,), None),
+# The declaration of every record charrnn writes into a checkpoint's `meta` (training.run_store writes
+# them). `options` and `train_config` are declared where they are defined, by the option declarations
+# (training.options) and TrainConfig (training.config): a resume and `verify` check them in full there.
+COUNT = integer(0)
+HISTORY_ROW = record(
+    {
+        "event": one_of("val"),
+        "step": COUNT,
+        "epoch": number(0),
+        "elapsed_s": number(0),
+        "val_loss": optional(number()),
+        "val_bpc": optional(number()),
+        "best": boolean(),
+    },
+    required=("event", "step"),
+)
+PARAM_GROUP = record(  # AdamW's param_groups entry: the indices of its parameters, and its settings
+    {"params": list_of(integer(0, 1 << 20), max_len=1 << 20)},
+    required=("params",),
+    others=either(scalar(), list_of(number(), max_len=4), expected="a setting (a number, string, flag or pair)"),
+)
+CORPUS = record(
+    {
+        "sources": list_of(text(nonempty=True), min_len=1, max_len=1 << 20),
+        "paths": list_of(text(nonempty=True), min_len=1, max_len=1 << 20),
+        "digest": text(pattern="[0-9a-f]{64}"),
+        "separator": text(max_len=1024),
+        "skipped": list_of(list_of(text(), max_len=2), max_len=1 << 20),
+        "chars": COUNT,
+        "train_chars": COUNT,
+        "val_chars": COUNT,
+        "val_scored_chars": COUNT,
+    }
+)
+METADATA_FIELDS: dict[str, Rule] = {
+    "kind": text(max_len=64),
+    "step": COUNT,
+    "epoch": COUNT,
+    "window": COUNT,
+    "elapsed_s": number(0),
+    "best_val_loss": optional(number()),
+    "best_step": optional(COUNT),
+    "evals_without_improvement": COUNT,
+    "last_eval_step": COUNT,
+    "lr_scale": number(0),
+    "rollbacks": COUNT,
+    "world_size": integer(1, 1 << 20),
+    "command": text(),
+    "created": text(max_len=64),
+    "options": record({}, others=anything),
+    "train_config": record({}, others=anything),
+    "optimizer": record({"param_groups": list_of(PARAM_GROUP, max_len=64)}),
+    "corpus": CORPUS,
+    "versions": record({}, others=text(max_len=256)),
+    "history": list_of(HISTORY_ROW, max_len=1 << 20),
 }
+METADATA = record(METADATA_FIELDS, others=anything)  # fields a later charrnn may add: nothing here reads them
+FIELDS = tuple(f.name for f in fields(CheckpointMeta))
 
 
 def read_file_meta(path: Path) -> tuple[dict[str, Any], CheckpointMeta]:

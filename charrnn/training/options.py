@@ -457,5 +457,16 @@ def parse_options(
 
 
 def stored_values(stored: dict[str, Any]) -> dict[str, Any]:
-    """Options a checkpoint records, parsed as on the command line (older files wrote `time: "80s"`)."""
-    return {name: parse_value(name, value) for name, value in stored.items() if name in SPECS}
+    """Options a checkpoint records, parsed as on the command line (older files wrote `time: "80s"`):
+    each option's declaration above is the schema of its stored value; an error names its path."""
+    values = {}
+    for name, value in stored.items():
+        if name not in SPECS:
+            continue
+        try:
+            values[name] = parse_value(name, value)
+        except ConfigError as exc:
+            raise ConfigError(f"options.{name}: {exc}") from None
+        except (TypeError, ValueError, AttributeError):
+            raise ConfigError(f"options.{name}: not a valid {flag(name)} value ({ascii(value)[:40]})") from None
+    return values

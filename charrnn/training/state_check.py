@@ -40,6 +40,7 @@ def check_resumable(ckpt: Checkpoint) -> TrainConfig:
     config = stored_train_config(ckpt)
     recorded_options(ckpt)
     check_corpus_record(ckpt, config)
+    check_position(ckpt, config)
     check_optimizer(ckpt, config)
     check_carried(ckpt, config)
     check_rng(ckpt)
@@ -68,6 +69,22 @@ def check_corpus_record(ckpt: Checkpoint, config: TrainConfig) -> None:
     train_chars = corpus.get("train_chars")
     if isinstance(train_chars, int) and (train_chars - 1) // config.batch_size < config.seq_len:
         raise bad(ckpt, f"{config.batch_size} streams of {config.seq_len} chars do not fit its {train_chars:,} chars")
+
+
+def check_position(ckpt: Checkpoint, config: TrainConfig) -> None:
+    """The counters agree with each other and the data position lies within an epoch of the text
+    (the schema checks each alone; a forged `window` of 10**18 is a whole number too)."""
+    info = ckpt.info
+    train_chars = info.corpus.get("train_chars")
+    if isinstance(train_chars, int):
+        stream_len = (train_chars - 1) // (config.batch_size * config.stream_groups)
+        windows = stream_len // config.seq_len * config.stream_groups  # as data.batches lays them out
+        if info.window > windows:
+            raise bad(ckpt, f"window = {info.window}, beyond the {windows} windows of an epoch")
+    for name in ("best_step", "last_eval_step"):
+        value = getattr(info, name)
+        if value is not None and value > info.step:
+            raise bad(ckpt, f"{name} = {value}, after the checkpoint's step {info.step}")
 
 
 def check_optimizer(ckpt: Checkpoint, config: TrainConfig) -> None:
