@@ -39,3 +39,7 @@ class Interrupted(CharRNNError):
     def __init__(self, message: str, exit_code: int = 130) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class ServeError(CharRNNError):
+    """The server cannot run: its address cannot be bound (taken, not local, not resolvable)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,9 +23,15 @@ class Server:
     process: subprocess.Popen[bytes]
     url: str
     stderr: Path
+    verify: ssl.SSLContext | bool = True
 
     def health(self) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/health", timeout=10).json()
+        return httpx.get(f"{self.url}/health", timeout=10, verify=self.verify).json()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.url.split("://")[1].split(":")
+        return host, int(port)
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -37,7 +44,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(run: Path, tmp: Path, *flags: str) -> Server:
+def start_server(run: Path, tmp: Path, *flags: str, ca: Path | None = None) -> Server:
+    """The server on a free port, once /health answers 200; over HTTPS, trusting `ca`, when it is given."""
     port = free_port()
     stderr = tmp / f"serve-{port}.err"
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
@@ -47,13 +55,14 @@ def start_server(run: Path, tmp: Path, *flags: str) -> Server:
         stderr=stderr.open("wb"),
         env=env,
     )
-    server = Server(process, f"http://127.0.0.1:{port}", stderr)
+    scheme, verify = ("http", True) if ca is None else ("https", ssl.create_default_context(cafile=str(ca)))
+    server = Server(process, f"{scheme}://127.0.0.1:{port}", stderr, verify)
     deadline = time.monotonic() + 60
     while True:
         assert process.poll() is None, stderr.read_text()
         assert time.monotonic() < deadline, "the server did not come up"
         try:
-            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
+            if httpx.get(f"{server.url}/health", timeout=2, verify=verify).status_code == 200:
                 return server
         except httpx.TransportError:
             pass

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,16 +21,17 @@ import torch
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from charrnn.errors import ConfigError
+from charrnn.errors import ConfigError, ServeError
 from charrnn.sampling.generate import BLOCK, Uniforms, generate_many
 from charrnn.sampling.pick import SampleSettings
 from charrnn.serve.app import create_app
+from charrnn.serve.edge import key_matches
 from charrnn.serve.limits import Limits
 from charrnn.serve.protocol import depth
 from charrnn.serve.registry import close_models, load_models, model_name
-from charrnn.serve.scheduler import Scheduler, Ticket
-from charrnn.serve.server import ServeOptions, check_options, is_loopback
-from charrnn.serve.streams import Stream, StreamUniforms
+from charrnn.serve.scheduler import QueueFull, Scheduler, Ticket
+from charrnn.serve.server import ServeOptions, bind, check_options, is_loopback
+from charrnn.serve.streams import Backlog, Stream, StreamUniforms
 from charrnn.store.opening import open_model
 
 KEY = "s3cret-key"
@@ -341,7 +346,7 @@ def test_streams_joining_at_different_steps_with_different_settings_equal_their_
         streams = []
         for prime, length, seed, settings in cases:
             start = [int(i) for i in opened.vocab.encode(prime)] if prime else [opened.vocab.index("\n") or 0]
-            stream = Stream(len(streams), start, settings, seed, length, (), None, time.monotonic() + 60)
+            stream = Stream(len(streams), start, settings, seed, length, (), None, 60.0)
             scheduler.submit(Ticket([stream]))
             streams.append(stream)
             wait_for(lambda s=stream: s.made > 0 or s.finish_reason is not None)  # the next joins mid-way
@@ -416,3 +421,153 @@ def test_cors_is_off_unless_an_origin_is_given(trained_run: Path) -> None:
     with TestClient(create_app(Limits(), cors=["http://example.test"])) as client:
         allowed = client.options("/v1/completions", headers=preflight).headers
         assert allowed["access-control-allow-origin"] == "http://example.test"
+
+
+# --- the one error edge, the key, the queue's numbers, time limits, unread output ----------------
+
+
+def test_every_route_ends_an_unexpected_failure_as_one_log_line_and_a_500(
+    trained_run: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model name JSON cannot encode (a lone surrogate) breaks every answer: each is one 500, one line."""
+    limits = Limits()
+    app = create_app(limits)
+    served = load_models([str(trained_run)], "cpu", limits, 1)
+    app.state.charrnn.served = {"bad\udcff": dataclasses.replace(next(iter(served.values())), name="bad\udcff")}
+    request = {"model": "bad\udcff", "prompt": "a", "max_tokens": 3}
+    try:
+        with TestClient(app) as client, caplog.at_level(logging.INFO, "charrnn.serve"):
+            for send in (
+                lambda: client.get("/health"),
+                lambda: client.get("/v1/models"),
+                lambda: post(client, request),
+            ):
+                caplog.clear()
+                error = error_of(send(), 500)
+                assert error["type"] == "server_error" and "still up" in error["message"]
+                (record,) = caplog.records
+                assert record.levelno == logging.ERROR and record.exc_info is None
+                assert "\n" not in record.getMessage() and "UnicodeEncodeError" in record.getMessage()
+            caplog.clear()
+            streamed = json.dumps({**request, "stream": True})  # ASCII: the surrogate travels as an escape
+            with client.stream("POST", "/v1/completions", content=streamed) as response:
+                events = [line for line in response.iter_lines() if line]
+            assert events[-1] == "data: [DONE]"
+            assert json.loads(events[-2][6:])["error"]["type"] == "server_error"
+            assert len(caplog.records) == 1 and caplog.records[0].exc_info is None
+            assert client.get("/").status_code == 200  # still serving
+    finally:
+        close_models(served)
+
+
+def test_a_run_directory_not_named_in_utf8_gets_a_name_json_can_carry(tmp_path: Path) -> None:
+    run = Path(os.fsdecode(bytes(tmp_path) + b"/run\xff\x07"))
+    assert model_name(run / "best.safetensors") == "run\ufffd\ufffd"
+    assert model_name(run / "last.safetensors") == "run\ufffd\ufffd/last"
+    assert model_name(tmp_path / "poems" / "best.safetensors") == "poems"
+
+
+def test_unknown_routes_need_the_key_before_they_are_404(trained_run: Path) -> None:
+    for client in make_client(trained_run, key=KEY):
+        for method, path in (("GET", "/v2/nothing"), ("POST", "/admin"), ("GET", "/v1/completions")):
+            error = error_of(client.request(method, path), 401)
+            assert error["code"] == "invalid_api_key"
+        good = {"authorization": f"Bearer {KEY}"}
+        error_of(client.get("/v2/nothing", headers=good), 404)
+        error_of(client.get("/v1/completions", headers=good), 405)
+
+
+def test_a_key_no_client_can_send_is_refused_and_keys_are_compared_as_bytes(trained_run: Path) -> None:
+    for key in ("clé", " pad ", "pad ", "a b", "tab\tkey", "line\n"):
+        with pytest.raises(ConfigError, match="--api-key"):
+            check_options(ServeOptions(checkpoints=(str(trained_run),), api_key=key))
+        with pytest.raises(ConfigError, match="--api-key"):
+            create_app(Limits(), key)
+    check_options(ServeOptions(checkpoints=(str(trained_run),), api_key="k3y-~!_.+/="))
+    for header, matches in ((b"Bearer k3y", True), (b"bearer k3y", True), (b"Bearer k3y ", True),
+                            (b"Bearer k3y\xe9", False), (b"Bearer k3", False), (b"Basic k3y", False),
+                            (b"k3y", False), (b"", False)):  # fmt: skip
+        assert key_matches([(b"authorization", header)], b"k3y") is matches, header
+    assert not key_matches([], b"k3y")
+
+
+def test_n_times_prompts_over_max_streams_names_the_flag(trained_run: Path, name: str) -> None:
+    for client in make_client(trained_run, Limits(max_streams=4)):
+        error = error_of(post(client, {"model": name, "prompt": ["a", "b"], "n": 3}), 400)
+        assert "--max-streams" in error["message"] and "(4)" in error["message"] and error["param"] == "n"
+
+
+def streams_of(run: Path, count: int, max_tokens: int, timeout_s: float = 60.0, **fields: Any) -> list[Stream]:
+    opened = open_model(run)
+    start = [int(i) for i in opened.vocab.encode("the ")]
+    return [Stream(i, start, SampleSettings(), 7 + i, max_tokens, (), None, timeout_s, **fields) for i in range(count)]
+
+
+def test_the_queue_counts_only_the_streams_that_wait_and_names_the_flags(trained_run: Path) -> None:
+    opened = open_model(trained_run)
+    scheduler = Scheduler(opened.model, opened.vocab, opened.device, Limits(max_streams=2, max_queue=3))  # not started
+    scheduler.submit(Ticket(streams_of(trained_run, 2, 5)))  # takes the two free places at the next step
+    for _ in range(3):
+        scheduler.submit(Ticket(streams_of(trained_run, 1, 5)))  # these three wait
+    with pytest.raises(QueueFull) as refused:
+        scheduler.submit(Ticket(streams_of(trained_run, 1, 5)))
+    message = str(refused.value)
+    assert "0 of --max-streams 2" in message and "3 of --max-queue 3" in message, message
+    scheduler.close()
+
+
+def test_the_request_timeout_starts_when_the_rows_are_admitted(trained_run: Path) -> None:
+    """A request that waited in the queue far longer than its time limit still generates all it asked for."""
+    opened = open_model(trained_run)
+    now = [1000.0]  # the scheduler's clock, moved only by this test
+    scheduler = Scheduler(opened.model, opened.vocab, opened.device, Limits(max_streams=1), clock=lambda: now[0])
+    scheduler.start()
+    try:
+        (holder,) = streams_of(trained_run, 1, 10**9, timeout_s=10.0)
+        scheduler.submit(Ticket([holder]))
+        wait_for(lambda: holder.made > 0)  # the only place is taken
+        (waiter,) = streams_of(trained_run, 1, 50, timeout_s=10.0)
+        scheduler.submit(Ticket([waiter]))
+        now[0] += 100.0  # the waiter has now waited ten times its time limit
+        holder.cancelled = True
+        assert len(collect(waiter)) == 50  # collect() checks it ended by length, not by timeout
+        assert waiter.deadline == now[0] + 10.0
+    finally:
+        scheduler.close()
+
+
+def test_a_request_whose_output_is_not_taken_ends_at_max_unsent(
+    trained_run: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    opened = open_model(trained_run)
+    scheduler = Scheduler(opened.model, opened.vocab, opened.device, Limits())
+    scheduler.start()
+    backlog = Backlog(limit=40, streams=3)
+    streams = streams_of(trained_run, 3, 10**9, backlog=backlog)
+    try:
+        with caplog.at_level(logging.INFO, "charrnn.serve"):
+            scheduler.submit(Ticket(streams))  # nobody takes their characters
+            wait_for(lambda: scheduler.active == 0 and all(s.finish_reason for s in streams))
+    finally:
+        scheduler.close()
+    assert [s.take() for s in streams] == [([], "overflow")] * 3  # what was never read was dropped
+    assert backlog.unsent == 0 and max(s.made for s in streams) < 100
+    (record,) = [r for r in caplog.records if "--max-unsent" in r.getMessage()]
+    assert "3 stream(s)" in record.getMessage()
+
+
+def test_bind_takes_ipv6_in_brackets_and_a_taken_port_is_a_serve_error() -> None:
+    try:
+        sockets = bind("[::1]", 0)
+    except ServeError as exc:  # a machine without IPv6: the address, not the name, is the problem
+        assert "[::1]:0" in str(exc) and "no such address" in str(exc)
+    else:
+        assert [s.getsockname()[0] for s in sockets] == ["::1"]
+        for sock in sockets:
+            sock.close()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ServeError, match=f"127.0.0.1:{port}: another program .* --port"):
+            bind("127.0.0.1", port)

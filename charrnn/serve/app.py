@@ -1,16 +1,14 @@
 """The FastAPI app: POST /v1/completions, GET /v1/models, GET /health, the page at GET /.
 
 Every answer that is not a success is OpenAI's error JSON with its status (400 bad request, 401
-key, 404 unknown model or route, 413 too large, 429 busy, 503 loading); an unexpected failure is a
-500 in the same shape, without a traceback, and the server goes on. The key is compared in
-constant time on every route but /health and the page itself (static HTML holding no data; the
-calls it makes carry the key).
+key, 404 unknown model or route, 408 body too slow, 413 too large, 429 busy, 503 loading); an
+unexpected failure is a 500 in the same shape, without a traceback, and the server goes on (edge.py:
+the key check before any route, and the one error edge behind every route).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -21,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from starlette.exceptions import HTTPException
 
 from charrnn.serve import responses
+from charrnn.serve.edge import Edge, KeyCheck, check_key, one_line
 from charrnn.serve.jobs import Job
 from charrnn.serve.limits import Limits
 from charrnn.serve.page import page_html
@@ -29,38 +28,39 @@ from charrnn.serve.registry import Served
 from charrnn.serve.streams import Stream, Token
 
 LOG = logging.getLogger("charrnn.serve")
-FAILED = {"timeout": (504, "the request ran past the time limit"), "cancelled": (503, "the server is shutting down"),
-          "error": (500, "generation failed")}  # fmt: skip
+FAILED = {
+    "timeout": (504, "the request ran past --request-timeout"),
+    "cancelled": (503, "the server is shutting down"),
+    "overflow": (503, "the client stopped reading: more than --max-unsent characters were waiting; request ended"),
+    "error": (500, "generation failed"),
+}
 
 
 class State:
-    """What the routes read: the models once loaded (None until then), the limits, the key."""
+    """What the routes read: the models once loaded (None until then), the limits."""
 
-    def __init__(self, limits: Limits, api_key: str | None) -> None:
+    def __init__(self, limits: Limits) -> None:
         self.served: dict[str, Served] | None = None
         self.limits = limits
-        self.key = None if api_key is None else api_key.encode()
 
 
 def create_app(limits: Limits | None = None, api_key: str | None = None, cors: Sequence[str] = ()) -> FastAPI:
-    """The app with no models yet (GET /health answers 503 until `app.state.charrnn.served` is set)."""
+    """The app with no models yet (GET /health answers 503 until `app.state.charrnn.served` is set).
+
+    Outermost first: Edge (every failure ends there), CORS (answers preflights, which carry no key),
+    KeyCheck (before routing), then FastAPI's routes and the handlers of errors they raise on purpose.
+    """
     app = FastAPI(title="charrnn", docs_url=None, redoc_url=None, openapi_url=None)
-    state = State(limits or Limits(), api_key)
+    state = State(limits or Limits())
     app.state.charrnn = state
+    app.add_middleware(KeyCheck, key=None if api_key is None else check_key(api_key))
     if cors:
         from starlette.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])  # fmt: skip
+    app.add_middleware(Edge)
     install_error_handlers(app)
-
-    def authorize(request: Request) -> None:
-        if state.key is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), state.key):
-            raise ApiError(401, "missing or wrong API key: send `Authorization: Bearer KEY`", code="invalid_api_key")
 
     def models() -> dict[str, Served]:
         if state.served is None:
@@ -80,13 +80,11 @@ def create_app(limits: Limits | None = None, api_key: str | None = None, cors: S
         return HTMLResponse(page_html())
 
     @app.get("/v1/models")
-    def list_models(request: Request) -> JSONResponse:
-        authorize(request)
+    def list_models() -> JSONResponse:
         return JSONResponse(responses.model_list([(s.name, s.created) for s in models().values()]))
 
     @app.get("/v1/models/{name:path}")
-    def get_model(request: Request, name: str) -> JSONResponse:
-        authorize(request)
+    def get_model(name: str) -> JSONResponse:
         served = models().get(name)
         if served is None:
             raise unknown_model(name)
@@ -94,16 +92,6 @@ def create_app(limits: Limits | None = None, api_key: str | None = None, cors: S
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        try:
-            return await complete(request)
-        except (ApiError, HTTPException):
-            raise
-        except Exception as exc:  # a bug must not take the server down, nor show a traceback
-            LOG.error("unexpected %s: %s", type(exc).__name__, exc)
-            raise ApiError(500, "internal error; the server is still up") from None
-
-    async def complete(request: Request) -> Response:
-        authorize(request)
         served_models = models()
         raw = await read_body(request, state.limits)
         req = parse_completion(parse_json(raw, state.limits), state.limits)
@@ -111,8 +99,8 @@ def create_app(limits: Limits | None = None, api_key: str | None = None, cors: S
         if served is None:
             raise unknown_model(req.model)
         job = Job(req, served, state.limits)
-        await job.admit()
         try:
+            await job.admit()
             if req.stream:
                 return StreamingResponse(stream_body(job, request), media_type="text/event-stream",
                                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
@@ -129,16 +117,26 @@ def unknown_model(name: str) -> ApiError:
 
 
 async def read_body(request: Request, limits: Limits) -> bytes:
-    """The body, refused (413) as soon as it passes the limit, whatever Content-Length claims."""
+    """The body, refused (413) as soon as it passes the limit, whatever Content-Length claims, and
+    (408) when it has not all arrived --body-timeout after the headers."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise body_too_large(limits)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limits.max_body_bytes:
-            raise body_too_large(limits)
-        chunks.append(chunk)
+    chunks: list[bytes] = []
+
+    async def read() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_body_bytes:
+                raise body_too_large(limits)
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), timeout=limits.body_timeout_s)
+    except asyncio.TimeoutError:
+        raise ApiError(408, f"the body did not arrive within --body-timeout {limits.body_timeout_s:g}s",
+                       code="body_timeout") from None  # fmt: skip
     return b"".join(chunks)
 
 
@@ -255,16 +253,21 @@ async def stream_body(job: Job, request: Request) -> AsyncIterator[bytes]:
                 text, part = choices[stream.index].add(tokens)
                 yield responses.chunk(ident, created, model, responses.choice(stream.index, text, part, reason))
         yield responses.DONE
+    except Exception as exc:  # the headers are sent: the failure ends the stream as an event, logged once
+        LOG.error("unexpected %s in a stream: %s", type(exc).__name__, one_line(exc))
+        yield responses.sse(ApiError(500, "internal error; the server is still up").body())
+        yield responses.DONE
     finally:
         job.cancel()  # the client went away (or we are done): nothing of this request stays in the batch
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Every error leaves as OpenAI's JSON shape; nothing leaves as a traceback."""
+    """Errors raised on purpose leave as OpenAI's JSON shape; anything else ends at the Edge (edge.py)."""
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        unread = exc.status in (408, 413)  # the rest of the body may still come: end the connection after this
+        return JSONResponse(exc.body(), status_code=exc.status, headers={"connection": "close"} if unread else None)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -274,8 +277,3 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(ApiError(400, "invalid request").body(), status_code=400)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        LOG.error("unexpected %s: %s", type(exc).__name__, exc)
-        return JSONResponse(ApiError(500, "internal error; the server is still up").body(), status_code=500)

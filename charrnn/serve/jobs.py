@@ -23,7 +23,7 @@ from charrnn.serve.limits import Limits
 from charrnn.serve.protocol import ApiError, CompletionRequest, Unknown
 from charrnn.serve.registry import Served
 from charrnn.serve.scheduler import QueueFull, Ticket, prime_all
-from charrnn.serve.streams import Stream, Token
+from charrnn.serve.streams import Backlog, Stream, Token
 from charrnn.vocab import Vocab, describe_chars
 
 ADMIT_S = 0.05  # the least a request waits for its place (the worker admits at its next step)
@@ -83,7 +83,7 @@ class Job:
         self.prompts = [checked_prompt(vocab, p, req.unknown) for p in req.prompts]
         settings = SampleSettings(temperature=req.temperature, top_k=req.top_k, top_p=req.top_p)
         base = new_seed() if req.seed is None else req.seed
-        deadline = time.monotonic() + self.limits.request_timeout_s
+        backlog = Backlog(self.limits.max_unsent, len(self.prompts) * req.n)
         loop = asyncio.get_running_loop()
         wake = self.wake
 
@@ -92,7 +92,7 @@ class Job:
 
         self.streams = [
             Stream(i * req.n + j, start_ids(vocab, prompt), settings, base + j, req.max_tokens, req.stop,
-                   req.logprobs, deadline, notify=notify)
+                   req.logprobs, self.limits.request_timeout_s, notify=notify, backlog=backlog)
             for i, prompt in enumerate(self.prompts)
             for j in range(req.n)
         ]  # fmt: skip
@@ -109,8 +109,7 @@ class Job:
         try:
             scheduler.submit(self.ticket)
         except QueueFull as exc:
-            raise ApiError(429, f"too many concurrent streams ({exc}); retry later", code="rate_limit_exceeded",
-                           kind="rate_limit_error") from None  # fmt: skip
+            raise ApiError(429, f"{exc}; retry later", code="rate_limit_exceeded", kind="rate_limit_error") from None
         give_up = time.monotonic() + self.limits.queue_timeout_s
         while not self.ticket.admitted and self.ticket.error is None:
             left = give_up - time.monotonic()
@@ -122,8 +121,8 @@ class Job:
             if time.monotonic() >= give_up and scheduler.withdraw(self.ticket):
                 raise ApiError(
                     429,
-                    f"all {self.limits.max_streams} streams stayed busy for {self.limits.queue_timeout_s:g}s; "
-                    "retry later",
+                    f"all --max-streams {self.limits.max_streams} streams stayed busy for "
+                    f"--queue-timeout {self.limits.queue_timeout_s:g}s; retry later",
                     code="rate_limit_exceeded",
                     kind="rate_limit_error",
                 )

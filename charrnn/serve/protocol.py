@@ -108,7 +108,12 @@ def parse_completion(data: dict[str, Any], limits: Limits) -> CompletionRequest:
     prompts = _prompts(data.get("prompt", ""), limits)
     n = _int(data, "n", 1, 1, limits.max_n)
     if n * len(prompts) > limits.max_streams:
-        raise ApiError(400, f"n times the number of prompts must be at most {limits.max_streams}", "n")
+        raise ApiError(
+            400,
+            f"n ({n}) times the number of prompts ({len(prompts)}) must be at most --max-streams "
+            f"({limits.max_streams}), the streams the server generates together; ask for fewer",
+            "n",
+        )
     top_p = _number(data, "top_p", None)
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ApiError(400, f"`top_p` must be in (0, 1], got {top_p}", "top_p")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,15 @@ class Served:
 
 def model_name(checkpoint: Path) -> str:
     """The run directory's name; `run/last` style for a checkpoint other than the run's best."""
-    run = checkpoint.resolve().parent.name or "model"
-    return run if checkpoint.name == BEST else f"{run}/{checkpoint.stem}"
+    run = display(checkpoint.resolve().parent.name) or "model"
+    return run if checkpoint.name == BEST else f"{run}/{display(checkpoint.stem)}"
+
+
+def display(name: str) -> str:
+    """A file name as text a client can send and JSON can carry: bytes that are not UTF-8 (which Python
+    keeps as lone surrogates) and control characters become U+FFFD, the replacement character."""
+    text = os.fsencode(name).decode("utf-8", "replace")
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)
 
 
 def load_models(paths: Sequence[str | None], device: str, limits: Limits, threads: int) -> dict[str, Served]:

@@ -7,6 +7,7 @@ row with `pick` and the row's own seeded uniform, hand each character to its str
 that ended, and advance the rest by one batched step. A request therefore joins at the next step
 and never waits for another's completion, and a row's text depends only on its seed and settings:
 the same arithmetic, in the same order, as `charrnn sample` (charrnn.sampling.generate._run).
+A stream's time limit starts when it is admitted (the queue has its own timeout).
 """
 
 from __future__ import annotations
@@ -79,8 +80,17 @@ def prime_all(
 class Scheduler:
     """The batch of one model. `submit` from any thread; the worker thread does every step."""
 
-    def __init__(self, model: CharRNN, vocab: Vocab, device: torch.device, limits: Limits, threads: int = 1) -> None:
+    def __init__(
+        self,
+        model: CharRNN,
+        vocab: Vocab,
+        device: torch.device,
+        limits: Limits,
+        threads: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.model = model.eval()
+        self.clock = clock  # what time limits are measured with (a test can hold it still)
         self.chars = vocab.chars
         self.device = device
         self.limits = limits
@@ -99,12 +109,22 @@ class Scheduler:
         self.thread.start()
 
     def submit(self, ticket: Ticket) -> None:
-        """Queue a request's streams; raises QueueFull when the queue holds max_queue streams."""
+        """Queue a request's streams; raises QueueFull when more than max_queue would wait for a place.
+
+        Queued streams that fit in the batch's free places are admitted at the next step: they do
+        not wait, so they do not count against the queue (nor in QueueFull's numbers).
+        """
         with self.cond:
             if self.closing:
                 raise QueueFull("the server is shutting down")
-            if self.queued + len(ticket.streams) > self.limits.max_queue + self.limits.max_streams - len(self.rows):
-                raise QueueFull(f"{self.queued} streams are already waiting")
+            free = max(0, self.limits.max_streams - len(self.rows))
+            waiting = max(0, self.queued - free)
+            if max(0, self.queued + len(ticket.streams) - free) > self.limits.max_queue:
+                raise QueueFull(
+                    f"the server is busy: {len(self.rows)} of --max-streams {self.limits.max_streams} streams are "
+                    f"generating and {waiting} of --max-queue {self.limits.max_queue} places in the queue are taken "
+                    f"(this request needs {len(ticket.streams)})"
+                )
             self.queue.append(ticket)
             self.queued += len(ticket.streams)
             self.cond.notify()
@@ -114,10 +134,10 @@ class Scheduler:
         with self.cond:
             if ticket.admitted:
                 return False
-            if not ticket.withdrawn:
-                ticket.withdrawn = True
+            if not ticket.withdrawn and ticket in self.queue:  # not queued at all when submit refused it
                 self.queue.remove(ticket)
                 self.queued -= len(ticket.streams)
+            ticket.withdrawn = True
             return True
 
     def close(self) -> None:
@@ -182,7 +202,7 @@ class Scheduler:
         return taken
 
     def _admit(self, tickets: list[Ticket]) -> None:
-        """Feed each new prompt once and append its streams' rows to the batch."""
+        """Feed each new prompt once and append its streams' rows to the batch; their time limits start."""
         for ticket in tickets:
             primed = ticket.primed  # usually fed already, off this thread (prime_all)
             joining: list[Stream] = []
@@ -194,6 +214,9 @@ class Scheduler:
                 if key not in primed:
                     primed[key] = feed_prime(self.model, stream.start, self.device)
                 joining.append(stream)
+            now = self.clock()
+            for stream in joining:
+                stream.admitted(now)
             if joining:
                 lasts = [primed[tuple(s.start)][0] for s in joining]
                 states = [primed[tuple(s.start)][1] for s in joining]
@@ -226,11 +249,13 @@ class Scheduler:
         self.logits = self.logits.index_select(0, index.to(self.logits.device))
 
     def _drop_ended(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         keep = []
         for row, stream in enumerate(self.rows):
             if stream.cancelled:
                 stream.end("cancelled")
+            elif stream.backlog.over:  # another stream of its request passed --max-unsent
+                stream.end("overflow")
             elif stream.timed_out(now):
                 stream.end("timeout")
             else:
@@ -255,7 +280,7 @@ class Scheduler:
                 picked = pick(logits.index_select(0, index.to(logits.device)), settings, uniforms[index])
                 ids[index.to(ids.device)] = picked.to(ids)
         tokens = self._tokens(logits, ids)
-        now = time.monotonic()
+        now = self.clock()
         keep = [row for row, stream in enumerate(rows) if not stream.add(tokens[row], now)]
         self.steps += 1
         if len(keep) < len(rows):

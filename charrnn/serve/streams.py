@@ -3,11 +3,15 @@
 The worker thread (scheduler.py) appends characters; the request's handler takes them. The two
 meet under a lock, and the worker wakes the handler only when a burst is worth sending (the first
 character, CHUNK_CHARS of them, FLUSH_S since the last wake, or the end), so a step costs no
-cross-thread call per stream.
+cross-thread call per stream. What the handler has not taken yet is counted per request (Backlog):
+a client that stops reading stops its handler taking, and past `--max-unsent` characters the
+request's streams end ("overflow") and drop what they held, instead of growing in memory.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +21,8 @@ import torch
 
 from charrnn.sampling.generate import BLOCK, CHUNK_CHARS, FLUSH_S, uniform_block
 from charrnn.sampling.pick import SampleSettings
+
+LOG = logging.getLogger("charrnn.serve")
 
 
 class StreamUniforms:
@@ -40,6 +46,31 @@ class StreamUniforms:
         return value
 
 
+@dataclass(eq=False)
+class Backlog:
+    """Characters one request's streams made that its handler has not taken; the streams share its lock."""
+
+    limit: int | None = None  # None: unbounded (a stream used outside a request)
+    streams: int = 1
+    unsent: int = 0
+    over: bool = False  # once past the limit, every stream of the request ends
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def grow(self, count: int) -> bool:
+        """Count `count` more (under the lock); True once the request is over its limit."""
+        self.unsent += count
+        if not self.over and self.limit is not None and self.unsent > self.limit:
+            self.over = True
+            LOG.warning(
+                "a client stopped reading: %d characters were waiting for it (--max-unsent %d); "
+                "its request's %d stream(s) were ended",
+                self.unsent,
+                self.limit,
+                self.streams,
+            )
+        return self.over
+
+
 @dataclass(frozen=True)
 class Token:
     """One generated character and, when asked for, its log-probability and the likeliest alternatives."""
@@ -60,15 +91,16 @@ class Stream:
     max_tokens: int
     stop: tuple[str, ...]
     logprobs: int | None
-    deadline: float
-    uniforms: StreamUniforms = field(init=False)
-    made: int = 0
-    finish_reason: str | None = None  # "stop", "length", "timeout" or "cancelled" once ended
-    cancelled: bool = False  # set by the handler (client gone); the worker drops the row at its next step
+    timeout_s: float  # how long it may generate once admitted (--request-timeout); the queue does not count
     notify: Callable[[], None] = lambda: None  # wakes the handler; set before the stream is queued
+    backlog: Backlog = field(default_factory=Backlog)  # shared by the streams of one request
+    uniforms: StreamUniforms = field(init=False)
+    deadline: float = field(init=False, default=math.inf)  # set when the worker admits the stream
+    made: int = 0
+    finish_reason: str | None = None  # "stop", "length", "timeout", "overflow" or "cancelled" once ended
+    cancelled: bool = False  # set by the handler (client gone); the worker drops the row at its next step
     _held: list[Token] = field(default_factory=list)
     _ready: list[Token] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
     _woke_at: float = 0.0
 
     def __post_init__(self) -> None:
@@ -78,6 +110,10 @@ class Stream:
     def hold(self) -> int:
         """Characters held back so that a stop string is matched whole and never sent in part."""
         return max((len(s) for s in self.stop), default=1) - 1
+
+    def admitted(self, now: float) -> None:
+        """The stream got its place in the batch: its time limit starts now."""
+        self.deadline = now + self.timeout_s
 
     def add(self, token: Token, now: float) -> bool:
         """Take the next character (worker thread); True when the stream has ended with it."""
@@ -96,8 +132,11 @@ class Stream:
             release, self._held = self._held[:cut], self._held[cut:]
         else:
             self._held = []
-        with self._lock:
+        with self.backlog.lock:
             self._ready.extend(release)
+            if self.backlog.grow(len(release)) and reason is None:
+                reason = "overflow"
+                self._drop_ready()
             count = len(self._ready)
             if reason is not None:
                 self.finish_reason = reason
@@ -108,16 +147,24 @@ class Stream:
         return reason is not None
 
     def end(self, reason: str) -> None:
-        """End without another character (length 0, cancelled, timed out, shutting down)."""
-        with self._lock:
+        """End without another character (length 0, cancelled, timed out, overflow, shutting down)."""
+        with self.backlog.lock:
             if self.finish_reason is None:
                 self.finish_reason = reason
+            if reason == "overflow":
+                self._drop_ready()
         self.notify()
+
+    def _drop_ready(self) -> None:
+        """Forget what the client never read (under the lock): an overflowing request holds nothing."""
+        self.backlog.unsent -= len(self._ready)
+        self._ready = []
 
     def take(self) -> tuple[list[Token], str | None]:
         """The characters ready since the last take, and the finish reason once the stream has ended."""
-        with self._lock:
+        with self.backlog.lock:
             ready, self._ready = self._ready, []
+            self.backlog.unsent -= len(ready)
             return ready, self.finish_reason
 
     def timed_out(self, now: float) -> bool:

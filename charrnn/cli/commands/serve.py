@@ -11,13 +11,13 @@ from charrnn.cli.common import DeviceOption, err, examples, guarded
 from charrnn.errors import CharRNNError
 from charrnn.serve.limits import Limits
 
-LIMITS, ADVANCED = "Limits", "Advanced"
+LIMITS, CONNECTIONS, ADVANCED = "Limits", "Connections", "Advanced"
 MISSING = "charrnn serve needs FastAPI and uvicorn: pip install 'charrnn[serve]'"
 
 EPILOG = examples(
     "charrnn serve                                   # newest run, http://127.0.0.1:8000",
     "charrnn serve -c checkpoints/poems -c checkpoints/code --port 8080",
-    "CHARRNN_API_KEY=secret charrnn serve --host 0.0.0.0",
+    "CHARRNN_API_KEY=secret charrnn serve --host 0.0.0.0 --ssl-certfile cert.pem --ssl-keyfile key.pem",
     'curl -s localhost:8000/v1/completions -d \'{"model": "poems", "prompt": "The sea", "max_tokens": 80}\'',
 )
 
@@ -61,6 +61,48 @@ def serve(
         int, typer.Option(min=1, help="Bytes per request body (413 beyond).", rich_help_panel=LIMITS)
     ] = Limits.max_body_bytes,
     max_n: Annotated[int, typer.Option(min=1, help="Choices per prompt (n).", rich_help_panel=LIMITS)] = Limits.max_n,
+    max_unsent: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Characters a request may have waiting for its client to read; beyond, it is ended.",
+            rich_help_panel=LIMITS,
+        ),
+    ] = Limits.max_unsent,
+    max_connections: Annotated[
+        int, typer.Option(min=1, help="Open connections; one more gets 503.", rich_help_panel=CONNECTIONS)
+    ] = Limits.max_connections,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            help="Seconds a request's line and headers may take to arrive (then 408).",
+            rich_help_panel=CONNECTIONS,
+        ),
+    ] = Limits.header_timeout_s,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            help="Seconds a request's body may take after its headers (then 408).",
+            rich_help_panel=CONNECTIONS,
+        ),
+    ] = Limits.body_timeout_s,
+    send_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            help="Seconds a client may read nothing while output waits (then disconnected).",
+            rich_help_panel=CONNECTIONS,
+        ),
+    ] = Limits.send_timeout_s,
+    ssl_certfile: Annotated[
+        Optional[str],
+        typer.Option(help="PEM certificate: serve HTTPS (see docs/serve.md).", rich_help_panel=CONNECTIONS),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Optional[str], typer.Option(help="PEM private key of --ssl-certfile.", rich_help_panel=CONNECTIONS)
+    ] = None,
     device: DeviceOption = "cpu",
     threads: Annotated[
         Optional[int],
@@ -90,6 +132,11 @@ def serve(
             max_queue=max_queue,
             queue_timeout_s=queue_timeout,
             request_timeout_s=request_timeout,
+            max_unsent=max_unsent,
+            max_connections=max_connections,
+            header_timeout_s=header_timeout,
+            body_timeout_s=body_timeout,
+            send_timeout_s=send_timeout,
         )
         options = ServeOptions(
             checkpoints=tuple(checkpoint or ()),
@@ -100,10 +147,15 @@ def serve(
             device=device,
             threads=threads or 1,
             limits=limits,
+            ssl_certfile=ssl_certfile or None,
+            ssl_keyfile=ssl_keyfile or None,
         )
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("charrnn serve: %(message)s"))
-        logging.getLogger("charrnn.serve").addHandler(handler)
+        log = logging.getLogger("charrnn.serve")
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)  # ordinary events (a client left, a slow client cut off) are one line each
+        log.propagate = False
 
         def ready(url: str, models: list[str]) -> None:
             err(f"charrnn serve: {url}  models: {', '.join(models)}  (playground {url}/, API {url}/v1)")
