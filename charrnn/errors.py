@@ -29,6 +29,11 @@ class ConfigError(CharRNNError):
     exit_code = 2
 
 
+class WriteError(CharRNNError):
+    """A file the user asked for (a page, an image, stdin's temporary copy) cannot be written: a full
+    disk, a file-size limit, no permission. A runtime failure, so exit 1, like a full stdout."""
+
+
 class TrainingError(CharRNNError):
     """Training cannot go on: checkpoints cannot be written, or the loss keeps diverging."""
 

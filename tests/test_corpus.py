@@ -4,7 +4,9 @@ import hashlib
 import io
 import os
 import random
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -265,3 +267,118 @@ def test_killed_write_leaves_no_entry_and_old_temps_are_removed(tmp_path: Path, 
             load_corpus([str(corpus_file)], cache_dir=cache)
     assert sorted(p.name for p in cache.iterdir()) == [fresh.name]  # no entry, no new temp, stale one gone
     assert not load_corpus([str(corpus_file)], cache_dir=cache).cached
+
+
+# -- binary data anywhere, stdin checked as it streams --------------------------------------------
+
+
+def test_a_nul_byte_anywhere_is_binary(tmp_path: Path, corpus_file: Path) -> None:
+    text = corpus_file.read_bytes() * 8
+    path = tmp_path / "late.txt"
+    path.write_bytes(text + b"\x00" + text)  # far past the first block and any sniffed head
+    with pytest.raises(CorpusError, match=rf"late.txt: .*binary.*NUL byte at byte {len(text)}\b"):
+        load_corpus([str(path)], block_size=4096)
+    (tmp_path / "dir").mkdir()
+    path.rename(tmp_path / "dir" / "late.txt")
+    (tmp_path / "dir" / "ok.txt").write_bytes(text)
+    corpus = load_corpus([str(tmp_path / "dir")], cache_dir=tmp_path / "ids")
+    assert [Path(s).name for s in corpus.sources] == ["ok.txt"]
+    assert [(Path(p).name, r) for p, r in corpus.skipped] == [("late.txt", "binary (NUL bytes)")]
+
+
+def test_a_late_nul_is_one_line_and_exit_3(tmp_path: Path, corpus_file: Path) -> None:
+    from conftest import run_cli
+
+    text = corpus_file.read_bytes() * 8
+    (tmp_path / "late.txt").write_bytes(text + b"\x00" + text)
+    proc = run_cli("train", "late.txt", "--steps", "1", cwd=tmp_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 3 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"charrnn: error: late.txt: looks like a binary file (a NUL byte at byte {len(text)})")
+
+
+class OneBlockOfZeros:
+    """stdin that gives one block of NUL bytes, and fails the test if asked for more."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read1(self, size: int) -> bytes:
+        self.reads += 1
+        assert self.reads == 1, "read past the first block of a binary stream"
+        return b"text" + b"\x00" * (size - 4)
+
+    read = read1
+
+
+def test_a_binary_stdin_is_refused_at_its_first_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", SimpleNamespace(buffer=OneBlockOfZeros()))
+    with pytest.raises(CorpusError, match=r"stdin: looks like a binary file \(a NUL byte at byte 4\)"):
+        load_corpus(["-"], block_size=1 << 16)
+
+
+# -- what a corpus directory holds besides files: warned about, never dropped silently ----------
+
+
+def test_special_entries_of_a_directory_are_skipped_with_a_reason(tmp_path: Path, corpus_file: Path) -> None:
+    from charrnn.data.corpus import skip_warnings
+
+    root = tmp_path / "corpus"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text("text\n", encoding="utf-8")
+    (root / "good.txt").symlink_to(corpus_file)  # a link to a file is read
+    os.mkfifo(root / "pipe")
+    (root / "null").symlink_to("/dev/null")
+    (root / "dangling").symlink_to("nowhere")
+    (root / "loop").symlink_to("loop")
+    (root / "linked").symlink_to("sub")
+    (root / os.fsdecode(b"caf\xe9.txt")).write_text("text\n", encoding="utf-8")
+    corpus = load_corpus([str(root)], cache_dir=tmp_path / "ids")
+    assert [Path(s).name for s in corpus.sources] == ["a.txt", "good.txt"]
+    assert [(Path(p).name, why) for p, why in corpus.passed_over] == [
+        ("caf\ufffd.txt", "its name is not valid UTF-8 (rename it to use it)"),
+        ("dangling", "is a symlink to a missing file (nowhere)"),
+        ("linked", "is a symlink to a directory (not followed)"),
+        ("loop", "is a symlink loop"),
+        ("null", "is a device, not a regular file"),
+        ("pipe", "is a FIFO, not a regular file"),
+    ]
+    warnings = skip_warnings(corpus.skipped, corpus.passed_over, limit=10)
+    assert f"skipped {root / 'pipe'}: is a FIFO, not a regular file" in warnings and len(warnings) == 6
+    cached = load_corpus([str(root)], cache_dir=tmp_path / "ids")
+    assert cached.cached and cached.passed_over == corpus.passed_over
+
+
+def test_a_directory_of_special_files_only(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(CorpusError, match=r"holds no regular files \(passed over: .*pipe is a FIFO"):
+        load_corpus([str(tmp_path)])
+
+
+def test_named_sources_say_what_is_wrong(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "dangling").symlink_to("gone.txt")
+    with pytest.raises(CorpusError, match=r"loop: is a symlink loop; point at a text file"):
+        load_corpus([str(tmp_path / "loop")])
+    with pytest.raises(CorpusError, match=r"dangling: is a symlink to a missing file \(gone.txt\)"):
+        load_corpus([str(tmp_path / "dangling")])
+    odd = tmp_path / os.fsdecode(b"\xff.txt")
+    odd.write_text("text", encoding="utf-8")
+    with pytest.raises(CorpusError, match=re.escape("\ufffd.txt: the name is not valid UTF-8; rename it")):
+        load_corpus([str(odd)])
+
+
+def test_skipped_entries_are_warned_about_by_train(tmp_path: Path, corpus_file: Path) -> None:
+    from conftest import TINY_TRAIN, run_cli
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_bytes(corpus_file.read_bytes())
+    os.mkfifo(tmp_path / "docs" / "pipe")
+    (tmp_path / "docs" / "null").symlink_to("/dev/null")
+    proc = run_cli("train", "docs", *TINY_TRAIN, "--steps", "1", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = [line for line in proc.stderr.decode().splitlines() if "warning" in line]
+    assert lines == [
+        f"charrnn: warning: skipped {Path('docs') / 'null'}: is a device, not a regular file",
+        f"charrnn: warning: skipped {Path('docs') / 'pipe'}: is a FIFO, not a regular file",
+    ]

@@ -239,7 +239,7 @@ def corpus_cases() -> dict[str, tuple[bytes, dict[str, object], str | None]]:
     return {
         "binary": (b"\x89PNG\r\n\x1a\n\x00\x00" + bytes(range(256)) * 8, {}, "binary"),
         "NUL bytes": (text[:100] + b"\x00" + text, {}, "binary"),
-        "NUL after the sniffed prefix": (text * 7 + b"\x00" + text, {}, None),
+        "NUL far into the file": (text * 7 + b"\x00" + text, {}, f"NUL byte at byte {len(text) * 7}"),
         "invalid UTF-8": (text + b"caf\xe9" + text, {}, "invalid UTF-8"),
         "invalid UTF-8, replaced": (text + b"caf\xe9" + text, {"errors": "replace"}, None),
         "BOM": (b"\xef\xbb\xbf" + text, {}, None),

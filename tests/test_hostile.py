@@ -410,18 +410,20 @@ def test_edges_are_refused_alike(real_run: Path, tmp_path: Path) -> None:
         assert proc.returncode == 2 and b"--errors" in proc.stderr, proc.stderr.decode()
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path) -> Any:
-    """A 64 KiB tmpfs, filled to the last byte (root only; skipped where mounting is not allowed)."""
+def small_tmpfs(tmp_path: Path, free: int) -> Any:
+    """A 64 KiB tmpfs filled up to `free` bytes (root only; skipped where mounting is not allowed)."""
     mount = tmp_path / "full"
     mount.mkdir()
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)]).returncode:
         pytest.skip("mounting a small tmpfs needs root")
     try:
         fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+        limit, written = (64 << 10) - free if free else None, 0
         try:
-            while os.write(fd, b"\0" * 512):
-                pass
+            while limit is None or written < limit:
+                if not (count := os.write(fd, b"\0" * 512)):
+                    break
+                written += count
         except OSError:  # ENOSPC: full
             pass
         finally:
@@ -431,8 +433,62 @@ def full_disk(tmp_path: Path) -> Any:
         subprocess.run(["umount", str(mount)])
 
 
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Any:
+    """A 64 KiB tmpfs, filled to the last byte."""
+    yield from small_tmpfs(tmp_path, 0)
+
+
+@pytest.fixture
+def nearly_full_disk(tmp_path: Path) -> Any:
+    """A 64 KiB tmpfs with 16 KiB left: room for a temporary directory, not for a copy of much text."""
+    yield from small_tmpfs(tmp_path, 16 << 10)
+
+
 def test_a_really_full_disk_at_start_is_one_line(real_run: Path, full_disk: Path) -> None:
     proc = run_cli("train", str(real_run / "tiny.txt"), *TINY_TRAIN, "--steps", "2", "--out", str(full_disk / "run"))
     lines = proc.stderr.decode().strip().splitlines()
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr.decode()
     assert lines[0].startswith("charrnn: error: ") and "No space left on device" in lines[0]
+
+
+def train_from_stdin(stdin: Any, tmp_path: Path, file_limit: int) -> subprocess.CompletedProcess:
+    """`charrnn train -` with its temporary copy under `tmp_path` and a file-size limit on the process."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", TMPDIR=str(tmp_path))
+    command = [sys.executable, "-m", "charrnn", "train", "-", *TINY_TRAIN, "--steps", "1", "--out", "run"]
+    return subprocess.run(
+        command, stdin=stdin, capture_output=True, env=env, cwd=tmp_path, preexec_fn=limit, timeout=120
+    )
+
+
+def test_endless_binary_stdin_is_refused_as_it_streams(tmp_path: Path) -> None:
+    """`train - < /dev/zero`: refused from the first block, exit 3 (the limit only bounds a copy gone wrong)."""
+    with open("/dev/zero", "rb") as zeros:
+        proc = train_from_stdin(zeros, tmp_path, 64 << 20)
+    line = assert_one_line(proc.returncode, proc.stderr.decode(), 3)
+    assert "stdin: looks like a binary file (a NUL byte at byte 0)" in line
+    assert not any(tmp_path.glob("charrnn-stdin-*"))  # the temporary copy is gone
+
+
+def test_stdin_copy_over_the_file_size_limit_names_the_copy(tmp_path: Path) -> None:
+    text = tmp_path / "text.txt"
+    text.write_bytes(make_text().encode() * 200)  # ~2 MB against a 1 MiB limit
+    with open(text, "rb") as stdin:
+        proc = train_from_stdin(stdin, tmp_path, 1 << 20)
+    line = assert_one_line(proc.returncode, proc.stderr.decode(), 1)
+    assert "stdin: cannot keep a temporary copy in" in line and str(tmp_path) in line
+    assert "File too large" in line and "ulimit -f" in line and "cannot write the output" not in line
+
+
+def test_stdin_copy_on_a_full_disk_names_the_copy(nearly_full_disk: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", TMPDIR=str(nearly_full_disk))
+    command = [sys.executable, "-m", "charrnn", "train", "-", *TINY_TRAIN, "--steps", "1", "--out", "run"]
+    text = make_text().encode() * 10  # ~120 KB into 16 KiB
+    proc = subprocess.run(command, input=text, capture_output=True, env=env, cwd=tmp_path, timeout=120)
+    line = assert_one_line(proc.returncode, proc.stderr.decode(), 1)
+    assert f"stdin: cannot keep a temporary copy in {nearly_full_disk}" in line
+    assert "No space left on device" in line and "TMPDIR" in line

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import make_text, run_cli
+from insight_models import QUOTE_VOCAB, quote_model, save
 
+from charrnn.errors import ConfigError, InputError
 from charrnn.insight.explain import Explained
 from charrnn.insight.page import PageData, PageUnit, build_page, page_json
 from charrnn.insight.palette import Depth, terminal_depth
+from charrnn.insight.source import Source, read_source
 from charrnn.insight.surprisal import Surprisal, worst_spans
 from charrnn.insight.terminal import render_bits
 from charrnn.vocab import Vocab
@@ -152,3 +156,87 @@ def test_bad_input(trained_run: Path, tmp_path: Path) -> None:
     one_line_error(run_cli("explain", "abc", "-c", ckpt, "--unknown", "maybe"), 2)
     one_line_error(run_cli("explain", "abc", "-c", ckpt, "--top-k", "0"), 2)
     one_line_error(run_cli("explain", "abc", "-c", str(tmp_path / "nope.safetensors")), 3)
+
+
+# -- the page's title: file names that are not UTF-8, or that hold a placeholder ----------------
+
+
+def test_a_placeholder_in_a_value_is_never_filled_in_again() -> None:
+    data = PageData(title="charrnn explain: __DATA__.txt", text="__TITLE__ and __DATA__", summary_line="s __DATA__")
+    page = build_page(data)
+    assert re.search(r"<title>(.*)</title>", page).group(1) == "charrnn explain: __DATA__.txt"  # type: ignore[union-attr]
+    payload = page.split('<script type="application/json" id="data">')[1].split("</script>")[0]
+    assert json.loads(payload) == json.loads(json.dumps(page_json(data)))
+    assert page.count('{"title":') == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [("explain", b"\xff\xfe.txt"), ("neurons", b"caf\xe9.txt"), ("explain", b"__DATA__.txt")],
+)
+def test_page_titles_from_odd_file_names(command: str, name: bytes, tmp_path: Path) -> None:
+    ckpt = save(quote_model(), QUOTE_VOCAB, tmp_path / "q.safetensors")
+    text = tmp_path / os.fsdecode(name)
+    text.write_text('a "ab" b.', encoding="utf-8")
+    page = tmp_path / "page.html"
+    result = run_cli(command, str(text), "-c", str(ckpt), "--html", str(page))
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr.decode()
+    html = page.read_text(encoding="utf-8")
+    shown = name.decode("utf-8", "replace")  # bytes that are not UTF-8 show as U+FFFD
+    assert re.search(r"<title>(.*)</title>", html).group(1) == f"charrnn {command}: {shown}"  # type: ignore[union-attr]
+    payload = json.loads(html.split('id="data">')[1].split("</script>")[0])
+    assert payload["title"] == f"charrnn {command}: {shown}" and payload["text"] == 'a "ab" b.'
+
+
+# -- a file or literal text: a mistyped file name is never scored as text -------------------------
+
+
+def test_what_an_argument_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("notes.txt").write_text("from the file", encoding="utf-8")
+    Path("sub").mkdir()
+    os.mkfifo("pipe")
+    Path("loop").symlink_to("loop")
+    assert read_source("notes.txt") == Source("from the file", "notes.txt")
+    for literal in ("To be, or not to be.", "ROMEO:\nBut soft/what light", "v1.2 and 3.14", "a.b c"):
+        assert read_source(literal).text == literal, literal
+    assert read_source(None, "nofile.txt") == Source("nofile.txt", "'nofile.txt'")  # --text: never a file
+    for arg, words in (
+        ("nofile.txt", "nofile.txt: text not found"),
+        ("sub/nofile", "sub/nofile: text not found"),
+        ("a/b c", "a/b c: text not found"),
+        ("sub", "sub: text is a directory"),
+        ("pipe", "pipe: text is a FIFO"),  # refused at once, never read (a read would wait for a writer)
+        ("loop", "loop: text is a symlink loop"),
+    ):
+        with pytest.raises(InputError, match=re.escape(words) + ".*use --text"):
+            read_source(arg)
+    for arg, literal in ((None, None), ("notes.txt", "text")):
+        with pytest.raises(ConfigError, match="--text TEXT"):
+            read_source(arg, literal)
+    with pytest.raises(InputError, match=r"not valid UTF-8 \(byte 2\)"):
+        read_source(os.fsdecode(b"ab\xff"))
+
+
+@pytest.mark.parametrize(
+    ("command", "arg", "words"),
+    [
+        ("explain", "nofile.txt", "nofile.txt: text not found"),
+        ("neurons", ".", ".: text is a directory"),
+        ("memory", "chapter/one", "chapter/one: text not found"),
+    ],
+)
+def test_a_mistyped_file_is_an_error_with_a_hint(command: str, arg: str, words: str, tmp_path: Path) -> None:
+    ckpt = save(quote_model(), QUOTE_VOCAB, tmp_path / "q.safetensors")
+    result = run_cli(command, arg, "-c", str(ckpt), cwd=tmp_path)
+    one_line_error(result, 3, words, "use --text")
+    assert result.stdout == b""
+
+
+def test_text_option_scores_what_looks_like_a_path(tmp_path: Path) -> None:
+    ckpt = save(quote_model(), QUOTE_VOCAB, tmp_path / "q.safetensors")
+    result = run_cli("explain", "--text", "ab.ba", "-c", str(ckpt), "--json")
+    assert result.returncode == 0, result.stderr.decode()
+    assert "".join(c["char"] for c in json.loads(result.stdout)["chars"]) == "ab.ba"
+    one_line_error(run_cli("explain", "ab.ba", "-c", str(ckpt), cwd=tmp_path), 3, "ab.ba: text not found")
+    one_line_error(run_cli("explain", "-c", str(ckpt)), 2, "--text TEXT")

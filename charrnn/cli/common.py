@@ -30,6 +30,19 @@ TempOption = Annotated[
 ]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+# explain, neurons and memory: the text to look at (insight.source.read_source decides what an argument is).
+TextArgument = Annotated[
+    Optional[str],
+    typer.Argument(
+        help="A UTF-8 file, - for stdin, or the text itself (an argument with a slash or a file extension "
+        "must name a file: use --text for such text).",
+        metavar="TEXT",
+        show_default=False,
+    ),
+]
+LiteralOption = Annotated[
+    Optional[str], typer.Option("--text", help="The text itself, never read as a file name.", show_default=False)
+]
 
 
 def examples(*lines: str) -> str:

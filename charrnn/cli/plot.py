@@ -6,6 +6,7 @@ The terminal chart needs nothing beyond Rich. Image files need matplotlib, an op
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,11 +15,12 @@ from rich.text import Text
 
 from charrnn.cli.curve import loss_lines, render
 from charrnn.errors import CharRNNError, ConfigError
+from charrnn.files import write_output
 from charrnn.store.metrics import RunLog
 
 X_AXES = {"step": "step", "time": "elapsed_s", "epoch": "epoch"}
 X_LABELS = {"step": "step", "time": "seconds", "epoch": "epoch"}
-IMAGE_SUFFIXES = {".png", ".svg", ".pdf", ".jpg", ".jpeg"}
+IMAGE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpeg", ".jpeg": "jpeg"}
 
 
 class MissingPlotLibrary(CharRNNError):
@@ -52,7 +54,7 @@ def terminal_chart(
 def write_image(runs: Sequence[RunLog], output: Path, x: str = "step") -> Path:
     """Draw the runs with matplotlib into `output` (PNG, SVG or PDF by its suffix)."""
     key = x_key(x)
-    if output.suffix.lower() not in IMAGE_SUFFIXES:
+    if output.suffix.lower() not in IMAGE_FORMATS:
         raise ConfigError(f"-o {output}: name an image file ending in .png, .svg or .pdf")
     try:
         import matplotlib
@@ -84,11 +86,10 @@ def write_image(runs: Sequence[RunLog], output: Path, x: str = "step") -> Path:
     ax.legend(loc="upper right", fontsize="small")
     ax.set_title("charrnn: " + ", ".join(labels(runs)) if len(runs) <= 4 else f"charrnn: {len(runs)} runs")
     fig.tight_layout()
-    output.parent.mkdir(parents=True, exist_ok=True)
+    image = io.BytesIO()
     try:
-        fig.savefig(output)
-    except OSError as exc:
-        raise CharRNNError(f"-o {output}: cannot write ({exc.strerror or exc})") from None
+        fig.savefig(image, format=IMAGE_FORMATS[output.suffix.lower()])
     finally:
         plt.close(fig)
+    write_output(output, image.getvalue(), "image")
     return output

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,10 @@ from charrnn.data.textstream import (
     fingerprint,
     iter_text,
     spool,
+    spool_failed,
 )
 from charrnn.errors import CorpusError, InputError
+from charrnn.files import display_path, file_kind, utf8_name, why_unreadable
 from charrnn.vocab import UNICODE_SIZE, Vocab, codepoints
 
 ERROR_POLICIES = tuple(policy.value for policy in Errors)
@@ -57,6 +60,7 @@ class Corpus:
     digest: str
     separator: str = SEPARATOR
     skipped: tuple[tuple[str, str], ...] = ()  # (path, reason) of files left out as not text
+    passed_over: tuple[Passed, ...] = ()  # (path, why) of directory entries that are not regular files
     cached: bool = False  # the ids came from the cache, not from encoding now
 
     @property
@@ -64,38 +68,83 @@ class Corpus:
         return int(self.ids.size)
 
 
-def walk(root: Path) -> list[str]:
-    """Every regular file under `root`, recursively, sorted, without hidden files or directories."""
+Passed = tuple[str, str]  # (path, why): an entry of a corpus directory that is not a file to read
+
+
+def walk(root: Path) -> tuple[list[str], list[Passed]]:
+    """Every regular file under `root`, recursively, sorted, without hidden files or directories;
+    and what else was there, with why it was passed over, so the user hears of it (not silently).
+
+    Symlinks to files are followed; symlinks to directories are not (a loop would never end)."""
     found: list[tuple[str, ...]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    passed: list[tuple[tuple[str, ...], str]] = []
+
+    def unlisted(exc: OSError) -> None:  # os.walk's report of a directory it cannot list
+        passed.append((Path(exc.filename).parts, f"cannot be listed ({exc.strerror or exc})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlisted):
+        base = Path(dirpath)
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in [d for d in dirnames if os.path.islink(base / d)]:
+            passed.append(((base / name).parts, "is a symlink to a directory (not followed)"))
         for name in filenames:
-            path = Path(dirpath) / name
-            if not name.startswith(".") and path.is_file():
-                found.append(path.parts)
-    return [str(Path(*parts)) for parts in sorted(found)]
+            if not name.startswith("."):
+                path = base / name
+                why = passed_over(path)
+                if why is None:
+                    found.append(path.parts)
+                else:
+                    passed.append((path.parts, why))
+    return [str(Path(*parts)) for parts in sorted(found)], [
+        (display_path(Path(*parts)), why) for parts, why in sorted(passed)
+    ]
 
 
-def expand_sources(paths: Sequence[str]) -> list[str]:
-    """Files as given; directories become all their files (see `walk`); `-` is stdin."""
+def passed_over(path: Path) -> str | None:
+    """Why a directory entry is not read as part of the corpus, or None for a regular file."""
+    if not utf8_name(path):
+        return "its name is not valid UTF-8 (rename it to use it)"
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return why_unreadable(exc, path)
+    return None if stat.S_ISREG(mode) else f"is {file_kind(mode)}, not a regular file"
+
+
+def expand_sources(paths: Sequence[str]) -> tuple[list[str], list[Passed]]:
+    """Files as given; directories become all their files (see `walk`); `-` is stdin.
+
+    Also what the directories held besides (see `walk`). A path that cannot be used says why: a
+    symlink loop is not "not found". A name that is not UTF-8 is refused: corpus paths are
+    recorded as text (the id cache, the run's config and checkpoints)."""
     if not paths:
         raise CorpusError("no corpus given; pass one or more text files, a directory, or - for stdin")
     files: list[str] = []
+    passed: list[Passed] = []
     for raw in paths:
         if raw == STDIN:
             files.append(raw)
             continue
-        path = Path(raw)
-        if path.is_dir():
-            found = walk(path)
+        if not utf8_name(raw):
+            raise CorpusError(f"{display_path(raw)}: the name is not valid UTF-8; rename it, or pipe the text to -")
+        try:
+            mode = os.stat(raw).st_mode
+        except OSError as exc:
+            why = why_unreadable(exc, raw)
+            if why == "not found":
+                raise CorpusError(f"{raw}: corpus file not found; check the path") from None
+            raise CorpusError(f"{raw}: {why}; point at a text file instead") from None
+        if stat.S_ISDIR(mode):
+            found, other = walk(Path(raw))
             if not found:
-                raise CorpusError(f"{raw}: directory holds no files; point at a text file instead")
+                more = f" and {len(other) - 1} more" if len(other) > 1 else ""
+                seen = f" (passed over: {other[0][0]} {other[0][1]}{more})" if other else ""
+                raise CorpusError(f"{raw}: directory holds no regular files{seen}; point at a text file instead")
             files.extend(found)
-        elif not path.exists():
-            raise CorpusError(f"{raw}: corpus file not found; check the path")
+            passed.extend(other)
         else:
-            files.append(raw)
-    return files
+            files.append(raw)  # a FIFO or a device named directly is refused when opened, naming what it is
+    return files, passed
 
 
 @contextmanager
@@ -104,7 +153,11 @@ def readable_paths(sources: Sequence[str]) -> Iterator[list[str]]:
     if STDIN not in sources:
         yield list(sources)
         return
-    with tempfile.TemporaryDirectory(prefix="charrnn-stdin-") as tmp:
+    try:
+        temporary = tempfile.TemporaryDirectory(prefix="charrnn-stdin-")
+    except OSError as exc:
+        raise spool_failed(Path(tempfile.gettempdir()), 0, exc) from None
+    with temporary as tmp:
         spooled = Path(tmp) / "stdin"
         spool(sys.stdin.buffer, spooled)
         yield [str(spooled) if s == STDIN else s for s in sources]
@@ -158,7 +211,7 @@ def scan(
     for index, (source, path, printed) in enumerate(zip(sources, paths, prints, strict=True)):
         chars.append(0)
         if printed.binary:
-            skipped[index] = binary_error(source)
+            skipped[index] = binary_error(source, printed.nul_at or 0)
             on_bytes(printed.size)
             continue
         check, with_file = hashlib.sha256(), digest.copy()
@@ -234,9 +287,11 @@ def load_corpus(
     """
     if errors not in ERROR_POLICIES:
         raise CorpusError(f"unknown UTF-8 error policy {errors!r}; use one of {', '.join(ERROR_POLICIES)}")
-    sources = expand_sources(paths)
+    sources, passed = expand_sources(paths)
     with readable_paths(sources) as files:
-        return encode_corpus(sources, files, errors, vocab, separator, idcache.ids_dir(cache_dir), progress, block_size)
+        directory = idcache.ids_dir(cache_dir)
+        corpus = encode_corpus(sources, files, errors, vocab, separator, directory, progress, block_size)
+    return replace(corpus, passed_over=tuple(passed))
 
 
 def encode_corpus(
@@ -324,12 +379,13 @@ def file_size(path: str) -> int:
         return 0  # reading it will report the problem
 
 
-def skip_warnings(skipped: Sequence[tuple[str, str]], limit: int = 5) -> list[str]:
-    """One warning per skipped file, or a summary line when there are many."""
-    if len(skipped) <= limit:
-        return [f"skipped {path}: not text, {reason}" for path, reason in skipped]
-    shown = ", ".join(f"{path} ({reason})" for path, reason in skipped[:3])
-    return [f"skipped {len(skipped)} files that are not text: {shown} and {len(skipped) - 3} more"]
+def skip_warnings(skipped: Sequence[tuple[str, str]], passed_over: Sequence[Passed] = (), limit: int = 5) -> list[str]:
+    """One warning per file left out (not text, or not a regular file), or a summary line when there are many."""
+    left = [(path, f"not text, {reason}") for path, reason in skipped] + list(passed_over)
+    if len(left) <= limit:
+        return [f"skipped {path}: {why}" for path, why in left]
+    shown = ", ".join(f"{path} ({why})" for path, why in left[:3])
+    return [f"skipped {len(left)} files: {shown} and {len(left) - 3} more"]
 
 
 def split_train_val(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:

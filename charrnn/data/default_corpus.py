@@ -12,7 +12,7 @@ from pathlib import Path
 
 from charrnn.data.cachedir import cache_dir
 from charrnn.errors import CorpusError
-from charrnn.files import atomic_write
+from charrnn.files import write_output
 
 NAME = "python-stdlib"
 SKIP_PARTS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test"})
@@ -30,7 +30,7 @@ def default_corpus_path() -> Path:
 
 
 def build_default_corpus(path: Path | None = None, root: Path | None = None) -> Path:
-    """Write the corpus once (atomically) and return its path; later calls reuse the file."""
+    """Write the corpus once (atomically, or into a pipe `-o` names) and return its path; later calls reuse the file."""
     target = path or default_corpus_path()
     if target.is_file() and target.stat().st_size > 0:
         return target
@@ -43,5 +43,5 @@ def build_default_corpus(path: Path | None = None, root: Path | None = None) -> 
         parts.append(text if text.endswith("\n") else text + "\n")
     if not parts:
         raise CorpusError("found no Python standard library source here; pass a corpus file to train on")
-    atomic_write(target, "".join(parts).encode("utf-8"))
+    write_output(target, "".join(parts).encode("utf-8"), "corpus")  # -o may name a pipe or a link
     return target

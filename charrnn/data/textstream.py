@@ -7,6 +7,7 @@ is turned into code points with numpy (no Python loop per character).
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,12 +17,12 @@ from typing import BinaryIO
 
 import numpy as np
 
-from charrnn.errors import CorpusError
+from charrnn.errors import CorpusError, WriteError
 from charrnn.files import NotARegularFile, open_regular
 from charrnn.vocab import codepoints
 
 BLOCK_SIZE = 8 << 20  # bytes per read: big enough for numpy to pay off, small enough for memory
-BINARY_SNIFF_BYTES = 65536  # a NUL byte in this much of a file's head marks it binary
+NUL = b"\x00"  # never in text: one anywhere marks a file binary
 BOM = "\ufeff"
 
 OnBytes = Callable[[int], None]  # told how many more bytes were read
@@ -33,11 +34,15 @@ def no_progress(count: int) -> None:
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """What one read of a file's raw bytes tells: its size, sha256, and whether it looks binary."""
+    """What one read of a file's raw bytes tells: its size, sha256, and where its first NUL byte is."""
 
     size: int
     sha256: str
-    binary: bool
+    nul_at: int | None  # offset of the first NUL byte (the file is binary), or None
+
+    @property
+    def binary(self) -> bool:
+        return self.nul_at is not None
 
 
 class UndecodableError(CorpusError):
@@ -52,8 +57,8 @@ class UndecodableError(CorpusError):
         self.reason = reason
 
 
-def binary_error(source: str) -> UndecodableError:
-    detail = "looks like a binary file (NUL bytes); give a UTF-8 text file"
+def binary_error(source: str, offset: int) -> UndecodableError:
+    detail = f"looks like a binary file (a NUL byte at byte {offset}); give a UTF-8 text file"
     return UndecodableError(source, detail, "binary (NUL bytes)")
 
 
@@ -88,16 +93,16 @@ def read_blocks(path: str, source: str, block_size: int, on_bytes: OnBytes) -> I
 
 
 def fingerprint(path: str, source: str, block_size: int = BLOCK_SIZE, on_bytes: OnBytes = no_progress) -> Fingerprint:
-    """Size, sha256 and binary sniff of a file in one pass over its bytes."""
+    """Size, sha256 and the first NUL byte of a file, in one pass over all of its bytes."""
     digest = hashlib.sha256()
     size = 0
-    head = b""
+    nul_at: int | None = None
     for data in read_blocks(path, source, block_size, on_bytes):
-        if len(head) < BINARY_SNIFF_BYTES:
-            head += data[: BINARY_SNIFF_BYTES - len(head)]
+        if nul_at is None and (at := data.find(NUL)) >= 0:
+            nul_at = size + at
         digest.update(data)
         size += len(data)
-    return Fingerprint(size=size, sha256=digest.hexdigest(), binary=b"\x00" in head)
+    return Fingerprint(size=size, sha256=digest.hexdigest(), nul_at=nul_at)
 
 
 def iter_text(
@@ -156,7 +161,42 @@ def count_points(chunks: Iterator[str]) -> tuple[np.ndarray, int]:
 
 
 def spool(stream: BinaryIO, target: Path, block_size: int = BLOCK_SIZE) -> None:
-    """Copy a stream (stdin) to `target` block by block, so it can be read more than once."""
-    with open(target, "wb") as out:
-        while data := stream.read(block_size):
-            out.write(data)
+    """Copy a stream (stdin) to `target` block by block, so it can be read more than once.
+
+    Each block is checked as it arrives: a NUL byte (binary data, `- < /dev/zero`) stops the copy
+    there, rather than after the stream has filled the disk. A copy that cannot be written says so.
+    """
+    read = getattr(stream, "read1", stream.read)  # what a pipe has now: a binary stream is refused early
+    copied = 0
+    try:
+        with open(target, "wb") as out:
+            while data := read_stdin(read, block_size):
+                if (at := data.find(NUL)) >= 0:
+                    raise binary_error("stdin", copied + at)
+                out.write(data)
+                copied += len(data)
+    except OSError as exc:
+        raise spool_failed(target, copied, exc) from None
+
+
+def read_stdin(read: Callable[[int], bytes], size: int) -> bytes:
+    try:
+        return read(size)
+    except OSError as exc:
+        raise CorpusError(f"stdin: cannot read ({exc.strerror or exc})") from None
+
+
+SPOOL_HINTS = {
+    errno.ENOSPC: "free space there or set TMPDIR to a bigger disk",
+    errno.EDQUOT: "free space there or set TMPDIR to a bigger disk",
+    errno.EFBIG: "the file-size limit (ulimit -f) is smaller than the text; raise it",
+}
+
+
+def spool_failed(target: Path, copied: int, exc: OSError) -> WriteError:
+    """Stdin is copied to a temporary file before training: say which file failed, and why."""
+    hint = SPOOL_HINTS.get(exc.errno or 0, "set TMPDIR to a writable directory")
+    return WriteError(
+        f"stdin: cannot keep a temporary copy in {target} after {copied:,} bytes ({exc.strerror or exc}); "
+        f"{hint}, or save the text to a file and pass its path"
+    )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
 
 from charrnn.errors import ConfigError
+from charrnn.files import write_output
 from charrnn.insight.memory import MemoryReport
 
 BAR = 40
@@ -94,6 +96,9 @@ def memory_png(report: MemoryReport, path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    image = io.BytesIO()
+    try:
+        fig.savefig(image, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    write_output(path, image.getvalue(), "image")

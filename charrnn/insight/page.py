@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from charrnn.insight.page_template import TEMPLATE
 
+PLACEHOLDER = re.compile(r"__(TITLE|DATA)__")
 PAGE_CHARS = 20_000  # characters shown on a page; a longer text is cut (the summary covers all of it)
 
 
@@ -52,7 +54,11 @@ def page_json(data: PageData) -> dict[str, Any]:
 
 
 def build_page(data: PageData) -> str:
-    """The whole page as one string; `<` inside the data is escaped so no text can end the script."""
+    """The whole page as one string; `<` inside the data is escaped so no text can end the script.
+
+    The placeholders are filled in one pass over the template: a value that holds a placeholder
+    (a file named `__DATA__.txt` in the title) is never filled in again."""
     payload = json.dumps(page_json(data), ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
     payload = payload.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    return TEMPLATE.replace("__TITLE__", html.escape(data.title)).replace("__DATA__", payload)
+    values = {"TITLE": html.escape(data.title), "DATA": payload}
+    return PLACEHOLDER.sub(lambda match: values[match.group(1)], TEMPLATE)

@@ -140,7 +140,7 @@ class RunSetup:
         threads = options.threads or (max(1, available_cores() // world.local_size) if world.distributed else None)
         self.threads = configure_threads(threads)
         self.corpus = self.load_corpus(base)
-        self.warnings += skip_warnings(self.corpus.skipped)
+        self.warnings += skip_warnings(self.corpus.skipped, self.corpus.passed_over)
         if resume is not None:
             check_same_corpus(resume, self.corpus)
         self.train_ids, val_ids = split_train_val(self.corpus.ids, options.val_frac)

@@ -71,7 +71,7 @@ def evaluate(
             corpus = load_corpus(files, errors.value, vocab=opened.vocab, progress=bar)
         finally:
             bar.close()
-        for message in skip_warnings(corpus.skipped):
+        for message in skip_warnings(corpus.skipped, corpus.passed_over):
             err(f"charrnn: warning: {message}")
         result = evaluate_ids(opened.model, corpus.ids, opened.device)
         learned = None

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from charrnn.cli.common import CheckpointOption, DeviceOption, JsonOption, err, examples, guarded
+from charrnn.cli.common import (
+    CheckpointOption,
+    DeviceOption,
+    JsonOption,
+    LiteralOption,
+    TextArgument,
+    err,
+    examples,
+    guarded,
+)
 from charrnn.cli.output import stream_to_stdout
 from charrnn.insight.options import Unknown
 
@@ -21,11 +30,13 @@ EPILOG = examples(
     "charrnn explain 'To be, or not to be' -c checkpoints/shakespeare",
     "charrnn explain speech.txt --html speech.html     # hover a character: bits and the top-5 guesses",
     "charrnn explain - --json < speech.txt | jq .summary",
+    "charrnn explain --text 'and/or notes.txt'         # text that looks like a file name",
 )
 
 
 def explain(
-    text: Annotated[str, typer.Argument(help="The text itself, a UTF-8 file, or - for stdin.")],
+    text: TextArgument = None,
+    literal: LiteralOption = None,
     checkpoint: CheckpointOption = None,
     html: Annotated[
         Optional[Path], typer.Option("--html", help="Also write one self-contained HTML page here.")
@@ -42,21 +53,20 @@ def explain(
         from charrnn.insight.explain import Explained
         from charrnn.insight.page import build_page
         from charrnn.insight.palette import terminal_depth
-        from charrnn.insight.source import encode_text, read_text
+        from charrnn.insight.source import encode_text, read_source
         from charrnn.insight.surprisal import score
         from charrnn.insight.terminal import render_bits
         from charrnn.insight.threads import choose_threads
         from charrnn.store.opening import open_model
 
-        raw = read_text(text)
+        source = read_source(text, literal)
         opened = open_model(checkpoint, device)
-        scored = encode_text(raw, opened.vocab, unknown)
+        scored = encode_text(source.text, opened.vocab, unknown)
         warn_skipped(scored)
         choose_threads(opened.model.config, opened.device)
         result = Explained(scored.text, score(opened.model, scored.ids, opened.device, top_k), opened.vocab)
         if html is not None:
-            write_page(html, build_page(result.page(f"charrnn explain: {describe(text)}")))
-            err(f"charrnn: wrote {html}")
+            write_page(html, build_page(result.page(f"charrnn explain: {source.name}")))
         if as_json:
             stream_to_stdout([json.dumps(result.to_json(), ensure_ascii=False) + "\n"])
             return
@@ -80,20 +90,9 @@ def warn_skipped(scored: Scored) -> None:
         err(f"charrnn: warning: skipped {scored.dropped} character(s) not in the vocabulary: {chars!r}")
 
 
-def describe(text: str) -> str:
-    """A short title for the page: the file name, stdin, or the start of the text."""
-    if text == "-":
-        return "stdin"
-    if len(text) < 256 and Path(text).is_file():
-        return Path(text).name
-    return repr(text[:40] + ("..." if len(text) > 40 else ""))
-
-
 def write_page(path: Path, page: str) -> None:
-    from charrnn.errors import InputError
-    from charrnn.files import atomic_write
+    """Write a page by the rule every output follows (files.write_output), and say where."""
+    from charrnn.files import display_path, write_output
 
-    try:
-        atomic_write(path, page.encode("utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write the page ({exc.strerror or exc})") from None
+    write_output(path, page.encode("utf-8"), "page")
+    err(f"charrnn: wrote {display_path(path)}")

@@ -8,7 +8,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from charrnn.cli.common import CheckpointOption, DeviceOption, JsonOption, err, examples, guarded
+from charrnn.cli.common import (
+    CheckpointOption,
+    DeviceOption,
+    JsonOption,
+    LiteralOption,
+    TextArgument,
+    err,
+    examples,
+    guarded,
+)
 from charrnn.cli.output import stream_to_stdout
 from charrnn.insight.options import Unknown
 
@@ -20,7 +29,8 @@ EPILOG = examples(
 
 
 def memory(
-    text: Annotated[str, typer.Argument(help="The text itself, a UTF-8 file, or - for stdin.")],
+    text: TextArgument = None,
+    literal: LiteralOption = None,
     checkpoint: CheckpointOption = None,
     as_json: JsonOption = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the curves as a PNG.")] = None,
@@ -33,15 +43,16 @@ def memory(
     """Bits/char with only the last k characters, the gradient k steps back, and gate saturation."""
     with guarded():
         from charrnn.cli.commands.explain import warn_skipped
+        from charrnn.files import display_path
         from charrnn.insight.memory import memory_report
         from charrnn.insight.memory_view import memory_json, memory_lines, memory_png
-        from charrnn.insight.source import encode_text, read_text
+        from charrnn.insight.source import encode_text, read_source
         from charrnn.insight.threads import choose_threads
         from charrnn.store.opening import open_model
 
-        raw = read_text(text)
+        source = read_source(text, literal)
         opened = open_model(checkpoint, device)
-        scored = encode_text(raw, opened.vocab, unknown, minimum=16)
+        scored = encode_text(source.text, opened.vocab, unknown, minimum=16)
         warn_skipped(scored)
         choose_threads(opened.model.config, opened.device, threads)
         report = memory_report(opened.model, scored.ids, opened.device, positions, span)
@@ -52,7 +63,7 @@ def memory(
                 f"{opened.model.config.cell.upper()} {opened.model.config.num_layers}x"
                 f"{opened.model.config.hidden_size}",
             )
-            err(f"charrnn: wrote {output}")
+            err(f"charrnn: wrote {display_path(output)}")
         if as_json:
             stream_to_stdout([json.dumps(memory_json(report)) + "\n"])
         else:

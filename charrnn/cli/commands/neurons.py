@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from charrnn.cli.common import CheckpointOption, DeviceOption, JsonOption, err, examples, guarded
+from charrnn.cli.common import (
+    CheckpointOption,
+    DeviceOption,
+    JsonOption,
+    LiteralOption,
+    TextArgument,
+    examples,
+    guarded,
+)
 from charrnn.cli.output import stream_to_stdout
 from charrnn.insight.options import Unknown
 
@@ -24,11 +32,13 @@ EPILOG = examples(
     "charrnn neurons code.py -c checkpoints/code                 # the units that track quotes, brackets, ...",
     "charrnn neurons code.py --unit 1:c:37                       # draw one unit over the text",
     "charrnn neurons play.txt --feature name='[A-Z]{3,}' --html units.html",
+    "charrnn neurons --text 'x = a/b  # half'                    # text with a slash: --text",
 )
 
 
 def neurons(
-    text: Annotated[str, typer.Argument(help="The text itself, a UTF-8 file, or - for stdin.")],
+    text: TextArgument = None,
+    literal: LiteralOption = None,
     checkpoint: CheckpointOption = None,
     unit: Annotated[
         Optional[list[str]],
@@ -48,28 +58,27 @@ def neurons(
 ) -> None:
     """Find the units that track features of the text (correlation over every character), or draw one."""
     with guarded():
-        from charrnn.cli.commands.explain import describe, warn_skipped, write_page
+        from charrnn.cli.commands.explain import warn_skipped, write_page
         from charrnn.insight.features import parse_feature
         from charrnn.insight.finder import display_values, find_units
         from charrnn.insight.palette import terminal_depth
-        from charrnn.insight.source import encode_text, read_text
+        from charrnn.insight.source import encode_text, read_source
         from charrnn.insight.terminal import render_unit
         from charrnn.insight.threads import choose_threads
         from charrnn.insight.units import parse_unit
         from charrnn.store.opening import open_model
 
         extra = tuple(parse_feature(spec) for spec in feature or ())
-        raw = read_text(text)
+        source = read_source(text, literal)
         opened = open_model(checkpoint, device)
         units = tuple(dict.fromkeys(parse_unit(spec, opened.model.config) for spec in unit or ()))
-        scored = encode_text(raw, opened.vocab, unknown)
+        scored = encode_text(source.text, opened.vocab, unknown)
         warn_skipped(scored)
         choose_threads(opened.model.config, opened.device, threads)
         found = find_units(opened.model, scored.ids, scored.text, opened.device, extra, units, top)
         if html is not None:
-            title = f"charrnn neurons: {describe(text)}"
+            title = f"charrnn neurons: {source.name}"
             write_page(html, build(found, opened, scored.ids, title, units))
-            err(f"charrnn: wrote {html}")
         if as_json:
             stream_to_stdout([json.dumps(found.to_json()) + "\n"])
             return

@@ -44,13 +44,14 @@ def plot(
     with guarded():
         from charrnn.cli.curve import encodable
         from charrnn.cli.plot import terminal_chart, write_image
+        from charrnn.files import display_path
         from charrnn.store.metrics import read_run
         from charrnn.store.runs import newest_run
 
         targets = runs or [str(newest_run(DEFAULT_ROOT))]
         logs = [read_run(target) for target in targets]
         if output is not None:
-            err(f"charrnn: wrote {write_image(logs, output, x.value)}")
+            err(f"charrnn: wrote {display_path(write_image(logs, output, x.value))}")
             return
         console = stdout_console()
         width = min(console.width, 120) if console.is_terminal else 100
