@@ -8,6 +8,7 @@ replaces a FIFO, a device or a symlink with a regular file.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -36,14 +37,18 @@ def atomic_write(path: Path, data: bytes) -> None:
     """Temp file in the same directory, fsync, rename over the target, fsync the directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # a stale temp file, or a link someone planted at the name (the link goes, not its target)
     try:
-        with open(tmp, "wb") as handle:
+        # a new file only, never through a link: a name re-planted since the unlink is an error, not a redirect
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        with open(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

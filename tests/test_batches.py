@@ -82,3 +82,12 @@ def test_windows_kept_on_the_device_are_the_windows_read_from_the_host(top: int)
             (x, y), (px, py) = host.window(index), placed.window(index)
             assert px.dtype == py.dtype == torch.int64
             assert torch.equal(x, px) and torch.equal(y, py), index
+
+
+def test_a_text_too_big_for_its_share_of_the_device_stays_on_the_host() -> None:
+    batcher = StreamBatcher(np.arange(2_001, dtype=np.int64) % 200, batch_size=4, seq_len=16, groups=3)
+    need = batcher.inputs.shape[0] * (batcher.inputs.shape[1] + 1) * 4
+    assert not batcher.place(torch.device("cpu"), max_bytes=need - 1) and batcher.resident is None
+    x, _ = batcher.window(0)
+    assert x.dtype == torch.int64 and x.shape == (4, 16)  # read from the host, as before
+    assert batcher.place(torch.device("cpu"), max_bytes=need) and batcher.resident is not None

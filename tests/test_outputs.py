@@ -157,3 +157,15 @@ def test_plot_image_through_a_link(trained_run: Path, tmp_path: Path) -> None:
     assert (tmp_path / "real.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (tmp_path / "dir.png").mkdir()
     one_line(run_cli("plot", str(trained_run), "-o", str(tmp_path / "dir.png")), 2, "dir.png: is a directory")
+
+
+def test_an_atomic_write_never_follows_a_link_planted_at_its_temporary_name(tmp_path: Path) -> None:
+    from charrnn.files import atomic_write
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    target = tmp_path / "page.html"
+    (tmp_path / f".page.html.tmp-{os.getpid()}").symlink_to(victim)  # planted where the temp file goes
+    atomic_write(target, b"<html></html>")
+    assert victim.read_text() == "keep me" and target.read_bytes() == b"<html></html>"
+    assert not list(tmp_path.glob(".page.html.tmp-*"))

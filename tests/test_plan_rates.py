@@ -177,12 +177,15 @@ def test_auto_on_a_gpu_takes_the_dtype_measured_faster(
 
         monkeypatch.setattr(setup, "fastest_dtype", timed)
         trainer.dtype = torch.bfloat16
+        tf32 = torch.backends.cuda.matmul.allow_tf32
         trainer.pick_gpu_dtype()
         assert seen == [(trainer.config.batch_size, trainer.config.seq_len)]  # the run's own model and window
         assert trainer.dtype == torch.float32 and trainer.config.dtype == "fp32"
         assert trainer.dtype_note == "auto: bf16 trains 0.80x as fast as fp32 with TF32 here"
+        assert torch.backends.cuda.matmul.allow_tf32  # fp32 on a GPU: TF32 matmuls while the run lasts
     finally:
         trainer.release_run()
+    assert torch.backends.cuda.matmul.allow_tf32 == tf32  # ...and the caller's setting after it
 
 
 def test_running_out_of_memory_is_one_line_on_the_host_and_on_a_gpu(capsys: pytest.CaptureFixture[str]) -> None:
@@ -201,3 +204,11 @@ def test_running_out_of_memory_is_one_line_on_the_host_and_on_a_gpu(capsys: pyte
         assert line.count("\n") == 1 and says in line and "--batch-size" in line
     with pytest.raises(RuntimeError, match="another"), guarded():  # any other RuntimeError is a bug: not hidden
         raise RuntimeError("another")
+
+
+def test_a_fine_tune_keeps_the_plain_plan() -> None:
+    """--init-from trains the checkpoint's model: never the wide 12-pass plan sized for another one."""
+    rate = flops_at(1e6, MB)
+    assert make_plan(MB, 65, GPU, torch.bfloat16, seconds=180, flops=rate).epochs_cap == RICH_EPOCHS
+    tuned = make_plan(MB, 65, GPU, torch.bfloat16, seconds=180, flops=rate, fine_tune=True)
+    assert tuned.epochs_cap is None and tuned.weight_decay == WEIGHT_DECAY

@@ -4,6 +4,7 @@ verifies, samples and resumes."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -106,3 +107,26 @@ def test_checkpoints_of_earlier_releases_verify_sample_and_resume(name: str, tmp
     resumed = run_cli("train", str(corpus), "--resume", str(run), "--steps", "6", "--device", "cpu", "-q")
     assert resumed.returncode == 0, resumed.stderr.decode()
     assert b"resuming" in resumed.stderr or b"done" in resumed.stderr
+
+
+def test_free_text_a_run_really_writes_is_never_too_long_to_read_back(real_run: Path, monkeypatch: Any) -> None:  # noqa: F811
+    """A command line over 700 long file names, a long --doc-separator: written, so readable."""
+
+    def long_texts(meta: Meta, tensors: Tensors) -> None:
+        meta["command"] = "charrnn train " + " ".join(f"{'x' * 100}-{i}.txt" for i in range(1000))
+        meta["corpus"]["separator"] = "=" * 5000
+
+    monkeypatch.chdir(real_run)
+    run = forged_copy(real_run, "long_texts", long_texts)
+    code, out, err = cli("verify", str(run / "last.safetensors"), monkeypatch=monkeypatch)
+    assert code == 0 and "ok" in out, err
+
+
+def test_an_option_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text(make_text(), encoding="utf-8")
+    bad = os.fsdecode(bytes(tmp_path) + b"/run\xff")
+    proc = run_cli("train", str(corpus), "--out", bad, "--steps", "1", "--hidden", "8", "--threads", "1")
+    assert proc.returncode == 2 and b"Traceback" not in proc.stderr, proc.stderr.decode()
+    assert "--out" in proc.stderr.decode() and "UTF-8" in proc.stderr.decode()
+    assert not os.path.exists(bad)

@@ -134,19 +134,47 @@ def test_slow_heads_and_bodies_are_answered_408_and_closed(guarded: Server) -> N
     assert guarded.health()["status"] == "ok"
 
 
-def test_a_client_that_stops_reading_is_ended_then_disconnected(guarded: Server) -> None:
-    """--max-unsent ends the request (its rows leave the batch, logged once); --send-timeout drops the socket."""
+def silent_stream(sock: socket.socket, address: tuple[str, int]) -> None:
+    """Ask for a long streamed answer with logprobs on a socket that will never be read."""
     body = json.dumps({"model": ODD, "prompt": "the", "max_tokens": 5_000_000, "n": 16, "logprobs": 5, "stream": True})
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(address)
+    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n{body}".encode())  # fmt: skip
+
+
+def test_a_client_that_stops_reading_is_ended_at_max_unsent(guarded: Server) -> None:
+    """--max-unsent ends the request: its rows leave the batch, logged once."""
     with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(guarded.address)
-        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     + f"Content-Length: {len(body)}\r\n\r\n{body}".encode())  # fmt: skip
+        silent_stream(sock, guarded.address)
         wait_until(lambda: "--max-unsent 500" in guarded.stderr.read_text(), "the request ended at --max-unsent")
         wait_until(lambda: guarded.health()["streams"][ODD]["active"] == 0, "its 16 rows left the batch")
-        wait_until(lambda: "--send-timeout" in guarded.stderr.read_text(), "the silent client was disconnected")
-        read_all(sock)  # returns: the server closed the connection
     assert guarded.stderr.read_text().count("--max-unsent") == 1
+
+
+def test_a_client_that_reads_nothing_is_disconnected_at_send_timeout(odd_run: Path, tmp_path: Path) -> None:
+    """Output waiting in the socket for --send-timeout drops the connection (whatever --max-unsent allows:
+    the kernel's buffers fill first, however fast the server runs)."""
+    flags = ("--send-timeout", "1", "--max-unsent", "100000000", "--max-tokens", "5000000")
+    server = start_server(odd_run, tmp_path, *flags)
+    try:
+        with socket.socket() as sock:
+            silent_stream(sock, server.address)
+            wait_until(lambda: "--send-timeout" in server.stderr.read_text(), "the silent client was disconnected", 90)
+            read_all(sock)  # returns: the server closed the connection
+            wait_until(lambda: server.health()["streams"][ODD]["active"] == 0, "its rows left the batch")
+    finally:
+        stop(server)
+
+
+def test_a_whole_answer_is_not_bound_by_max_unsent(guarded: Server) -> None:
+    """Only a streamed answer can be left unread: a whole one waits for --max-tokens, however long."""
+    prompt = "the cat sat on the mat. " * 1000  # its echo is scored before the handler takes any output
+    body = {"model": ODD, "prompt": [prompt] * 4, "max_tokens": 1000, "n": 2, "echo": True, "logprobs": 5}
+    response = httpx.post(f"{guarded.url}/v1/completions", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    choices = response.json()["choices"]
+    assert len(choices) == 8 and all(len(choice["text"]) >= len(prompt) + 1000 for choice in choices)
 
 
 def test_a_client_leaving_mid_upload_is_one_ordinary_line(guarded: Server) -> None:

@@ -62,17 +62,23 @@ class StreamBatcher:
         self.windows_per_epoch = stream_len // seq_len * groups
         self.resident: torch.Tensor | None = None  # [rows x G, stream_len + 1] on the device, once `place`d
 
-    def place(self, device: torch.device) -> None:
+    def place(self, device: torch.device, max_bytes: int | None = None) -> bool:
         """Keep this rank's streams on `device` (a GPU), so a step slices its window there instead of
-        copying it from the host: no host work, no transfer, nothing for the step to wait on.
+        copying it from the host: no host work, no transfer, nothing for the step to wait on. Only
+        where they take at most `max_bytes` there (a share of the free device memory): a text too
+        big for it stays on the host, read window by window as before. Returns whether it moved.
 
         One matrix holds each stream and its next character (targets are inputs shifted by one),
         in int16 where the vocabulary allows (half the memory of int32; 2 bytes a character).
         """
+        rows, length = self.inputs.shape
+        if max_bytes is not None and rows * (length + 1) * (2 if self.inputs.dtype.itemsize == 1 else 4) > max_bytes:
+            return False
         ends = self.targets[:, -1:]
         small = int(max(self.inputs.max(initial=0), ends.max(initial=0))) < 2**15
         both = np.concatenate([self.inputs, ends], axis=1).astype(np.int16 if small else np.int32)
         self.resident = torch.from_numpy(both).to(device)
+        return True
 
     @property
     def chars_per_window(self) -> int:

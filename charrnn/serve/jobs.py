@@ -83,7 +83,8 @@ class Job:
         self.prompts = [checked_prompt(vocab, p, req.unknown) for p in req.prompts]
         settings = SampleSettings(temperature=req.temperature, top_k=req.top_k, top_p=req.top_p)
         base = new_seed() if req.seed is None else req.seed
-        backlog = Backlog(self.limits.max_unsent, len(self.prompts) * req.n)
+        # only a streamed answer can be left unread; a whole one is bounded by --max-tokens (docs/serve.md)
+        backlog = Backlog(self.limits.max_unsent if req.stream else None, len(self.prompts) * req.n)
         loop = asyncio.get_running_loop()
         wake = self.wake
 

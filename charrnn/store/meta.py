@@ -173,7 +173,7 @@ CORPUS = record(
         "sources": list_of(text(nonempty=True), min_len=1, max_len=1 << 20),
         "paths": list_of(text(nonempty=True), min_len=1, max_len=1 << 20),
         "digest": text(pattern="[0-9a-f]{64}"),
-        "separator": text(max_len=1024),
+        "separator": text(),
         "skipped": list_of(list_of(text(), max_len=2), max_len=1 << 20),
         "chars": COUNT,
         "train_chars": COUNT,

@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 MAX_INT = 2**53  # the largest integer a JSON reader elsewhere (JavaScript) still holds exactly
-MAX_TEXT = 1 << 16  # a string field longer than this in a checkpoint's metadata is not one charrnn wrote
 
 
 class SchemaError(ValueError):
@@ -77,15 +76,19 @@ def boolean() -> Rule:
     return rule
 
 
-def text(max_len: int = MAX_TEXT, pattern: str | None = None, nonempty: bool = False) -> Rule:
-    """A string that is valid Unicode text (no lone surrogates: no file can hold them)."""
+def text(max_len: int | None = None, pattern: str | None = None, nonempty: bool = False) -> Rule:
+    """A string that is valid Unicode text (no lone surrogates: no file can hold them), at most
+    `max_len` characters where the writer bounds it (free text, such as a command line, is bounded
+    only by the header's own size limit)."""
     compiled = re.compile(pattern) if pattern else None
 
     def rule(value: Any, path: str) -> Any:
         if not isinstance(value, str):
             raise SchemaError(path, f"expected a string, got {shown(value)}")
-        if len(value) > max_len or (nonempty and not value):
-            raise SchemaError(path, f"expected a string of 1 to {max_len} characters")
+        if nonempty and not value:
+            raise SchemaError(path, "expected a non-empty string")
+        if max_len is not None and len(value) > max_len:
+            raise SchemaError(path, f"expected a string of at most {max_len} characters, got {len(value)}")
         if not is_text(value):
             raise SchemaError(path, "expected text, got a lone surrogate (not a character)")
         if compiled is not None and not compiled.fullmatch(value):

@@ -167,7 +167,18 @@ def resolve_configs(
     time_s = time_budget(options)
     flops = flops or assumed_flops(device, dtype)
     fixed = fixed_sizes(options)
-    plan = make_plan(train_chars, corpus.vocab.size, device, dtype, time_s, options.steps, options.epochs, fixed, flops)
+    plan = make_plan(
+        train_chars,
+        corpus.vocab.size,
+        device,
+        dtype,
+        time_s,
+        options.steps,
+        options.epochs,
+        fixed,
+        flops,
+        fine_tune=options.init_from is not None,
+    )
     model_config = ModelConfig(
         vocab_size=corpus.vocab.size,
         cell=options.cell.value,

@@ -18,6 +18,7 @@ from typing import Any
 from charrnn.choices import Cell, Choice, Decay, DType, Errors
 from charrnn.durations import Interval, parse_duration
 from charrnn.errors import ConfigError
+from charrnn.store.schema import is_text
 
 MODEL, OPTIM, BUDGET, CKPTS, SYSTEM = "Model", "Optimisation", "Budget", "Checkpoints", "System"
 MAX_THREADS = 1024
@@ -374,6 +375,8 @@ def parse_value(name: str, value: Any) -> Any:
     if spec.kind is Kind.TEXT:
         if not isinstance(value, str):
             raise ConfigError(f"{where} takes text, got {value!r}")
+        if not is_text(value):  # bytes that are not UTF-8, as argv carries them: no run could record them
+            raise ConfigError(f"{where} {ascii(value)[:40]} is not valid UTF-8; use a UTF-8 name or text")
         return value
     number = parse_number(value, where, int if spec.kind is Kind.INT else float)
     return check_range(spec, where, number)

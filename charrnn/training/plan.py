@@ -187,13 +187,15 @@ def make_plan(
     epochs: float | None = None,
     fixed: Fixed | None = None,
     flops: float | None = None,
+    fine_tune: bool = False,
 ) -> Plan:
     """Sizes for `train_chars` of text under a budget (the first one to run out counts).
 
     `fixed` holds the sizes the user chose; the rest (lr, dropout) is planned for that model.
     `flops` is this machine's training rate (measured by `training.probe`); without it, the rate
     assumed for the device and dtype. Where a time budget buys at least `RICH_EPOCHS` passes of a
-    model twice as wide as the corpus's own, the plan takes that model and stops at those passes.
+    model twice as wide as the corpus's own, the plan takes that model and stops at those passes
+    (not for a `fine_tune`: its model and its weights come from the checkpoint it starts from).
     """
     fixed = fixed or Fixed()
     rate = flops or assumed_flops(device, dtype)
@@ -217,9 +219,13 @@ def make_plan(
     hidden = fixed.hidden_size or hidden
     wide = min(MAX_HIDDEN, 2 * hidden_for_corpus(train_chars))
     batch, seq_len = window_shape(train_chars, device, fixed)  # a rich run's shape: it needs its updates
-    # only a time budget is filled so; --steps and --epochs say how long to train
-    only_time = steps is None and epochs is None and fixed.hidden_size is None and train_chars >= RICH_MIN_CHARS
-    rich = only_time and budget_chars(wide, batch * seq_len) >= RICH_EPOCHS * train_chars
+    # only a time budget is filled so (--steps and --epochs say how long to train), with a model the plan chooses
+    chosen_here = steps is None and epochs is None and fixed.hidden_size is None and not fine_tune
+    rich = (
+        chosen_here
+        and train_chars >= RICH_MIN_CHARS
+        and budget_chars(wide, batch * seq_len) >= RICH_EPOCHS * train_chars
+    )
     if rich:
         hidden = wide
     elif steps is None:

@@ -56,6 +56,7 @@ from charrnn.training.state_check import check_resumable
 
 COUNT_BLOCK = 1 << 22  # ids counted at a time for the output bias
 FINAL_VAL_MAX_SHARE = 0.25  # of a time budget, at most, kept for the final validation
+RESIDENT_SHARE = 0.25  # of a GPU's free memory, at most, for the training text kept on it (data.batches)
 
 
 def start_from_frequencies(model: CharRNN, train_ids: np.ndarray) -> None:
@@ -90,6 +91,7 @@ class RunSetup:
         self.observer: TrainObserver = (observer or SilentObserver()) if self.world.is_main else SilentObserver()
         self.warnings: list[str] = []  # reported once the run starts
         self.run_lock: RunLock | None = None  # this process owns the run directory while it holds this
+        self.tf32_before: bool | None = None  # the process's TF32 setting, where this run changed it
         try:
             self.open_run(options)
         except BaseException:
@@ -129,10 +131,20 @@ class RunSetup:
             raise
 
     def release_run(self) -> None:
-        """Give up the run directory (at the end of the run, or when setting it up failed)."""
+        """Give back what the run took (at its end, or when setting it up failed): the run directory,
+        and the process's TF32 setting as it was before."""
         if self.run_lock is not None:
             self.run_lock.release()
             self.run_lock = None
+        if self.tf32_before is not None:
+            set_tf32(self.tf32_before)
+            self.tf32_before = None
+
+    def use_tf32(self, on: bool) -> None:
+        """TF32 matmuls on or off for this run; `release_run` puts the caller's setting back."""
+        before = set_tf32(on)
+        if self.tf32_before is None:
+            self.tf32_before = before
 
     def prepare(self, resume: Checkpoint | None, base: Checkpoint | None, changes: dict[str, Any]) -> None:
         """Corpus, configs, model, optimizer and run directory (after the process group is up)."""
@@ -151,8 +163,10 @@ class RunSetup:
             self.model_config = resume.config
             self.config = stored_train_config(resume).adjusted(changes)
             if self.device.type == "cuda" and options.dtype is DType.AUTO and self.config.dtype in TORCH_DTYPES:
-                self.dtype = TORCH_DTYPES[self.config.dtype]  # what `auto` measured and chose at the start
-                set_tf32(self.dtype == torch.float32)
+                stored = TORCH_DTYPES[self.config.dtype]  # what `auto` measured and chose at the start
+                if stored != torch.bfloat16 or torch.cuda.is_bf16_supported():  # (another GPU may lack bf16)
+                    self.dtype = stored
+                self.use_tf32(self.dtype == torch.float32)
         else:
             self.speed = self.measure_speed(options)
             self.model_config, self.config = resolve_configs(
@@ -169,7 +183,8 @@ class RunSetup:
             self.train_ids, self.config.batch_size, self.config.seq_len, self.rows, self.config.stream_groups
         )
         if self.device.type == "cuda":
-            self.batcher.place(self.device)
+            free, _ = torch.cuda.mem_get_info(self.device)
+            self.batcher.place(self.device, max_bytes=int(free * RESIDENT_SHARE))
             if resume is None and options.dtype is DType.AUTO and self.dtype == torch.bfloat16:
                 self.pick_gpu_dtype()  # (once the batcher has checked the text fills the batch)
         self.has_val = self.val_ids.size >= 2
@@ -273,11 +288,11 @@ class RunSetup:
         An explicit `--dtype fp32` stays strict fp32."""
         batch = max(1, self.config.batch_size // self.world.size)
         dtypes = (torch.bfloat16, torch.float32)
-        before = set_tf32(True)
+        self.use_tf32(True)
         fastest, rates = fastest_dtype(self.model_config, batch, self.config.seq_len, self.device, dtypes)
         name = self.team.share(dtype_name(fastest))
-        if name != "fp32":
-            set_tf32(before)
+        if name != "fp32" and self.tf32_before is not None:
+            set_tf32(self.tf32_before)
         self.dtype = TORCH_DTYPES[name]
         self.config = replace(self.config, dtype=name)
         ratio = rates[torch.bfloat16] / rates[torch.float32]

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from charrnn.cli.common import err, examples, guarded, main_rank
+from charrnn.files import display_path
 from charrnn.training.options import SPECS, Kind, Spec, TrainOptions, default_of, value_text
 
 EPILOG = examples(
@@ -100,7 +101,7 @@ def options_from_flags(corpus: list[str] | None, values: dict[str, Any], context
         if main_rank():
             err("charrnn: no corpus given; using Python's standard library source (charrnn corpus)")
         sources = (str(build_default_corpus()),)
-    command = shlex.join(["charrnn", *sys.argv[1:]])
+    command = shlex.join(["charrnn", *(display_path(arg) for arg in sys.argv[1:])])  # as text a checkpoint holds
     return parse_options(sources, command=command, chosen=typed_flags(context, values), **values)
 
 
