@@ -91,3 +91,30 @@ def test_a_text_too_big_for_its_share_of_the_device_stays_on_the_host() -> None:
     x, _ = batcher.window(0)
     assert x.dtype == torch.int64 and x.shape == (4, 16)  # read from the host, as before
     assert batcher.place(torch.device("cpu"), max_bytes=need) and batcher.resident is not None
+
+
+def test_two_epochs_in_a_row_read_every_character_of_every_stream() -> None:
+    """With alternate_ends, odd epochs align the windows to the streams' ends: the spare tail that
+    no start-aligned window reaches is read every other epoch, and epoch 0 is the layout of before."""
+    ids = np.arange(1_001, dtype=np.int64)  # 1,000 predictions -> 2 x 2 streams of 250 -> 15 windows of 16, 10 spare
+    before = StreamBatcher(ids, batch_size=2, seq_len=16, groups=2)
+    batcher = StreamBatcher(ids, batch_size=2, seq_len=16, groups=2, alternate_ends=True)
+    assert batcher.spare == 10 and before.spare == 0 and batcher.windows_per_epoch == 30
+
+    def read(b: StreamBatcher, epoch: int) -> set[int]:
+        return {int(v) for i in range(b.windows_per_epoch) for v in b.window(i, epoch=epoch)[0].numpy().ravel()}
+
+    assert read(batcher, 0) == read(before, 0) == read(before, 1)  # start-aligned: the old layout
+    assert len(read(before, 0)) == 960  # 40 characters, the streams' tails, never read
+    assert read(batcher, 0) | read(batcher, 1) == set(range(1_000))  # two epochs: every character
+    assert read(batcher, 2) == read(batcher, 0) and read(batcher, 3) == read(batcher, 1)
+    x, y = batcher.window(1, epoch=1)  # group 1's first window in an odd epoch, and its targets
+    assert x[0, 0] == 250 + 10 and torch.equal(y, x + 1)
+    placed = StreamBatcher(ids, batch_size=2, seq_len=16, groups=2, alternate_ends=True)
+    placed.place(torch.device("cpu"))
+    for epoch in (0, 1):
+        for index in range(placed.windows_per_epoch):
+            assert all(
+                torch.equal(a, b)
+                for a, b in zip(placed.window(index, epoch=epoch), batcher.window(index, epoch=epoch), strict=True)
+            )

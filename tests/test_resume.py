@@ -401,3 +401,35 @@ def test_resume_refuses_the_same_bytes_joined_into_other_text(trained_run: Path,
     save_checkpoint(run / LAST, ckpt.config, ckpt.vocab, ckpt.weights, {**ckpt.meta, "corpus": corpus}, ckpt.extra)
     with pytest.raises(CorpusError, match="--doc-separator that started it"):
         Trainer(TrainOptions(corpus=(), resume=str(run)))
+
+
+def test_resume_across_epochs_reads_the_streams_as_an_uninterrupted_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New runs read their streams' ends in odd epochs; a run stopped in its second epoch and resumed
+    reads the same windows, bit for bit, and a run recorded before keeps the start-aligned layout."""
+    corpus = tmp_path / "small.txt"
+    corpus.write_text(make_text(60), encoding="utf-8")  # ~1,600 chars: an epoch is a few steps
+    options = dict(steps=45, eval_every="100", save_every="5", stream_groups=1)  # 23 windows an epoch
+    from charrnn.data.batches import StreamBatcher
+
+    epochs_read: list[int] = []
+    window = StreamBatcher.window
+
+    def spy(self: StreamBatcher, index: int, pin: bool = False, epoch: int = 0) -> Any:
+        epochs_read.append(epoch)
+        return window(self, index, pin, epoch)
+
+    monkeypatch.setattr(StreamBatcher, "window", spy)
+    straight = train(tiny(corpus, tmp_path / "straight", **options))
+    assert set(epochs_read) == {0, 1}  # the loop tells the batcher which epoch it reads
+    StopAt.stop_step = 30
+    try:
+        with pytest.raises(Interrupted):
+            StopAt(tiny(corpus, tmp_path / "halves", **options)).run()
+    finally:
+        StopAt.stop_step = 10
+    stopped = load_checkpoint(tmp_path / "halves" / LAST)
+    assert stopped.meta["epoch"] % 2 == 1 and stopped.meta["train_config"]["alternate_ends"] is True
+    resumed = train(TrainOptions(corpus=(), resume=str(tmp_path / "halves")))
+    assert_same_checkpoint(straight.last_path, resumed.last_path)

@@ -35,7 +35,7 @@ VAL_COST_RATIO = 20  # periodic validations at least this many validation-times 
 
 
 # Fields a schedule recorded before they existed takes with the value that reproduces that run.
-ADDED_LATER: dict[str, Any] = {"state_reset": 0.0, "decay": "cosine", "stream_groups": 1}
+ADDED_LATER: dict[str, Any] = {"state_reset": 0.0, "decay": "cosine", "stream_groups": 1, "alternate_ends": False}
 
 
 def min_lr_for(lr: float) -> float:
@@ -67,6 +67,7 @@ class TrainConfig:
     state_reset: float = 0.0  # added later: runs recorded before it never reset
     decay: str = "cosine"  # added later: runs recorded before it decayed by a cosine
     stream_groups: int = 1  # added later: runs recorded before it read one group of B streams
+    alternate_ends: bool = False  # added later: odd epochs read the streams' ends (data.batches); before, never
 
     def progress(self, step: int, elapsed: float, epochs_done: float) -> float:
         """Fraction of the budget used, by whichever budget runs out first."""
@@ -208,6 +209,7 @@ def resolve_configs(
         batch_size=batch_size,
         seq_len=plan.seq_len,
         stream_groups=options.stream_groups or stream_groups_for(train_chars, batch_size, plan.seq_len),
+        alternate_ends=True,
         lr=lr,
         min_lr=min_lr_for(lr),
         warmup_steps=warmup,
@@ -271,6 +273,8 @@ def check_schedule(config: TrainConfig) -> None:
         raise ConfigError("--grad-clip and --weight-decay must be finite and not negative")
     if not (isinstance(config.state_reset, (int, float)) and 0 <= config.state_reset <= 1):
         raise ConfigError(f"--state-reset must be a number from 0 to 1, got {config.state_reset!r}")
+    if not isinstance(config.alternate_ends, bool):
+        raise ConfigError(f"the schedule's alternate_ends must be true or false, got {config.alternate_ends!r}")
     if config.decay not in tuple(Decay):
         raise ConfigError(f"--decay must be one of {Decay.listing()}, got {str(config.decay)[:20]!r}")
     if not (0 <= config.min_lr <= config.lr and config.warmup_steps >= 0 and 0 <= config.val_frac < 1):

@@ -160,7 +160,7 @@ class Trainer(Checkpointing):
             config.batch_size,
             self.rows,
         )
-        x, y = self.batcher.window(self.state.window, pin=self.device.type == "cuda")
+        x, y = self.batcher.window(self.state.window, pin=self.device.type == "cuda", epoch=self.state.epoch)
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         for group in self.optimizer.param_groups:
             group["lr"] = lr

@@ -179,8 +179,9 @@ class RunSetup:
         # corpora, a fixed sample for big ones, so validating never stalls training for long.
         self.val_ids = val_ids[: self.config.val_max_chars + 1]
         self.rows = world.rows(self.config.batch_size)
+        config = self.config
         self.batcher = StreamBatcher(
-            self.train_ids, self.config.batch_size, self.config.seq_len, self.rows, self.config.stream_groups
+            self.train_ids, config.batch_size, config.seq_len, self.rows, config.stream_groups, config.alternate_ends
         )
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
