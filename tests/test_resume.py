@@ -433,3 +433,17 @@ def test_resume_across_epochs_reads_the_streams_as_an_uninterrupted_run(
     assert stopped.meta["epoch"] % 2 == 1 and stopped.meta["train_config"]["alternate_ends"] is True
     resumed = train(TrainOptions(corpus=(), resume=str(tmp_path / "halves")))
     assert_same_checkpoint(straight.last_path, resumed.last_path)
+
+
+def test_a_run_stopped_by_its_time_is_spent_when_resumed(corpus_file: Path, tmp_path: Path) -> None:
+    """The final validation's reserve the run stopped with travels in the checkpoint: resumed with
+    the same --time, the run is spent (an estimate made afresh would let it train on a little)."""
+    run = tmp_path / "run"
+    first = train(tiny(corpus_file, run, time=1.5, eval_every="3", hidden_size=64, val_max_chars=100_000))
+    assert first.stop_reason == "time"
+    stored = load_checkpoint(run / LAST).meta
+    assert stored["val_reserve_s"] > 0 and stored["elapsed_s"] + stored["val_reserve_s"] >= 1.5 - 0.001
+    recorder = Recorder()
+    again = Trainer(TrainOptions(corpus=(), resume=str(run)), recorder).run()
+    assert again.steps == first.steps
+    assert any("time budget is already spent" in w for w in recorder.warnings)

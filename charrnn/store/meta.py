@@ -110,6 +110,7 @@ class RunState:
     epoch: int = 0
     window: int = 0
     elapsed_s: float = 0.0
+    val_reserve_s: float = 0.0  # of a time budget, kept for the final validation when the run last decided (0: none)
     best_val_loss: float | None = None
     best_step: int | None = None
     evals_without_improvement: int = 0
@@ -141,7 +142,7 @@ class CheckpointMeta(RunState):
         except SchemaError as exc:
             raise CheckpointError(f"{where}: malformed checkpoint metadata ({exc})") from None
         values = {name: checked[name] for name in FIELDS if checked.get(name) is not None}
-        for name in ("elapsed_s", "lr_scale", "best_val_loss"):
+        for name in ("elapsed_s", "val_reserve_s", "lr_scale", "best_val_loss"):
             if name in values:
                 values[name] = float(values[name])
         return cls(**values)
@@ -187,6 +188,7 @@ METADATA_FIELDS: dict[str, Rule] = {
     "epoch": COUNT,
     "window": COUNT,
     "elapsed_s": number(0),
+    "val_reserve_s": number(0),
     "best_val_loss": optional(number()),
     "best_step": optional(COUNT),
     "evals_without_improvement": COUNT,

@@ -29,6 +29,7 @@ from charrnn.training.run_store import json_number
 from charrnn.training.signals import exit_code, signal_name, stop_requests
 
 LOG_EVERY_S = 2.0
+ELAPSED_PRECISION_S = 0.001  # checkpoints store the run's elapsed time rounded to this
 STOP_REASONS = ("", "steps", "time", "epochs")  # budgets, in the order `budget_reason` checks them
 # Without --patience a run stops itself once its validation has clearly turned: this many checks in
 # a row without a new best, the last this far (nats/char) above it, after the first pass over the
@@ -96,7 +97,9 @@ class Trainer(Checkpointing):
         marks = Marks(log=start, eval=start, save=start, save_step=self.state.step, log_step=self.state.step)
         self.loss_sum = torch.zeros((), device=self.device)
         self.loss_count = torch.zeros((), device=self.device)
-        stop = self.budget_reason(self.state.elapsed_s + self.reserve_s)  # a resumed run may have no budget left
+        # a resumed run may have no budget left: judged with the reserve it stopped with (`elapsed_s` is
+        # stored to the millisecond, hence the margin)
+        stop = self.budget_reason(self.state.elapsed_s + self.reserve_s + ELAPSED_PRECISION_S)
         for message in self.resume_notes(stop):
             self.observer.on_warning(message)
         with stop_requests(self.request_stop, self.world.distributed):
@@ -108,6 +111,7 @@ class Trainer(Checkpointing):
                 rolled_back = self.check_each_step and self.check_health()
                 now = time.perf_counter()
                 self.state.elapsed_s = now - t0
+                self.state.val_reserve_s = self.reserve_s  # the reserve this step's stop is decided with
                 decision = self.decide(now, t0, marks)
                 stop = decision.stop
                 if decision.log or decision.stop or decision.signal:

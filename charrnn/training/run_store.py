@@ -152,6 +152,7 @@ class RunStore:
             "epoch": state.epoch,
             "window": state.window,
             "elapsed_s": round(state.elapsed_s, 3),
+            "val_reserve_s": state.val_reserve_s,
             "best_val_loss": state.best_val_loss,
             "best_step": state.best_step,
             "evals_without_improvement": state.evals_without_improvement,

@@ -211,6 +211,8 @@ class RunSetup:
         self.interrupted: int | None = None  # the signal that asked us to stop
         self.best_on_disk: float | None = None  # a best saved after the checkpoint we resumed from
         self.after_setup(resume, base)
+        if self.state.val_reserve_s:  # a resumed run keeps the reserve it measured, not a fresh estimate
+            self.reserve_s = self.final_validation_reserve(self.state.val_reserve_s)
         if resume is not None:
             self.best_on_disk = newer_best(self.run_dir / BEST, self.state.step)
         self.store.write_config(self.resolved())
