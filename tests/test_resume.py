@@ -439,7 +439,9 @@ def test_a_run_stopped_by_its_time_is_spent_when_resumed(corpus_file: Path, tmp_
     """The final validation's reserve the run stopped with travels in the checkpoint: resumed with
     the same --time, the run is spent (an estimate made afresh would let it train on a little)."""
     run = tmp_path / "run"
-    first = train(tiny(corpus_file, run, time=1.5, eval_every="3", hidden_size=64, val_max_chars=100_000))
+    # (a --patience: the tiny text overfits in 1.5 s, and the default rule would stop it for that)
+    options = dict(time=1.5, eval_every="3", hidden_size=64, val_max_chars=100_000, patience=10**6)
+    first = train(tiny(corpus_file, run, **options))
     assert first.stop_reason == "time"
     stored = load_checkpoint(run / LAST).meta
     assert stored["val_reserve_s"] > 0 and stored["elapsed_s"] + stored["val_reserve_s"] >= 1.5 - 0.001

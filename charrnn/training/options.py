@@ -10,57 +10,17 @@ a choice an Enum.
 
 from __future__ import annotations
 
-import math
 from dataclasses import Field, dataclass, field, fields
-from enum import Enum
 from typing import Any
 
 from charrnn.choices import Cell, Choice, Decay, DType, Errors
-from charrnn.durations import Interval, parse_duration
+from charrnn.durations import Interval
 from charrnn.errors import ConfigError
-from charrnn.store.schema import is_text
+from charrnn.training.option_spec import Kind, Role, Spec, option, parse_declared
 
 MODEL, OPTIM, BUDGET, CKPTS, SYSTEM = "Model", "Optimisation", "Budget", "Checkpoints", "System"
 MAX_THREADS = 1024
 SEED_RANGE = (-(2**63), 2**64 - 1)
-
-
-class Role(Enum):
-    """What `--resume` does with an option."""
-
-    IDENTITY = "identity"  # defines the run: a different value is refused
-    ADJUSTABLE = "adjustable"  # may change; the change is reported as a warning
-    RUN = "run"  # says which run, not how it trains (corpus, out, resume, init_from)
-
-
-class Kind(Enum):
-    INT = "int"
-    FLOAT = "float"
-    TEXT = "text"
-    DURATION = "duration"  # seconds, written 90s, 10m, 1h30m
-    INTERVAL = "interval"  # N steps or a DURATION
-    CHOICE = "choice"
-
-
-@dataclass(frozen=True)
-class Spec:
-    """The declaration of one option, beside its dataclass field (which holds type and default)."""
-
-    help: str
-    panel: str
-    role: Role
-    kind: Kind
-    flag: str = ""  # without the dashes; default: the field name with - for _
-    minimum: float | None = None
-    maximum: float | None = None
-    positive: bool = False  # strictly above zero (and finite)
-    planned: str = ""  # shown as the default where None means "chosen for this corpus and budget"
-    metavar: str | None = None
-    choices: type[Choice] | None = None
-
-
-def option(default: Any, help: str, panel: str, role: Role, kind: Kind, **spec: Any) -> Any:
-    return field(default=default, metadata={"spec": Spec(help, panel, role, kind, **spec)})
 
 
 @dataclass(frozen=True)
@@ -358,86 +318,11 @@ def field_name(name: str) -> str | None:
 
 def parse_value(name: str, value: Any) -> Any:
     """One option's value, converted to its type and checked against its range (ConfigError if not)."""
-    spec = SPECS[name]
-    where = flag(name)
     if value is None:
         if default_of(name) is not None:
-            raise ConfigError(f"{where} needs a value")
+            raise ConfigError(f"{flag(name)} needs a value")
         return None
-    if spec.kind is Kind.CHOICE:
-        assert spec.choices is not None
-        return spec.choices.parse(value, where)
-    if spec.kind is Kind.DURATION:
-        seconds = parse_number(value, where, float) if not isinstance(value, str) else duration(value, where)
-        return check_range(spec, where, seconds)
-    if spec.kind is Kind.INTERVAL:
-        return interval(value, where)
-    if spec.kind is Kind.TEXT:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} takes text, got {value!r}")
-        if not is_text(value):  # bytes that are not UTF-8, as argv carries them: no run could record them
-            raise ConfigError(f"{where} {ascii(value)[:40]} is not valid UTF-8; use a UTF-8 name or text")
-        return value
-    number = parse_number(value, where, int if spec.kind is Kind.INT else float)
-    return check_range(spec, where, number)
-
-
-def parse_number(value: Any, where: str, kind: type) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"{where} takes a number, got {value!r}")
-    try:
-        number = kind(value) if isinstance(value, str) else value
-    except ValueError:
-        raise ConfigError(f"{where} takes {'a whole number' if kind is int else 'a number'}, got {value!r}") from None
-    if kind is int and (isinstance(number, float) or not isinstance(number, int)):
-        if not (isinstance(number, float) and number.is_integer()):
-            raise ConfigError(f"{where} takes a whole number, got {value!r}")
-        number = int(number)
-    return float(number) if kind is float else number
-
-
-def check_range(spec: Spec, where: str, number: float) -> Any:
-    """Comparisons written so that NaN fails every one of them."""
-    if spec.positive and not 0 < number < math.inf:
-        raise ConfigError(f"{where} must be a positive number, got {number}")
-    low, high = spec.minimum, spec.maximum
-    between = f"between {low:g} and {high:g}" if low is not None and high is not None else ""
-    if low is not None and not low <= number:
-        raise ConfigError(f"{where} must be {between or f'at least {low:g}'}, got {number}")
-    if high is not None and not number <= high:
-        raise ConfigError(f"{where} must be {between or f'at most {high:g}'}, got {number}")
-    if not abs(number) < math.inf:
-        raise ConfigError(f"{where} must be finite, got {number}")
-    return number
-
-
-def duration(text: str, where: str) -> float:
-    try:
-        seconds = parse_duration(text)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    if not seconds < math.inf:
-        raise ConfigError(f"{where} must be finite, got {text}")
-    return seconds
-
-
-def interval(value: Any, where: str) -> Interval:
-    """`500` (an int or its text) is steps; a duration (`5m`, or seconds as a float) is wall time."""
-    if isinstance(value, Interval):
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"{where} takes N steps or a duration, got {value!r}")
-    if isinstance(value, int):
-        value = str(value)
-    elif isinstance(value, float):
-        value = f"{value!r}s"
-    try:
-        parsed = Interval.parse(value)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    if parsed.seconds is not None and not parsed.seconds < math.inf:
-        raise ConfigError(f"{where} must be finite, got {value}")
-    return parsed
+    return parse_declared(SPECS[name], flag(name), value)
 
 
 def parse_options(
