@@ -56,7 +56,7 @@ class TrainOptions:
         Kind.FLOAT,
         minimum=0.0,
         maximum=0.95,
-        planned="by expected epochs",
+        planned="by expected epochs; 0.5 in a 12-pass plan",
         metavar="P",
     )
     batch_size: int | None = option(
