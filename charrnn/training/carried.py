@@ -12,6 +12,8 @@ import torch
 from charrnn.model import State
 from charrnn.training.distributed import Team
 
+CARRIED_DTYPE = torch.float32  # the carried state's dtype in memory, and so in checkpoints
+
 
 def slice_state(state: State | None, rows: slice) -> State | None:
     """Some rows of the carried state: this rank's block, or one group's streams."""
@@ -68,8 +70,8 @@ def keep_finite_state(bad: torch.Tensor, new: State, old: State | None) -> State
         h, c = (keep_finite_state(bad, n, o) for n, o in zip(new, olds, strict=True))
         assert isinstance(h, torch.Tensor) and isinstance(c, torch.Tensor)
         return (h, c)
-    new = new.detach().float()
-    previous = old.float() if isinstance(old, torch.Tensor) else torch.zeros_like(new)
+    new = new.detach().to(CARRIED_DTYPE)
+    previous = old.to(CARRIED_DTYPE) if isinstance(old, torch.Tensor) else torch.zeros_like(new)
     return torch.where(bad, previous, new)
 
 

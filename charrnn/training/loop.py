@@ -304,10 +304,6 @@ class Trainer(Checkpointing):
             and not val_loss <= best + TURNED_MARGIN  # NaN counts as turned
         )
 
-    def planned_epochs(self) -> float | None:
-        """The passes the plan stops at (no --epochs given, and the plan set them), else None."""
-        return self.config.epochs if self.options.epochs is None and self.config.epochs is not None else None
-
     def stop_note(self, stop: str) -> str:
         """Why a run that stopped itself did, and how to go on."""
         state, planned = self.state, self.planned_epochs()

@@ -130,14 +130,13 @@ def window_shape(
     `budget_chars` buys (128 where unknown); halved until the text fills them."""
     fixed = fixed or Fixed()
     seq_len = 64 if device.type == "cpu" else 128
+    window = fixed.seq_len or seq_len
     if device.type == "cpu":
         batch = 32
-    else:
+    elif budget_chars is None:
         batch = GPU_BATCHES[-1]
-        for wide in GPU_BATCHES:
-            if budget_chars is not None and budget_chars / (wide * (fixed.seq_len or seq_len)) >= MIN_GPU_STEPS:
-                batch = wide
-                break
+    else:
+        batch = next((b for b in GPU_BATCHES if budget_chars / (b * window) >= MIN_GPU_STEPS), GPU_BATCHES[-1])
     while batch > 1 and (train_chars - 1) // batch < seq_len:
         batch //= 2
     while seq_len > 8 and (train_chars - 1) // batch < seq_len:

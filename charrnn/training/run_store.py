@@ -28,6 +28,7 @@ from charrnn.store.checkpoint import Checkpoint, load_checkpoint, save_checkpoin
 from charrnn.store.meta import RunState
 from charrnn.store.metrics import metrics_row
 from charrnn.store.runs import CONFIG, METRICS
+from charrnn.training.carried import CARRIED_DTYPE
 from charrnn.training.optimizer import optimizer_tensors
 from charrnn.version import __version__
 from charrnn.vocab import Vocab
@@ -46,16 +47,13 @@ def json_number(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-CARRIED_DTYPE = torch.float32  # the carried state's dtype in memory and on disk (training.carried)
-
-
 def state_tensors(state: State | None) -> dict[str, torch.Tensor]:
-    """The carried state as a checkpoint stores it: float32, readable without torch."""
+    """The carried state as a checkpoint stores it: as training keeps it, `CARRIED_DTYPE` (float32)."""
     if state is None:
         return {}
     if isinstance(state, tuple):
-        return {"state.h": state[0].to(CARRIED_DTYPE), "state.c": state[1].to(CARRIED_DTYPE)}
-    return {"state.h": state.to(CARRIED_DTYPE)}
+        return {"state.h": state[0], "state.c": state[1]}
+    return {"state.h": state}
 
 
 def carried_state(ckpt: Checkpoint, device: torch.device) -> State | None:

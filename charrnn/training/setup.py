@@ -301,6 +301,10 @@ class RunSetup:
         ratio = rates[torch.bfloat16] / rates[torch.float32]
         self.dtype_note = f"auto: bf16 trains {ratio:.2f}x as fast as fp32 with TF32 here"
 
+    def planned_epochs(self) -> float | None:
+        """The passes the plan stops at (no --epochs given, and the plan set them), else None."""
+        return self.config.epochs if self.options.epochs is None else None
+
     def final_validation_reserve(self, seconds: float) -> float:
         """Seconds of a time budget kept for the validation that follows the last step (0 without one).
 
@@ -357,7 +361,7 @@ class RunSetup:
         if self.config.steps:
             budget.append(f"{self.config.steps} steps")
         if self.config.epochs:
-            planned = " (planned: more would overfit)" if self.options.epochs is None else ""
+            planned = " (planned: more would overfit)" if self.planned_epochs() else ""
             budget.append(f"{self.config.epochs:g} epochs{planned}")
         return {
             "corpus": self.corpus_meta(),
