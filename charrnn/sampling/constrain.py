@@ -56,7 +56,7 @@ class Constraint:
         dfa = _dfa(pattern, chars, where)
         classes = max(dfa.alphabet.by_transition, default=-1) + 1
         class_of = np.array([_symbol_class(dfa.alphabet, c, classes) for c in chars], dtype=np.intp)
-        used = np.unique(class_of[class_of < classes])  # only classes that some vocab char falls in
+        used = set(class_of[class_of < classes].tolist())  # only classes that some vocab char falls in
         # Breadth-first over vocab characters from the start: DFA states only other characters reach
         # never occur, and the rest get numbers 0.. in the order they are found.
         number = {dfa.initial: 0}
