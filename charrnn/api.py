@@ -17,6 +17,7 @@ import difflib
 import inspect
 import itertools
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -29,11 +30,24 @@ if TYPE_CHECKING:
 
     from charrnn.evaluate import EvalResult
     from charrnn.model import CharRNN, ModelConfig
+    from charrnn.sampling.generate import Piece
     from charrnn.store.checkpoint import Checkpoint
     from charrnn.store.opening import OpenModel
     from charrnn.training.observer import TrainObserver, TrainResult
 
 PathLike = str | Path
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample of `Model.samples`: its text (prime first), seed (None for beam search), the model's
+    log-probability of the generated part (natural log), characters generated, and why it ended."""
+
+    text: str
+    seed: int | None
+    logprob: float | None
+    chars: int
+    finish_reason: str | None
 
 
 class Model:
@@ -70,69 +84,73 @@ class Model:
     def generate(
         self,
         prime: str = ...,
-        length: int = ...,
-        temperature: float = ...,
-        top_k: int | None = ...,
-        top_p: float | None = ...,
-        seed: int | None = ...,
+        *,
         stream: Literal[False] = ...,
         adapt: int = ...,
         adapt_lr: float = ...,
+        **controls: Any,
     ) -> str: ...
 
     @overload
     def generate(
-        self,
-        prime: str = ...,
-        length: int = ...,
-        temperature: float = ...,
-        top_k: int | None = ...,
-        top_p: float | None = ...,
-        seed: int | None = ...,
-        *,
-        stream: Literal[True],
-        adapt: int = ...,
-        adapt_lr: float = ...,
+        self, prime: str = ..., *, stream: Literal[True], adapt: int = ..., adapt_lr: float = ..., **controls: Any
     ) -> Iterator[str]: ...
 
     def generate(
-        self,
-        prime: str = "",
-        length: int = 1000,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
-        stream: bool = False,
-        adapt: int = 0,
-        adapt_lr: float = DEFAULT_LR,
+        self, prime: str = "", *, stream: bool = False, adapt: int = 0, adapt_lr: float = DEFAULT_LR, **controls: Any
     ) -> str | Iterator[str]:
-        """The prime followed by `length` generated characters, as `charrnn sample` prints them.
+        """The prime followed by one generated sample, as `charrnn sample` prints it.
 
-        temperature 0 picks the likeliest character every time; `top_k` / `top_p` trim the
-        distribution; the same `seed` gives the same text. With `stream=True`, an iterator of
-        text chunks (the prime first) as they are produced. `adapt=N` first fits a copy of the
-        weights to the prime with N updates of `adapt_lr` (as `charrnn sample --adapt N`; the prime
-        must be longer than one segment) and samples from the copy. Bad arguments raise before any text.
+        `controls` are the generation controls by name, as `charrnn sample` has them (`--min-p` is
+        `min_p=`): `length`, `temperature` (0 picks the likeliest character), `top_k`, `top_p`,
+        `min_p`, `repetition_penalty`, `presence_penalty`, `frequency_penalty`, `no_repeat_ngram`,
+        `ban`, `bias` ({"e": 2.0}), `match` (a regex every sample fully matches), `stop`, `seed`,
+        `best_of`, `beam`; see docs/sampling.md. The same seed and controls give the same text as
+        `charrnn sample` and `charrnn serve`. With `stream=True`, an iterator of text chunks (the
+        prime first) as they are produced. `adapt=N` first fits a copy of the weights to the prime
+        with N updates of `adapt_lr` (as `charrnn sample --adapt N`). Bad arguments raise before any text.
         """
-        from charrnn.adapt.settings import AdaptSettings
-        from charrnn.sampling.generate import adapted_model
-        from charrnn.sampling.generate import generate as sample_text
-        from charrnn.sampling.pick import SampleSettings
-
-        settings = SampleSettings(temperature=temperature, top_k=top_k, top_p=top_p)
-        learning = AdaptSettings(lr=adapt_lr, flags="--adapt")
-        chunks = sample_text(
-            adapted_model(self.module, self.checkpoint.vocab, prime, adapt, learning),
-            self.checkpoint.vocab,
-            prime=prime,
-            length=length,
-            settings=settings,
-            seed=seed,
-            device=self.device,
-        )
+        if controls.get("num_samples", 1) != 1:
+            raise TypeError("generate() makes one sample; use samples(..., num_samples=N) for several")
+        pieces = self._pieces(prime, adapt, adapt_lr, controls)
+        chunks = (piece.text for piece in pieces if piece.text)
         text = itertools.chain([prime] if prime else [], chunks)
         return text if stream else "".join(text)
+
+    def samples(
+        self, prime: str = "", *, adapt: int = 0, adapt_lr: float = DEFAULT_LR, **controls: Any
+    ) -> list[Sample]:
+        """`num_samples` whole samples (prime included in `text`), each with its seed, the model's total
+        log-probability of the generated text, its length and why it ended; the same as
+        `charrnn sample --format jsonl` prints."""
+        pieces = self._pieces(prime, adapt, adapt_lr, controls, scored=True)
+        found: list[Sample] = []
+        parts: list[str] = []
+        for piece in pieces:
+            parts.append(piece.text)
+            if piece.done:
+                found.append(Sample(prime + "".join(parts), piece.seed, piece.logprob, piece.chars, piece.reason))
+                parts = []
+        return found
+
+    def _pieces(
+        self, prime: str, adapt: int, adapt_lr: float, controls: dict[str, Any], scored: bool = False
+    ) -> Iterator[Piece]:
+        from charrnn.adapt.settings import AdaptSettings
+        from charrnn.sampling.controls import CONTROLS, build
+        from charrnn.sampling.generate import adapted_model, generate_many
+
+        for name in controls:
+            if name not in CONTROLS:
+                close = difflib.get_close_matches(name, list(CONTROLS), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "see docs/sampling.md"
+                raise TypeError(f"generate() got an unknown control {name!r}; {hint}")
+        if isinstance(controls.get("bias"), dict):  # {"e": 2.0} from Python: characters as keys
+            controls = {**controls, "bias": [f"{k}={v}" for k, v in controls["bias"].items()]}
+        settings, run = build(controls, "python")
+        learning = AdaptSettings(lr=adapt_lr, flags="--adapt")
+        model = adapted_model(self.module, self.checkpoint.vocab, prime, adapt, learning)
+        return generate_many(model, self.checkpoint.vocab, prime, settings, run, self.device, scored=scored)
 
     def evaluate(self, text: str) -> EvalResult:
         """Loss of `text` under the model: `.loss` (nats/char), `.bpc`, `.perplexity`, `.chars`."""

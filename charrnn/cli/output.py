@@ -41,13 +41,15 @@ def text_output(head: str, pieces: Iterator[Piece]) -> Iterator[str]:
         new_sample = piece.done
 
 
-def jsonl_output(head: str, seeds: list[int], pieces: Iterator[Piece]) -> Iterator[str]:
-    """One JSON object per finished sample: {"text", "seed", "index"}."""
+def jsonl_output(head: str, pieces: Iterator[Piece]) -> Iterator[str]:
+    """One JSON object per finished sample: {"text", "seed", "index", "logprob", "chars", "finish_reason"}
+    (logprob: the model's total log-probability of the generated text, natural log; seed null for beam search)."""
     parts: list[str] = [head]
     for piece in pieces:
         parts.append(piece.text)
         if piece.done:
-            record = {"text": "".join(parts), "seed": seeds[piece.index], "index": piece.index}
+            record = {"text": "".join(parts), "seed": piece.seed, "index": piece.index, "logprob": piece.logprob,
+                      "chars": piece.chars, "finish_reason": piece.reason}  # fmt: skip
             yield json.dumps(record, ensure_ascii=False) + "\n"
             parts = [head]
 

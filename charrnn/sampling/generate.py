@@ -1,24 +1,21 @@
-"""Generation: feed the prime once, then one character per step carrying the state.
+"""`charrnn sample`'s side of generation: N samples of one prime through the engine, streamed in order.
 
-Sampling is a pure function of (logits, settings, uniform draws): temperature 0 is argmax,
-top-k and top-p trim the distribution, and the pick is the inverse CDF at a uniform number.
-Each sample draws its uniforms from its own seeded generator, so a sample's text depends only on
-its seed, not on which engine computes the logits, nor on how many other samples share the batch:
+    prime ----forward once----> state [L, 1, H] --repeat--> [L, N, H] --Engine.add--> rows
+    loop:  Engine.step(): pick per row (settings, seeded uniforms) --> characters --> stepper
 
-    seeds  S, S+1, ..., S+N-1  ->  N generators  ->  uniforms U [N, BLOCK] (drawn BLOCK steps at a time)
-    prime ----forward once----> state [L, 1, H] --repeat--> [L, N, H]
-    loop:  logits [N, V] --pick(U[:, t])--> ids [N] --stepper--> logits [N, V]
-
-`--seed S -n 4` therefore prints the same four texts as `--seed S`, `--seed S+1`, ... one at a time.
+Each sample's uniforms come from its own seed (charrnn.sampling.rng), so `--seed S -n 4` prints
+the same four texts as `--seed S`, `--seed S+1`, ... one at a time, and as `charrnn serve` with
+the same seed and settings. `best_of` draws more samples and keeps the likeliest; `beam` searches
+instead of sampling (charrnn.sampling.beam).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
@@ -26,25 +23,30 @@ import torch
 from charrnn.adapt.learn import adapt
 from charrnn.adapt.settings import AdaptSettings
 from charrnn.errors import ConfigError, InputError
-from charrnn.model import CharRNN, State
-from charrnn.sampling.pick import SampleSettings, pick
-from charrnn.sampling.steppers import Stepper, make_stepper
+from charrnn.model import CharRNN
+from charrnn.sampling.controls import MAX_SEED, RunSettings, SampleSettings
+from charrnn.sampling.engine import Engine, Row, feed_prime, repeat_state
+from charrnn.sampling.pick import compile_settings
+from charrnn.sampling.steppers import make_stepper
 from charrnn.sampling.threads import auto_threads, sampling_threads
 from charrnn.vocab import Vocab, describe_chars
 
 CHUNK_CHARS = 16  # characters per yielded chunk: small enough to stream, big enough to be cheap
 FLUSH_S = 0.05  # ...or whatever is ready after this long, so slow models stream smoothly too
-BLOCK = 256  # uniforms drawn per generator call
-PRIME_WINDOW = 4096  # the prime is fed in windows of this many characters
 
 
 @dataclass(frozen=True)
 class Piece:
-    """A chunk of one sample's generated text; `done` on the sample's last piece."""
+    """A chunk of one sample's generated text; `done` on the sample's last piece, which also carries
+    the sample's total log-probability (when asked for) and why it ended."""
 
     index: int
     text: str
     done: bool = False
+    seed: int | None = None
+    logprob: float | None = None
+    chars: int = 0  # characters generated, on the last piece
+    reason: str | None = None
 
 
 def check_prime(vocab: Vocab, prime: str) -> None:
@@ -86,9 +88,6 @@ def new_seed() -> int:
     return int.from_bytes(os.urandom(4), "little")
 
 
-MAX_SEED = 2**64 - 1
-
-
 def sample_seeds(seed: int | None, count: int) -> list[int]:
     """Seeds for `count` samples: seed, seed+1, ... (a fresh random base when seed is None)."""
     if seed is not None and not 0 <= seed <= MAX_SEED - max(count - 1, 0):
@@ -101,12 +100,9 @@ def generate(
     model: CharRNN,
     vocab: Vocab,
     prime: str = "",
-    length: int = 1000,
     settings: SampleSettings | None = None,
-    seed: int | None = None,
+    run: RunSettings | None = None,
     device: torch.device | str = "cpu",
-    stop: Sequence[str] = (),
-    keep_stop: bool = True,
     engine: str = "fast",
     weights: str = "fp32",
     threads: int | None = None,
@@ -116,10 +112,9 @@ def generate(
     Arguments are checked here, before the first chunk is asked for, so a bad prime fails
     before anything is printed.
     """
-    seeds = sample_seeds(seed, 1)
-    pieces = generate_many(
-        model, vocab, prime, length, settings, seeds, device, stop, keep_stop, engine, weights, threads
-    )
+    run = run or RunSettings()
+    one = replace(run, num_samples=1, best_of=None)
+    pieces = generate_many(model, vocab, prime, settings, one, device, engine, weights, threads)
     return (piece.text for piece in pieces if piece.text)
 
 
@@ -127,50 +122,48 @@ def generate_many(
     model: CharRNN,
     vocab: Vocab,
     prime: str = "",
-    length: int = 1000,
     settings: SampleSettings | None = None,
-    seeds: Sequence[int] = (0,),
+    run: RunSettings | None = None,
     device: torch.device | str = "cpu",
-    stop: Sequence[str] = (),
-    keep_stop: bool = True,
     engine: str = "fast",
     weights: str = "fp32",
     threads: int | None = None,
+    seeds: list[int] | None = None,
+    scored: bool = False,
 ) -> Iterator[Piece]:
-    """len(seeds) independent samples computed together, yielded in order: all of sample 0, then 1, ...
+    """`run.num_samples` samples computed together, yielded in order: all of sample 0, then 1, ...
 
-    A sample ends after `length` generated characters or just after it produces one of `stop`
-    (which is kept in its text, or dropped when `keep_stop` is false). `engine` and `weights`
-    pick how the steps are computed (charrnn.sampling.steppers); fp32 engines agree on the text of a seed.
+    A sample ends after `run.length` generated characters (with `match`: at the first full match
+    from there on) or just after it produces one of `run.stop`. `engine` and `weights` pick how
+    the steps are computed (charrnn.sampling.steppers); fp32 engines agree on the text of a seed.
     `threads` (default: `auto_threads`, the idle cores) holds while the samples are drawn; the
-    process's thread settings come back when the iterator ends or is closed.
+    process's thread settings come back when the iterator ends or is closed. `seeds` (default:
+    from `run.seed`) gives each sample's seed; `scored` adds each sample's log-probability.
     """
-    if length < 0:
-        raise ConfigError(f"--length must not be negative, got {length}")
-    if not seeds:
-        raise ConfigError("--num-samples must be at least 1")
-    if any(not s for s in stop):
-        raise ConfigError("--stop needs a non-empty string")
+    settings = settings or SampleSettings()
+    run = run or RunSettings()
     check_prime(vocab, prime)
+    compiled = compile_settings(settings, vocab.chars)  # a bad regex or bias fails before any text
     stepper = make_stepper(model, engine, weights)  # checks the engine and weights now, too
     target = torch.device(device)
-    count = auto_threads(len(seeds), engine, weights) if threads is None else threads
+    draws = run.beam or run.draws
+    count = auto_threads(draws, engine, weights) if threads is None else threads
     if count < 1:
         raise ConfigError(f"--threads must be at least 1, got {count}")
-    events = _run(
-        model,
-        stepper,
-        partial(sampling_threads, count, engine, weights, target),
-        vocab,
-        start_ids(vocab, prime),
-        length,
-        settings or SampleSettings(),
-        list(seeds),
-        target,
-        tuple(stop),
-        keep_stop,
-    )
-    return in_order(events, len(seeds))
+    seeds = seeds if seeds is not None else sample_seeds(run.seed, 1 if run.beam else run.draws)
+    start = start_ids(vocab, prime)
+    pin = partial(sampling_threads, count, engine, weights, target)
+    if run.beam:
+        from charrnn.sampling.beam import beam_pieces
+
+        return beam_pieces(model, stepper, pin, compiled, start, run, target)
+    scored = scored or run.best_of is not None
+    rows = [Row(i, start, compiled, seed, run.length, run.stop, run.keep_stop, scored=scored)
+            for i, seed in enumerate(seeds)]  # fmt: skip
+    events = _run(model, Engine(stepper, vocab.chars, target), pin, rows, target)
+    if run.best_of is not None:
+        return best_pieces(events, run.num_samples)
+    return in_order(events, len(rows))
 
 
 def in_order(events: Iterator[Piece], count: int) -> Iterator[Piece]:
@@ -200,113 +193,58 @@ def in_order(events: Iterator[Piece], count: int) -> Iterator[Piece]:
             close()
 
 
-def feed_prime(model: CharRNN, start: list[int], device: torch.device) -> tuple[torch.Tensor, State]:
-    """Run the prime through the model's own (fused) forward: last logits [1, V] and the state."""
-    state: State | None = None
-    ids = torch.tensor([start], dtype=torch.long, device=device)
-    for begin in range(0, ids.size(1), PRIME_WINDOW):
-        logits, state = model(ids[:, begin : begin + PRIME_WINDOW], state)
-    assert state is not None
-    return logits[:, -1].float(), state
+def best_pieces(events: Iterator[Piece], keep: int) -> Iterator[Piece]:
+    """`keep` whole samples, the highest log-probability per character first (renumbered 0, 1, ...)."""
+    texts: dict[int, list[str]] = {}
+    last: dict[int, Piece] = {}
+    for piece in events:
+        texts.setdefault(piece.index, []).append(piece.text)
+        if piece.done:
+            last[piece.index] = piece
+    ranked = sorted(last.values(), key=lambda p: -(p.logprob or 0.0) / max(p.chars, 1))
+    for rank, piece in enumerate(ranked[:keep]):
+        yield replace(piece, index=rank, text="".join(texts[piece.index]))
 
 
-def repeat_state(state: State, count: int) -> State:
-    if isinstance(state, tuple):
-        return tuple(s.repeat(1, count, 1) for s in state)  # type: ignore[return-value]
-    return state.repeat(1, count, 1)
-
-
-def uniform_block(seed_generator: torch.Generator) -> torch.Tensor:
-    """The next BLOCK uniforms of one sample's generator: the one rule a seed's text depends on."""
-    return torch.rand(BLOCK, generator=seed_generator)
-
-
-class Uniforms:
-    """Per-sample uniform numbers, one per step, each sample from its own seeded CPU generator."""
-
-    def __init__(self, seeds: list[int], device: torch.device) -> None:
-        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-        self.device = device
-        self.block = torch.empty(0)
-        self.offset = BLOCK
-
-    def next(self, rows: list[int]) -> torch.Tensor:
-        """Uniforms [len(rows)] for this step, for the samples numbered `rows`."""
-        if self.offset == BLOCK:
-            self.block = torch.stack([uniform_block(g) for g in self.generators]).to(self.device)
-            self.offset = 0
-        column = self.block[:, self.offset]
-        self.offset += 1
-        return column if len(rows) == len(self.generators) else column[rows]
+def score_of(row: Row) -> float | None:
+    return row.score if row.scored else None
 
 
 @torch.inference_mode()
 def _run(
     model: CharRNN,
-    stepper: Stepper,
+    engine: Engine,
     threads: Callable[[], AbstractContextManager[None]],
-    vocab: Vocab,
-    start: list[int],
-    length: int,
-    settings: SampleSettings,
-    seeds: list[int],
+    rows: list[Row],
     device: torch.device,
-    stop: tuple[str, ...],
-    keep_stop: bool,
 ) -> Iterator[Piece]:
     """Pieces as they are computed, samples interleaved."""
     model.eval()
-    count = len(seeds)
-    if length == 0:
-        for index in range(count):
-            yield Piece(index, "", done=True)
-        return
     with threads():  # the prime too: a torch team woken for it would spin beside numpy's BLAS threads
-        last, state = feed_prime(model, start, device)
-        stepper.load_state(repeat_state(state, count))
-        logits = last.expand(count, -1)
-        uniforms = Uniforms(seeds, device)
-        chars = vocab.chars
-        # Hold back enough text that a stop string is always whole in `pending`: it can then be
-        # matched across chunk boundaries and dropped before any of it is yielded.
-        hold = max((len(s) for s in stop), default=1) - 1
-        rows = list(range(count))  # sample index of each live row
-        pending = [""] * count
-        made = [0] * count
+        last, state = feed_prime(model, rows[0].start, device)
+        ended = engine.add(rows, last.expand(len(rows), -1), repeat_state(state, len(rows)))
+        for row, _, reason in ended:
+            yield Piece(row.index, "", True, row.seed, score_of(row), 0, reason)
+        pending = [""] * len(rows)
         flush_at = time.monotonic() + FLUSH_S
-        while rows:
-            ids = pick(logits, settings, uniforms.next(rows))
-            finished: list[int] = []
+        while engine.rows:
+            events = engine.step()
             now = time.monotonic()
             flush = now >= flush_at  # a slow model still streams smoothly
             if flush:
                 flush_at = now + FLUSH_S
-            for row, (index, char_id) in enumerate(zip(rows, ids.tolist(), strict=True)):
-                text = pending[index] + chars[char_id]
-                made[index] += 1
-                matched = next((s for s in stop if text.endswith(s)), None) if stop else None
-                if matched is not None or made[index] == length:
-                    if matched is not None and not keep_stop:
-                        text = text[: -len(matched)]
-                    pending[index] = ""
-                    finished.append(row)
-                    yield Piece(index, text, done=True)
-                elif len(text) >= CHUNK_CHARS + hold or (flush and len(text) > hold):
-                    pending[index] = text[len(text) - hold :] if hold else ""
-                    yield Piece(index, text[: len(text) - hold])
+            for row, tokens, reason in events:
+                text = pending[row.index] + "".join(t.char for t in tokens)
+                if reason is not None:
+                    pending[row.index] = ""
+                    yield Piece(row.index, text, True, row.seed, score_of(row), row.made, reason)
+                elif len(text) >= CHUNK_CHARS:
+                    pending[row.index] = ""
+                    yield Piece(row.index, text)
                 else:
-                    pending[index] = text
-            if finished:
-                keep = [row for row in range(len(rows)) if row not in finished]
-                rows = [rows[row] for row in keep]
-                if not rows:
-                    return
-                keep_rows = torch.tensor(keep, dtype=torch.long, device=device)
-                stepper.select(keep_rows)
-                ids = ids.index_select(0, keep_rows)
-            logits = stepper.step(ids)
-
-
-def step(model: CharRNN, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-    """One character for each stream through the model's own forward: ids [N] -> logits [N, 1, V]."""
-    return model(ids.view(-1, 1), state)
+                    pending[row.index] = text
+            if flush:
+                for row in engine.rows:
+                    if pending[row.index]:
+                        yield Piece(row.index, pending[row.index])
+                        pending[row.index] = ""

@@ -48,26 +48,32 @@ class Stepper(Protocol):
 
     def select(self, rows: Tensor) -> None: ...
 
+    def state(self) -> State: ...
+
 
 class ModuleStepper:
     """The reference path: `CharRNN.forward` on one character (slow, but obviously right)."""
 
     def __init__(self, model: CharRNN) -> None:
         self.model = model
-        self.state: State | None = None
+        self.current: State | None = None
 
     def load_state(self, state: State) -> None:
-        self.state = state
+        self.current = state
 
     def select(self, rows: Tensor) -> None:
         """Keep only the streams in `rows` (finished streams are dropped)."""
-        if isinstance(self.state, tuple):
-            self.state = tuple(s[:, rows] for s in self.state)  # type: ignore[assignment]
-        elif self.state is not None:
-            self.state = self.state[:, rows]
+        if isinstance(self.current, tuple):
+            self.current = tuple(s[:, rows] for s in self.current)  # type: ignore[assignment]
+        elif self.current is not None:
+            self.current = self.current[:, rows]
+
+    def state(self) -> State:
+        assert self.current is not None
+        return self.current
 
     def step(self, ids: Tensor) -> Tensor:
-        logits, self.state = self.model(ids.view(-1, 1), self.state)
+        logits, self.current = self.model(ids.view(-1, 1), self.current)
         return logits[:, -1].float()
 
 

@@ -1,4 +1,4 @@
-"""The FastAPI app: POST /v1/completions, GET /v1/models, GET /health, the page at GET /.
+"""The FastAPI app: POST /v1/completions and /v1/chat/completions, GET /v1/models, GET /health, the page at GET /.
 
 Every answer that is not a success is OpenAI's error JSON with its status (400 bad request, 401
 key, 404 unknown model or route, 408 body too slow, 413 too large, 429 busy, 503 loading); an
@@ -18,7 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from charrnn.serve import chat as chat_api
 from charrnn.serve import responses
+from charrnn.serve.chat import parse_chat
 from charrnn.serve.edge import Edge, KeyCheck, check_key, one_line
 from charrnn.serve.jobs import Job
 from charrnn.serve.limits import Limits
@@ -92,9 +94,17 @@ def create_app(limits: Limits | None = None, api_key: str | None = None, cors: S
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
+        return await answer(request, chat=False)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await answer(request, chat=True)
+
+    async def answer(request: Request, chat: bool) -> Response:
         served_models = models()
         raw = await read_body(request, state.limits)
-        req = parse_completion(parse_json(raw, state.limits), state.limits)
+        data = parse_json(raw, state.limits)
+        req = parse_chat(data, state.limits) if chat else parse_completion(data, state.limits)
         served = served_models.get(req.model)
         if served is None:
             raise unknown_model(req.model)
@@ -102,9 +112,9 @@ def create_app(limits: Limits | None = None, api_key: str | None = None, cors: S
         try:
             await job.admit()
             if req.stream:
-                return StreamingResponse(stream_body(job, request), media_type="text/event-stream",
+                return StreamingResponse(stream_body(job, chat), media_type="text/event-stream",
                                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
-            return JSONResponse(await whole_body(job, request))
+            return JSONResponse(await whole_body(job, request, chat))
         except BaseException:
             job.cancel()
             raise
@@ -201,19 +211,20 @@ async def never() -> bool:
     return False
 
 
-async def whole_body(job: Job, request: Request) -> dict[str, Any]:
+async def whole_body(job: Job, request: Request, chat: bool = False) -> dict[str, Any]:
     """Wait for every choice, then answer with one completion object."""
     departure = Departure(request, job.wake)
     try:
-        return await _whole_body(job, departure)
+        return await _whole_body(job, departure, chat)
     finally:
         departure.stop()
 
 
-async def _whole_body(job: Job, departure: Departure) -> dict[str, Any]:
+async def _whole_body(job: Job, departure: Departure, chat: bool) -> dict[str, Any]:
     req = job.request
+    draws = req.run.draws
     echoes = await job.echoes() if req.echo else [None] * len(job.prompts)
-    choices = [Choice(s.index, echoes[s.index // req.n], req.logprobs is not None) for s in job.streams]
+    choices = [Choice(s.index, echoes[s.index // draws], req.logprobs is not None) for s in job.streams]
     reasons: dict[int, str] = {}
     async for burst in job.bursts(departure):
         for stream, tokens, reason in burst:
@@ -224,25 +235,42 @@ async def _whole_body(job: Job, departure: Departure) -> dict[str, Any]:
                     job.cancel()
                     raise error
                 reasons[stream.index] = reason
+    if req.run.best_of is not None:
+        choices = best_choices(choices, job, req.n)
     bodies = []
-    for c in choices:
-        body = responses.choice(c.index, "".join(c.text), c.logprobs, reasons.get(c.index, "length"))
+    for number, c in enumerate(choices):
+        text, reason = "".join(c.text), reasons.get(c.index, "length")
+        body = chat_api.message(number, text, reason) if chat else responses.choice(number, text, c.logprobs, reason)
         body["generated"] = c.generated
         bodies.append(body)
     prompt_chars = sum(len(p) for p in job.prompts) * req.n
-    return responses.completion(responses.completion_id(), responses.now(), job.served.name, bodies, prompt_chars)
+    ident = responses.completion_id(chat)
+    return responses.completion(ident, responses.now(), job.served.name, bodies, prompt_chars, chat)
 
 
-async def stream_body(job: Job, request: Request) -> AsyncIterator[bytes]:
+def best_choices(choices: list[Choice], job: Job, keep: int) -> list[Choice]:
+    """`best_of`: of each prompt's draws, the `keep` with the highest log-probability per character."""
+    draws = job.request.run.draws
+    rows = {s.index: s.row for s in job.streams}
+    best: list[Choice] = []
+    for start in range(0, len(choices), draws):
+        group = choices[start : start + draws]
+        group.sort(key=lambda c: -rows[c.index].score / max(rows[c.index].made, 1))
+        best.extend(group[:keep])
+    return best
+
+
+async def stream_body(job: Job, chat: bool = False) -> AsyncIterator[bytes]:
     """Server-sent events: one chunk per choice per burst of characters, then `data: [DONE]`."""
     req = job.request
-    ident, created, model = responses.completion_id(), responses.now(), job.served.name
+    ident, created, model = responses.completion_id(chat), responses.now(), job.served.name
+    started: set[int] = set()
     try:
         choices = [Choice(s.index, None, req.logprobs is not None) for s in job.streams]
         if req.echo:
             echoes = await job.echoes()
             for c in choices:
-                text, part = c.add(echoes[c.index // req.n], generated=False)
+                text, part = c.add(echoes[c.index // req.run.draws], generated=False)
                 yield responses.chunk(ident, created, model, responses.choice(c.index, text, part, None))
         async for burst in job.bursts(never):
             for stream, tokens, reason in burst:
@@ -251,7 +279,12 @@ async def stream_body(job: Job, request: Request) -> AsyncIterator[bytes]:
                     yield responses.sse(error.body())
                     continue
                 text, part = choices[stream.index].add(tokens)
-                yield responses.chunk(ident, created, model, responses.choice(stream.index, text, part, reason))
+                if chat:
+                    body = chat_api.delta(stream.index, text, stream.index not in started, reason)
+                    started.add(stream.index)
+                else:
+                    body = responses.choice(stream.index, text, part, reason)
+                yield responses.chunk(ident, created, model, body, chat)
         yield responses.DONE
     except Exception as exc:  # the headers are sent: the failure ends the stream as an event, logged once
         LOG.error("unexpected %s in a stream: %s", type(exc).__name__, one_line(exc))

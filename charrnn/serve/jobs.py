@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from charrnn.errors import ConfigError
 from charrnn.model import CharRNN
+from charrnn.sampling.engine import Row
 from charrnn.sampling.generate import new_seed, start_ids
-from charrnn.sampling.pick import SampleSettings
+from charrnn.sampling.pick import compile_settings
 from charrnn.serve.limits import Limits
 from charrnn.serve.protocol import ApiError, CompletionRequest, Unknown
 from charrnn.serve.registry import Served
@@ -81,10 +83,15 @@ class Job:
         vocab = self.served.opened.vocab
         req = self.request
         self.prompts = [checked_prompt(vocab, p, req.unknown) for p in req.prompts]
-        settings = SampleSettings(temperature=req.temperature, top_k=req.top_k, top_p=req.top_p)
-        base = new_seed() if req.seed is None else req.seed
+        try:
+            compiled = compile_settings(req.settings, vocab.chars, "api")
+        except ConfigError as exc:
+            raise ApiError(400, str(exc)) from None
+        run = req.run
+        draws = run.draws
+        base = new_seed() if run.seed is None else run.seed
         # only a streamed answer can be left unread; a whole one is bounded by --max-tokens (docs/serve.md)
-        backlog = Backlog(self.limits.max_unsent if req.stream else None, len(self.prompts) * req.n)
+        backlog = Backlog(self.limits.max_unsent if req.stream else None, len(self.prompts) * draws)
         loop = asyncio.get_running_loop()
         wake = self.wake
 
@@ -92,15 +99,16 @@ class Job:
             loop.call_soon_threadsafe(wake.set)
 
         self.streams = [
-            Stream(i * req.n + j, start_ids(vocab, prompt), settings, base + j, req.max_tokens, req.stop,
-                   req.logprobs, self.limits.request_timeout_s, notify=notify, backlog=backlog)
+            Stream(Row(i * draws + j, start_ids(vocab, prompt), compiled, base + j, run.length, run.stop,
+                       run.keep_stop, req.logprobs, scored=run.best_of is not None),
+                   self.limits.request_timeout_s, notify=notify, backlog=backlog)
             for i, prompt in enumerate(self.prompts)
-            for j in range(req.n)
+            for j in range(draws)
         ]  # fmt: skip
         self.ticket = Ticket(self.streams, notify=notify)
 
     def prompt_of(self, stream: Stream) -> str:
-        return self.prompts[stream.index // self.request.n]
+        return self.prompts[stream.index // self.request.run.draws]
 
     async def admit(self) -> None:
         """Queue the streams and wait for their place in the batch: 429 when none comes in time."""

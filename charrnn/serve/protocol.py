@@ -8,17 +8,16 @@ Errors carry OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from charrnn.sampling.generate import MAX_SEED
+from charrnn.errors import ConfigError
+from charrnn.sampling.controls import CONTROLS, RunSettings, SampleSettings, build, parse_value
 from charrnn.serve.limits import Limits
 
 MAX_STOPS = 4  # OpenAI's limit on stop sequences
 MAX_LOGPROBS = 5  # OpenAI's limit on top_logprobs per position
-MAX_TEMPERATURE = 100.0
 
 
 class ApiError(Exception):
@@ -47,21 +46,20 @@ class Unknown(str, Enum):
 
 @dataclass(frozen=True)
 class CompletionRequest:
-    """A checked `POST /v1/completions` body."""
+    """A checked `POST /v1/completions` body (a chat request becomes one too: charrnn.serve.chat)."""
 
     model: str
     prompts: tuple[str, ...]
-    max_tokens: int
-    temperature: float
-    top_p: float | None
-    top_k: int | None
-    n: int
-    stop: tuple[str, ...]
-    seed: int | None
+    settings: SampleSettings
+    run: RunSettings  # length is max_tokens, num_samples is n
     stream: bool
     echo: bool
     logprobs: int | None
     unknown: Unknown
+
+    @property
+    def n(self) -> int:
+        return self.run.num_samples
 
 
 def parse_json(raw: bytes, limits: Limits) -> dict[str, Any]:
@@ -100,53 +98,81 @@ def depth(value: object) -> int:
     return deepest
 
 
-def parse_completion(data: dict[str, Any], limits: Limits) -> CompletionRequest:
-    """Check every field the server uses; fields it does not know are ignored, as OpenAI's are."""
+def parse_completion(data: dict[str, Any], limits: Limits, prompts: tuple[str, ...] | None = None) -> CompletionRequest:
+    """Check every field the server uses; fields it does not know are ignored, as OpenAI's are.
+
+    The generation controls are read as charrnn.sampling.controls declares them (their API names,
+    ranges and messages); the server's own limits bound max_tokens, n, best_of and stop."""
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "`model` is required: a string naming one of GET /v1/models", "model")
-    prompts = _prompts(data.get("prompt", ""), limits)
-    n = _int(data, "n", 1, 1, limits.max_n)
-    if n * len(prompts) > limits.max_streams:
+    prompts = prompts if prompts is not None else _prompts(data.get("prompt", ""), limits)
+    values = controls_of(data, limits)
+    values.setdefault("length", limits.default_max_tokens)
+    values["keep_stop"] = False  # OpenAI's contract: the stop string is not part of the text
+    try:
+        settings, run = build(values, "api")
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from None
+    streams = run.draws * len(prompts)
+    if streams > limits.max_streams:
         raise ApiError(
             400,
-            f"n ({n}) times the number of prompts ({len(prompts)}) must be at most --max-streams "
+            f"n or best_of ({run.draws}) times the number of prompts ({len(prompts)}) must be at most --max-streams "
             f"({limits.max_streams}), the streams the server generates together; ask for fewer",
-            "n",
+            "best_of" if run.best_of else "n",
         )
-    top_p = _number(data, "top_p", None)
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ApiError(400, f"`top_p` must be in (0, 1], got {top_p}", "top_p")
-    temperature = _number(data, "temperature", 1.0)
-    assert temperature is not None
-    if not 0.0 <= temperature <= MAX_TEMPERATURE:
-        raise ApiError(
-            400, f"`temperature` must be between 0 and {MAX_TEMPERATURE:g}, got {temperature}", "temperature"
-        )
-    top_k = _int(data, "top_k", None, 1, 1 << 31)
-    seed = _int(data, "seed", None, 0, MAX_SEED - (n - 1))
-    logprobs = _int(data, "logprobs", None, 0, MAX_LOGPROBS)
+    stream = _bool(data, "stream")
+    if stream and run.best_of:
+        raise ApiError(400, '`best_of` ranks whole answers, which cannot be streamed; send "stream": false', "best_of")
     unknown = data.get("unknown", "error")
     if unknown not in ("error", "skip"):
         raise ApiError(400, '`unknown` must be "error" or "skip"', "unknown")
-    for name in ("presence_penalty", "frequency_penalty"):
-        if _number(data, name, 0.0) != 0.0:
-            raise ApiError(400, f"`{name}` is not supported by this server; leave it 0", name)
     return CompletionRequest(
         model=model,
         prompts=prompts,
-        max_tokens=_int(data, "max_tokens", limits.default_max_tokens, 0, limits.max_tokens),
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        n=n,
-        stop=_stops(data.get("stop")),
-        seed=seed,
-        stream=_bool(data, "stream"),
+        settings=settings,
+        run=run,
+        stream=stream,
         echo=_bool(data, "echo"),
-        logprobs=logprobs,
+        logprobs=_int(data, "logprobs", None, 0, MAX_LOGPROBS),
         unknown=Unknown(unknown),
     )
+
+
+SERVER_BOUNDS = {"length": "max_tokens", "num_samples": "max_n", "best_of": "max_n"}
+
+
+def controls_of(data: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    """The generation controls a body sets, each parsed under the name the client used for it."""
+    values: dict[str, Any] = {}
+    for name, spec in CONTROLS.items():
+        given = [field for field in (spec.api, *spec.api_aliases) if field and data.get(field) is not None]
+        if not given:
+            continue
+        if len(given) > 1:
+            raise ApiError(400, f"`{given[0]}` and `{given[1]}` are the same setting; send one", given[1])
+        try:
+            value = parse_value(name, data[given[0]], "api")
+        except ConfigError as exc:
+            raise ApiError(400, str(exc).replace(f"`{spec.api}`", f"`{given[0]}`"), given[0]) from None
+        bound = SERVER_BOUNDS.get(name)
+        if bound is not None and value > getattr(limits, bound):
+            raise ApiError(400, f"`{given[0]}` must be at most --{bound.replace('_', '-')} ({getattr(limits, bound)}), "
+                           f"got {value}", given[0])  # fmt: skip
+        if name == "stop" and len(value) > MAX_STOPS:
+            raise ApiError(400, f"`stop` takes at most {MAX_STOPS} strings", "stop")
+        values[name] = value
+    choices = data.get("guided_choice")
+    if choices is not None:
+        if "match" in values:
+            raise ApiError(400, "`guided_regex` and `guided_choice` both constrain the text; send one", "guided_choice")
+        if not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices):
+            raise ApiError(400, "`guided_choice` must be a non-empty list of strings", "guided_choice")
+        from charrnn.sampling.constrain import choice_pattern
+
+        values["match"] = choice_pattern(choices)
+    return values
 
 
 def _prompts(value: object, limits: Limits) -> tuple[str, ...]:
@@ -168,15 +194,6 @@ def _prompts(value: object, limits: Limits) -> tuple[str, ...]:
     return prompts
 
 
-def _stops(value: object) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    stops = [value] if isinstance(value, str) else value
-    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) or len(stops) > MAX_STOPS:
-        raise ApiError(400, f"`stop` must be a non-empty string or a list of up to {MAX_STOPS} of them", "stop")
-    return tuple(stops)
-
-
 def _bool(data: dict[str, Any], name: str) -> bool:
     value = data.get(name, False)
     if value is None:
@@ -184,15 +201,6 @@ def _bool(data: dict[str, Any], name: str) -> bool:
     if not isinstance(value, bool):
         raise ApiError(400, f"`{name}` must be true or false", name)
     return value
-
-
-def _number(data: dict[str, Any], name: str, default: float | None) -> float | None:
-    value = data.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ApiError(400, f"`{name}` must be a finite number", name)
-    return float(value)
 
 
 def _int(data: dict[str, Any], name: str, default: int | None, low: int, high: int) -> Any:

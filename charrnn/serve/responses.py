@@ -16,8 +16,8 @@ from typing import Any
 from charrnn.serve.streams import Token
 
 
-def completion_id() -> str:
-    return "cmpl-" + os.urandom(12).hex()
+def completion_id(chat: bool = False) -> str:
+    return ("chatcmpl-" if chat else "cmpl-") + os.urandom(12).hex()
 
 
 def now() -> int:
@@ -62,12 +62,12 @@ def choice(index: int, text: str, logprobs: Logprobs | None, finish_reason: str 
 
 
 def completion(
-    ident: str, created: int, model: str, choices: list[dict[str, Any]], prompt_chars: int
+    ident: str, created: int, model: str, choices: list[dict[str, Any]], prompt_chars: int, chat: bool = False
 ) -> dict[str, Any]:
     generated = sum(c.pop("generated", 0) for c in choices)
     return {
         "id": ident,
-        "object": "text_completion",
+        "object": "chat.completion" if chat else "text_completion",
         "created": created,
         "model": model,
         "choices": choices,
@@ -88,8 +88,9 @@ def sse(body: dict[str, Any] | str) -> bytes:
 DONE = sse("[DONE]")
 
 
-def chunk(ident: str, created: int, model: str, choice_body: dict[str, Any]) -> bytes:
-    return sse({"id": ident, "object": "text_completion", "created": created, "model": model, "choices": [choice_body]})
+def chunk(ident: str, created: int, model: str, choice_body: dict[str, Any], chat: bool = False) -> bytes:
+    kind = "chat.completion.chunk" if chat else "text_completion"
+    return sse({"id": ident, "object": kind, "created": created, "model": model, "choices": [choice_body]})
 
 
 def model_list(names: list[tuple[str, int]]) -> dict[str, Any]:

@@ -1,13 +1,12 @@
-"""Continuous batching: one worker thread steps every active stream of a model together.
+"""Continuous batching: one worker thread drives the generation engine of a model for every request.
 
 Each pass of the worker: admit waiting requests while the batch has room (their prompts are fed
-through the model's own forward, `generate.feed_prime`, and their rows appended to the batched
-stepper), drop the rows of streams that were cancelled or ran out of time, pick one character per
-row with `pick` and the row's own seeded uniform, hand each character to its stream, drop the rows
-that ended, and advance the rest by one batched step. A request therefore joins at the next step
-and never waits for another's completion, and a row's text depends only on its seed and settings:
-the same arithmetic, in the same order, as `charrnn sample` (charrnn.sampling.generate._run).
-A stream's time limit starts when it is admitted (the queue has its own timeout).
+through the model's own forward, `engine.feed_prime`, and their rows added to the engine), drop
+the rows of streams that were cancelled or ran out of time, and take one engine step (every row
+picks with its own settings and seeded uniforms, hands out its characters, and leaves when it
+ends). A request therefore joins at the next step and never waits for another's completion, and
+a row's text depends only on its prime, seed and settings: the engine is the one `charrnn sample`
+runs (charrnn.sampling.engine). A stream's time limit starts when it is admitted.
 """
 
 from __future__ import annotations
@@ -23,12 +22,11 @@ import torch
 from torch import Tensor
 
 from charrnn.model import CharRNN, State
-from charrnn.sampling.generate import feed_prime
-from charrnn.sampling.pick import SampleSettings, pick
+from charrnn.sampling.engine import Engine, cat_state, feed_prime
 from charrnn.sampling.steppers import make_stepper
 from charrnn.sampling.threads import sampling_threads
 from charrnn.serve.limits import Limits
-from charrnn.serve.streams import Stream, Token
+from charrnn.serve.streams import Stream
 from charrnn.vocab import Vocab
 
 LOG = logging.getLogger("charrnn.serve")
@@ -51,15 +49,6 @@ class Ticket:
     waiting_since: float = field(default_factory=time.monotonic)
 
 
-def cat_state(a: State, b: State) -> State:
-    """Two batches of recurrent state side by side: [L, N1, H] + [L, N2, H] -> [L, N1+N2, H]."""
-    if isinstance(a, tuple):
-        assert isinstance(b, tuple)
-        return tuple(torch.cat([x, y.to(x)], dim=1) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
-    assert isinstance(b, torch.Tensor)
-    return torch.cat([a, b.to(a)], dim=1)
-
-
 @torch.inference_mode()
 def prime_all(
     model: CharRNN, streams: list[Stream], device: torch.device
@@ -71,9 +60,9 @@ def prime_all(
     """
     primed: dict[tuple[int, ...], tuple[Tensor, State]] = {}
     for stream in streams:
-        key = tuple(stream.start)
-        if key not in primed and stream.max_tokens > 0:
-            primed[key] = feed_prime(model, stream.start, device)
+        key = tuple(stream.row.start)
+        if key not in primed and stream.row.empty_end() is None:
+            primed[key] = feed_prime(model, stream.row.start, device)
     return primed
 
 
@@ -91,13 +80,12 @@ class Scheduler:
     ) -> None:
         self.model = model.eval()
         self.clock = clock  # what time limits are measured with (a test can hold it still)
-        self.chars = vocab.chars
         self.device = device
         self.limits = limits
         self.threads = threads
-        self.stepper = make_stepper(model)  # the `fast` engine in fp32: numpy's BLAS on the CPU
-        self.rows: list[Stream] = []
-        self.logits: Tensor | None = None  # [len(rows), V]: the next pick of each row
+        # the `fast` engine in fp32: numpy's BLAS on the CPU
+        self.engine = Engine(make_stepper(model), vocab.chars, device)
+        self.rows: list[Stream] = []  # the stream of each engine row, in the engine's order
         self.queue: deque[Ticket] = deque()
         self.queued = 0
         self.cond = threading.Condition()
@@ -186,7 +174,7 @@ class Scheduler:
                     for ticket in tickets:
                         ticket.error = f"{type(exc).__name__}: {exc}"
                         ticket.notify()
-                    self.rows, self.logits = [], None
+                    self._keep([])
             self._shut()
 
     def _take_admitted(self) -> list[Ticket]:
@@ -202,51 +190,36 @@ class Scheduler:
         return taken
 
     def _admit(self, tickets: list[Ticket]) -> None:
-        """Feed each new prompt once and append its streams' rows to the batch; their time limits start."""
+        """Feed each new prompt once and add its streams' rows to the engine; their time limits start."""
         for ticket in tickets:
             primed = ticket.primed  # usually fed already, off this thread (prime_all)
             joining: list[Stream] = []
             for stream in ticket.streams:
-                if stream.max_tokens == 0:
-                    stream.end("length")
+                reason = stream.row.empty_end()
+                if reason is not None:
+                    stream.end(reason)
                     continue
-                key = tuple(stream.start)
+                key = tuple(stream.row.start)
                 if key not in primed:
-                    primed[key] = feed_prime(self.model, stream.start, self.device)
+                    primed[key] = feed_prime(self.model, stream.row.start, self.device)
                 joining.append(stream)
             now = self.clock()
             for stream in joining:
                 stream.admitted(now)
             if joining:
-                lasts = [primed[tuple(s.start)][0] for s in joining]
-                states = [primed[tuple(s.start)][1] for s in joining]
+                lasts = [primed[tuple(s.row.start)][0] for s in joining]
+                states = [primed[tuple(s.row.start)][1] for s in joining]
                 new_state = states[0]
                 for state in states[1:]:
                     new_state = cat_state(new_state, state)
-                self._append(joining, torch.cat(lasts), new_state)
+                self.engine.add([s.row for s in joining], torch.cat(lasts), new_state)
+                self.rows.extend(joining)
             ticket.notify()
-
-    def _append(self, streams: list[Stream], logits: Tensor, state: State) -> None:
-        if self.rows:
-            state = cat_state(self.stepper.state(), state)  # type: ignore[attr-defined]
-            assert self.logits is not None
-            logits = torch.cat([self.logits, logits.to(self.logits)])
-        self.stepper.load_state(state)
-        self.rows.extend(streams)
-        self.logits = logits
 
     def _keep(self, keep: list[int]) -> None:
         """Keep only the rows numbered `keep`, in order."""
-        if len(keep) == len(self.rows):
-            return
         self.rows = [self.rows[i] for i in keep]
-        if not keep:
-            self.logits = None
-            return
-        index = torch.tensor(keep, dtype=torch.long, device=self.device)
-        self.stepper.select(index)
-        assert self.logits is not None
-        self.logits = self.logits.index_select(0, index.to(self.logits.device))
+        self.engine.keep(keep)
 
     def _drop_ended(self) -> None:
         now = self.clock()
@@ -263,52 +236,17 @@ class Scheduler:
         self._keep(keep)
 
     def _step(self) -> None:
-        """One character for every row, then one batched step for the rows that go on."""
-        logits = self.logits
-        assert logits is not None
-        rows = self.rows
-        uniforms = torch.tensor([s.uniforms.next() for s in rows], dtype=torch.float32)
-        groups: dict[SampleSettings, list[int]] = {}
-        for row, stream in enumerate(rows):
-            groups.setdefault(stream.settings, []).append(row)
-        if len(groups) == 1:
-            ids = pick(logits, rows[0].settings, uniforms)
-        else:
-            ids = torch.empty(len(rows), dtype=torch.long, device=logits.device)
-            for settings, members in groups.items():
-                index = torch.tensor(members, dtype=torch.long)
-                picked = pick(logits.index_select(0, index.to(logits.device)), settings, uniforms[index])
-                ids[index.to(ids.device)] = picked.to(ids)
-        tokens = self._tokens(logits, ids)
+        """One engine step: each row's characters to its stream; the rows of ended streams leave."""
+        owner = {id(stream.row): stream for stream in self.rows}
         now = self.clock()
-        keep = [row for row, stream in enumerate(rows) if not stream.add(tokens[row], now)]
+        overflowed = False
+        for row, tokens, reason in self.engine.step():
+            ended = owner[id(row)].deliver(tokens, reason, now)
+            overflowed = overflowed or (ended and reason is None)
         self.steps += 1
-        if len(keep) < len(rows):
-            self._keep(keep)
-            if not keep:
-                return
-            ids = ids.index_select(0, torch.tensor(keep, dtype=torch.long, device=ids.device))
-        self.logits = self.stepper.step(ids)
-
-    def _tokens(self, logits: Tensor, ids: Tensor) -> list[Token]:
-        """Each row's character, with its log-probability (under temperature 1) where the row asks for it."""
-        chars = self.chars
-        picked = ids.tolist()
-        tokens = [Token(chars[i]) for i in picked]
-        wanting = [row for row, s in enumerate(self.rows) if s.logprobs is not None]
-        if not wanting:
-            return tokens
-        index = torch.tensor(wanting, dtype=torch.long, device=logits.device)
-        logp = torch.log_softmax(logits.index_select(0, index).float(), dim=-1).cpu()
-        widest = max(self.rows[row].logprobs or 0 for row in wanting)
-        top_v, top_i = logp.topk(min(widest, logp.size(1)), dim=-1) if widest else (None, None)
-        for k, row in enumerate(wanting):
-            count = self.rows[row].logprobs or 0
-            top = None
-            if count and top_v is not None and top_i is not None:
-                top = {chars[j]: v for j, v in zip(top_i[k, :count].tolist(), top_v[k, :count].tolist(), strict=True)}
-            tokens[row] = Token(chars[picked[row]], float(logp[k, picked[row]]), top)
-        return tokens
+        self.rows = [owner[id(row)] for row in self.engine.rows]
+        if overflowed:
+            self._keep([i for i, stream in enumerate(self.rows) if stream.finish_reason is None])
 
     def _shut(self) -> None:
         with self.cond:
@@ -320,4 +258,4 @@ class Scheduler:
             ticket.notify()
         for stream in self.rows:
             stream.end("cancelled")
-        self.rows, self.logits = [], None
+        self._keep([])

@@ -393,11 +393,11 @@ class RunSetup:
 
     def preview(self, length: int = 80, temperature: float = 0.8) -> str:
         """A short sample from the model as it is now, for progress displays (seeded: no RNG is disturbed)."""
+        from charrnn.sampling.controls import RunSettings, SampleSettings
         from charrnn.sampling.generate import generate
-        from charrnn.sampling.pick import SampleSettings
 
-        settings = SampleSettings(temperature)
+        settings, run = SampleSettings(temperature), RunSettings(length=length, seed=0)
         try:
-            return "".join(generate(self.model, self.corpus.vocab, "", length, settings, 0, self.device))
+            return "".join(generate(self.model, self.corpus.vocab, "", settings, run, self.device))
         finally:
             self.model.train()

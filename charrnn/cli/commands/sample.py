@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -15,26 +16,49 @@ from charrnn.choices import Engine, OutputFormat, Weights
 from charrnn.cli.common import CheckpointOption, DeviceOption, TempOption, err, examples, guarded
 from charrnn.cli.output import jsonl_output, read_prime, stream_to_stdout, text_output
 from charrnn.errors import ConfigError
+from charrnn.sampling.controls import CONTROLS, DEFAULTS, Control, Kind
 from charrnn.training.options import MAX_THREADS
 
-PRIME, SAMPLES, ADVANCED = "Prime", "Samples", "Advanced"
+PRIME, ADVANCED = "Prime", "Advanced"
 
 SAMPLE_EPILOG = examples(
     "charrnn sample --temp 0.8                       # newest run's best checkpoint",
     "charrnn sample -c checkpoints/poems --prime 'The sea' --top-p 0.9 --seed 7",
     "charrnn sample --prime-file - -n 5 --stop $'\\n\\n' < prompt.txt",
+    "charrnn sample --temp 0.3 --repetition-penalty 1.3      # fewer loops at low temperature",
+    "charrnn sample --match '[A-Z]+:' -n 5 --length 1  # five speaker names, each a full match",
+    "charrnn sample --beam 8 --length 200           # the likeliest continuation found by beam search",
     "charrnn sample --format jsonl -n 8 | jq -r .text",
     "charrnn sample --length 100000 | head -c 300    # ends quietly when head exits",
     "charrnn sample --prime-file chapter1.txt --adapt 60 --length 500   # learn the prime's style first",
 )
 
 
+def control_type(name: str, spec: Control) -> Any:
+    """The type Typer parses a control's flag as (ranges are checked by the declaration, not by Typer)."""
+    if spec.kind in (Kind.STOPS, Kind.BIAS):
+        return Optional[list[str]]
+    if spec.kind is Kind.BOOL:
+        return bool
+    base = {Kind.INT: int, Kind.FLOAT: float}.get(spec.kind, str)
+    return Optional[base] if DEFAULTS[name] is None else base
+
+
+def control_parameter(name: str, spec: Control) -> inspect.Parameter:
+    """One `charrnn sample` flag, from the control's declaration (charrnn.sampling.controls)."""
+    flag = f"--{spec.flag}/--no-{spec.flag}" if spec.kind is Kind.BOOL else f"--{spec.flag}"
+    shown = spec.off if spec.off else None
+    option = typer.Option(
+        flag, *spec.aliases, help=spec.help + (f" \\[default: {shown}]" if shown else ""), rich_help_panel=spec.panel,
+        metavar=spec.metavar, show_default=not shown,
+    )  # fmt: skip
+    default = None if spec.kind in (Kind.STOPS, Kind.BIAS) else DEFAULTS[name]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[control_type(name, spec), option])  # fmt: skip
+
+
 def sample(
     checkpoint: CheckpointOption = None,
-    temp: TempOption = 1.0,
-    length: Annotated[
-        int, typer.Option("--length", "-l", min=0, help="Characters to generate per sample (the prime not counted).")
-    ] = 1000,
     prime: Annotated[
         Optional[str], typer.Option("--prime", "-p", help="Text to start from.", rich_help_panel=PRIME)
     ] = None,
@@ -57,30 +81,13 @@ def sample(
     adapt_lr: Annotated[
         float, typer.Option(help="Step size for --adapt (several passes want less).", rich_help_panel=PRIME)
     ] = DEFAULT_LR,
-    top_k: Annotated[Optional[int], typer.Option(min=1, help="Sample only from the K likeliest characters.")] = None,
-    top_p: Annotated[
-        Optional[float], typer.Option(help="Sample from the smallest set with this much probability.")
-    ] = None,
-    seed: Annotated[
-        Optional[int],
-        typer.Option(help="Random seed: the same seed gives the same text; sample i uses seed+i."),
-    ] = None,
-    num_samples: Annotated[
-        int,
-        typer.Option(
-            "--num-samples", "-n", min=1, help="Independent samples, computed together.", rich_help_panel=SAMPLES
-        ),
-    ] = 1,
-    stop: Annotated[
-        Optional[list[str]],
-        typer.Option(help="End a sample when it produces STR (repeatable).", rich_help_panel=SAMPLES),
-    ] = None,
-    keep_stop: Annotated[
-        bool, typer.Option(help="Keep the stop string at the end of the sample.", rich_help_panel=SAMPLES)
-    ] = True,
     output_format: Annotated[
         OutputFormat,
-        typer.Option("--format", help="jsonl: one {text, seed, index} object per line.", rich_help_panel=SAMPLES),
+        typer.Option(
+            "--format",
+            help="jsonl: one {text, seed, index, logprob, chars, finish_reason} object per line.",
+            rich_help_panel="Samples",
+        ),
     ] = OutputFormat.TEXT,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=ADVANCED)] = "cpu",
     threads: Annotated[
@@ -103,6 +110,7 @@ def sample(
             rich_help_panel=ADVANCED,
         ),
     ] = Weights.FP32,
+    **controls: Any,
 ) -> None:
     """Generate text from a checkpoint, streamed to stdout as it is produced."""
     with guarded():
@@ -112,38 +120,33 @@ def sample(
             prime = read_prime(prime_file)
         prime = prime or ""
 
-        from charrnn.sampling.generate import adapted_model, generate_many, sample_seeds
-        from charrnn.sampling.pick import SampleSettings
+        from charrnn.sampling.controls import build
+        from charrnn.sampling.generate import adapted_model, generate_many
         from charrnn.store.opening import open_model
 
-        settings = SampleSettings(temperature=temp, top_k=top_k, top_p=top_p)
-        learning = AdaptSettings(lr=adapt_lr, flags="--adapt")  # checked before the checkpoint is read
+        settings, run = build(controls, "flag")  # checked before the checkpoint is read
+        learning = AdaptSettings(lr=adapt_lr, flags="--adapt")
         opened = open_model(checkpoint, device)
-        seeds = sample_seeds(seed, num_samples)
         if adapt:
             from charrnn.device import configure_threads
 
             configure_threads(threads or LEARN_THREADS)  # as eval --dynamic's pass; sampling sets its own
         model = adapted_model(opened.model, opened.vocab, prime, adapt, learning)
+        jsonl = output_format is OutputFormat.JSONL
         pieces = generate_many(
-            model,
-            opened.vocab,
-            prime,
-            length,
-            settings,
-            seeds,
-            opened.device,
-            tuple(stop or ()),
-            keep_stop,
-            engine.value,
-            weights.value,
-            threads,
+            model, opened.vocab, prime, settings, run, opened.device, engine.value, weights.value, threads, scored=jsonl
         )
         head = prime if include_prime else ""
-        if output_format is OutputFormat.TEXT:
-            stream_to_stdout(text_output(head, pieces))
-        else:
-            stream_to_stdout(jsonl_output(head, seeds, pieces))
+        stream_to_stdout(jsonl_output(head, pieces) if jsonl else text_output(head, pieces))
+
+
+def sample_parameters() -> list[inspect.Parameter]:
+    fixed = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(sample, eval_str=True).parameters.values()
+             if p.kind is not inspect.Parameter.VAR_KEYWORD]  # fmt: skip
+    return fixed + [control_parameter(name, spec) for name, spec in CONTROLS.items() if spec.flag]
+
+
+sample.__signature__ = inspect.Signature(sample_parameters())  # type: ignore[attr-defined]
 
 
 REPL_EPILOG = "Example:  charrnn repl -c checkpoints/poems --temp 0.7   (then type a line; :help for commands)"

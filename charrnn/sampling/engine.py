@@ -1,0 +1,339 @@
+"""The one generation loop: `charrnn sample`, `charrnn serve`, the REPL and the Python API all run it.
+
+Rows (one per sample) join with their primed state, are picked each step with their own settings
+and seeded uniforms, hand out characters, and leave when they end:
+
+    add(rows, logits, state)       rows join the batch (their primes fed already: `feed_prime`)
+    step()                         per settings group: adjust (bias, penalties, masks) and choose;
+                                   each row takes its character (`Row.take`: window, n-grams, regex
+                                   state, stop strings held back); ended rows leave; one batched step
+    keep(rows)                     the caller drops rows (a client gone, a time limit)
+
+A row's text depends only on its prime, settings and seed: uniform t of a row is SplitMix64 output
+t of its seed (charrnn.sampling.rng), whichever rows share the batch and whenever it joined.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from charrnn.model import CharRNN, State
+from charrnn.sampling import rng
+from charrnn.sampling.pick import Compiled, adjust, choose, log_softmax
+from charrnn.sampling.steppers import Stepper
+
+PRIME_WINDOW = 4096  # the prime is fed in windows of this many characters
+
+
+@dataclass(frozen=True)
+class Token:
+    """One generated character and, when asked for, its log-probability and the likeliest alternatives."""
+
+    char: str
+    logprob: float | None = None
+    top: dict[str, float] | None = None
+
+
+@dataclass(eq=False)
+class Row:
+    """One sample: what it was asked for, and the state its controls carry from step to step."""
+
+    index: int
+    start: list[int]  # the prime's ids (or the unprinted newline `start_ids` gives when there is none)
+    compiled: Compiled
+    seed: int
+    length: int
+    stop: tuple[str, ...] = ()
+    keep_stop: bool = True
+    logprobs: int | None = None  # report each character's log-probability and this many alternatives
+    scored: bool = False  # sum the log-probability of the text (jsonl, best_of, beam)
+    made: int = 0  # characters picked so far; also the index of the row's next uniform
+    last: int = -1  # the id picked last
+    score: float = 0.0  # total log-probability (under the model itself, temperature 1) when `scored`
+    finish_reason: str | None = None  # "stop" or "length" once it ended by itself
+    held: list[Token] = field(default_factory=list)
+    window: deque[int] = field(init=False)
+    counts: np.ndarray | None = field(init=False, default=None)
+    recent: deque[int] = field(init=False)
+    grams: dict[tuple[int, ...], frozenset[int]] | None = field(init=False, default=None)  # never changed in place
+    state: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        settings = self.compiled.settings
+        size = len(self.compiled.chars)
+        self.window = deque(maxlen=settings.penalty_window)
+        if settings.penalised:
+            self.counts = np.zeros(size, dtype=np.float32)
+            for char_id in self.start[-settings.penalty_window :]:
+                self._count(char_id)
+        n = settings.no_repeat_ngram
+        self.recent = deque(self.start[-(n - 1) :] if n > 1 else [], maxlen=max(n - 1, 0))
+        if n:
+            self.grams = {}
+            for end in range(n - 1, len(self.start)):
+                self._gram(tuple(self.start[end - n + 1 : end]), self.start[end])
+        if self.compiled.constraint is not None:
+            self.state = self.compiled.constraint.start
+
+    @property
+    def hold(self) -> int:
+        """Characters held back so that a stop string is matched whole and never handed out in part."""
+        return max((len(s) for s in self.stop), default=1) - 1
+
+    @property
+    def wants_logprob(self) -> bool:
+        return self.scored or self.logprobs is not None
+
+    def empty_end(self) -> str | None:
+        """Why the row ends before its first character, if it does: length 0, or a regex only "" matches."""
+        constraint = self.compiled.constraint
+        if self.length == 0 and (constraint is None or constraint.accepting(self.state)):
+            return "length"
+        if constraint is not None and not constraint.allowed(self.state).any():
+            return "stop"
+        return None
+
+    def allowed(self) -> np.ndarray | None:
+        """The characters this row may pick next (None: all). A full n-gram ban yields rather than end the row."""
+        mask = None
+        constraint = self.compiled.constraint
+        if constraint is not None:
+            past = self.made >= self.length and not constraint.accepting(self.state)
+            mask = constraint.finishing(self.state) if past else constraint.allowed(self.state)
+        if self.grams is not None:
+            banned = self.grams.get(tuple(self.recent))
+            if banned:
+                ngram = np.ones(len(self.compiled.chars), dtype=bool)
+                ngram[list(banned)] = False
+                both = ngram if mask is None else mask & ngram
+                if both.any():
+                    mask = both
+        return mask
+
+    def _count(self, char_id: int) -> None:
+        assert self.counts is not None
+        if len(self.window) == self.window.maxlen:
+            self.counts[self.window[0]] -= 1
+        self.window.append(char_id)
+        self.counts[char_id] += 1
+
+    def _gram(self, before: tuple[int, ...], char_id: int) -> None:
+        assert self.grams is not None
+        seen = self.grams.get(before, frozenset())
+        if char_id not in seen:
+            self.grams[before] = seen | {char_id}
+
+    def fork(self) -> Row:
+        """An independent copy (beam search): what it carries is copied, the n-gram sets are shared."""
+        child = copy.copy(self)
+        child.held = list(self.held)
+        child.window = deque(self.window, maxlen=self.window.maxlen)
+        child.recent = deque(self.recent, maxlen=self.recent.maxlen)
+        child.counts = None if self.counts is None else self.counts.copy()
+        child.grams = None if self.grams is None else dict(self.grams)
+        return child
+
+    def take(self, char_id: int, token: Token) -> tuple[list[Token], str | None]:
+        """Record the picked character; what can be handed out now, and why the row ended (None: it goes on)."""
+        self.made += 1
+        self.last = char_id
+        if self.counts is not None:
+            self._count(char_id)
+        if self.grams is not None:
+            self._gram(tuple(self.recent), char_id)
+            if self.recent.maxlen:
+                self.recent.append(char_id)
+        if self.scored and token.logprob is not None:
+            self.score += token.logprob
+        reason = None
+        constraint = self.compiled.constraint
+        if constraint is not None:
+            self.state = constraint.advance(self.state, char_id)
+        self.held.append(token)
+        release = self.held
+        if self.stop:
+            tail = "".join(t.char for t in self.held[-self.hold - 1 :])
+            matched = next((s for s in self.stop if tail.endswith(s)), None)
+            if matched is not None:
+                reason = "stop"
+                if not self.keep_stop:
+                    release = self.held[: len(self.held) - len(matched)]
+        if reason is None:
+            if constraint is None:
+                reason = "length" if self.made >= self.length else None
+            elif constraint.accepting(self.state) and self.made >= self.length:
+                reason = "length"
+            elif not constraint.allowed(self.state).any():
+                reason = "stop"  # a full match that nothing may extend
+        if reason is None:
+            cut = len(self.held) - self.hold
+            release, self.held = self.held[:cut], self.held[cut:]
+        else:
+            self.held = []
+            self.finish_reason = reason
+        return release, reason
+
+
+Event = tuple[Row, list[Token], "str | None"]
+
+
+def cat_state(a: State, b: State) -> State:
+    """Two batches of recurrent state side by side: [L, N1, H] + [L, N2, H] -> [L, N1+N2, H]."""
+    if isinstance(a, tuple):
+        assert isinstance(b, tuple)
+        return tuple(torch.cat([x, y.to(x)], dim=1) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
+    assert isinstance(b, Tensor)
+    return torch.cat([a, b.to(a)], dim=1)
+
+
+def repeat_state(state: State, count: int) -> State:
+    if isinstance(state, tuple):
+        return tuple(s.repeat(1, count, 1) for s in state)  # type: ignore[return-value]
+    return state.repeat(1, count, 1)
+
+
+@torch.inference_mode()
+def feed_prime(model: CharRNN, start: list[int], device: torch.device) -> tuple[Tensor, State]:
+    """Run the prime through the model's own (fused) forward: last logits [1, V] and the state."""
+    state: State | None = None
+    ids = torch.tensor([start], dtype=torch.long, device=device)
+    for begin in range(0, ids.size(1), PRIME_WINDOW):
+        logits, state = model(ids[:, begin : begin + PRIME_WINDOW], state)
+    assert state is not None
+    return logits[:, -1].float(), state
+
+
+def as_numpy(logits: Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(logits, np.ndarray):
+        return np.ascontiguousarray(logits, dtype=np.float32)
+    return logits.detach().float().cpu().numpy()
+
+
+class Engine:
+    """The batch of rows of one model, stepped together (not thread-safe: one thread drives it)."""
+
+    def __init__(self, stepper: Stepper, chars: Sequence[str], device: torch.device) -> None:
+        self.stepper = stepper
+        self.chars = list(chars)
+        self.device = device  # where the stepper keeps its state (the ids and row indices it takes go there)
+        self.rows: list[Row] = []
+        self.logits: np.ndarray | None = None  # [len(rows), V]: the next pick of each row
+
+    def add(self, rows: list[Row], logits: Tensor, state: State) -> list[Event]:
+        """Rows join with their primes' last logits [n, V] and state [L, n, H]; rows that end before
+        their first character (length 0, a regex only "" matches) end at once (their events returned)."""
+        events: list[Event] = []
+        joining = []
+        for number, row in enumerate(rows):
+            reason = row.empty_end()
+            if reason is None:
+                joining.append(number)
+            else:
+                row.finish_reason = reason
+                events.append((row, [], reason))
+        if not joining:
+            return events
+        if len(joining) < len(rows):
+            index = torch.tensor(joining, dtype=torch.long, device=logits.device)
+            logits = logits.index_select(0, index)
+            state = select_state(state, index)
+            rows = [rows[i] for i in joining]
+        fresh = as_numpy(logits)
+        if self.rows:
+            state = cat_state(self.stepper.state(), state)
+            assert self.logits is not None
+            fresh = np.concatenate([self.logits, fresh])
+        self.stepper.load_state(state)
+        self.rows.extend(rows)
+        self.logits = fresh
+        return events
+
+    def keep(self, keep: list[int]) -> None:
+        """Keep only the rows numbered `keep`, in that order (a number may repeat: beam search forks rows)."""
+        if keep == list(range(len(self.rows))):
+            return
+        self.rows = [self.rows[i] for i in keep]
+        if not keep:
+            self.logits = None
+            return
+        self.stepper.select(torch.tensor(keep, dtype=torch.long, device=self.device))
+        assert self.logits is not None
+        self.logits = self.logits[keep]
+
+    def pick(self) -> np.ndarray:
+        """Each row's next character id [N], each settings group adjusted and chosen together."""
+        rows, logits = self.rows, self.logits
+        assert logits is not None
+        ids = np.empty(len(rows), dtype=np.int64)
+        groups: dict[int, list[int]] = {}
+        for number, row in enumerate(rows):
+            groups.setdefault(id(row.compiled), []).append(number)
+        seeds = np.array([row.seed for row in rows], dtype=np.uint64)
+        steps = np.array([row.made for row in rows], dtype=np.uint64)
+        draws = rng.uniforms(seeds, steps)
+        for members in groups.values():
+            compiled = rows[members[0]].compiled
+            whole = len(members) == len(rows)
+            group = logits.copy() if whole else logits[members]
+            counts = None
+            if compiled.settings.penalised:
+                counts = np.stack([rows[i].counts for i in members])  # type: ignore[misc]
+            masks = [rows[i].allowed() for i in members]
+            allowed = None
+            if any(m is not None for m in masks):
+                allowed = np.stack([np.ones(len(self.chars), dtype=bool) if m is None else m for m in masks])
+            adjust(group, compiled, counts, allowed)
+            ids[members] = choose(group, compiled.settings, draws if whole else draws[members])
+        return ids
+
+    def tokens(self, ids: np.ndarray) -> list[Token]:
+        """Each row's character, with its log-probability (the model's own, temperature 1) where the row
+        wants it, and its `logprobs` likeliest alternatives."""
+        chars, rows = self.chars, self.rows
+        tokens = [Token(chars[i]) for i in ids.tolist()]
+        wanting = [number for number, row in enumerate(rows) if row.wants_logprob]
+        if not wanting:
+            return tokens
+        assert self.logits is not None
+        logp = log_softmax(self.logits[wanting])
+        for k, number in enumerate(wanting):
+            char_id = int(ids[number])
+            count = min(rows[number].logprobs or 0, len(chars))
+            top = None
+            if count:
+                best = np.argsort(-logp[k], kind="stable")[:count]
+                top = {chars[j]: float(logp[k, j]) for j in best.tolist()}
+            tokens[number] = Token(chars[char_id], float(logp[k, char_id]), top)
+        return tokens
+
+    def step(self) -> list[Event]:
+        """One character for every row; rows that ended leave; the rest advance one batched step."""
+        ids = self.pick()
+        tokens = self.tokens(ids)
+        events: list[Event] = []
+        keep = []
+        for number, row in enumerate(self.rows):
+            released, reason = row.take(int(ids[number]), tokens[number])
+            if released or reason is not None:
+                events.append((row, released, reason))
+            if reason is None:
+                keep.append(number)
+        if len(keep) < len(self.rows):
+            self.keep(keep)
+            ids = ids[keep]
+        if self.rows:
+            self.logits = as_numpy(self.stepper.step(torch.from_numpy(ids).to(self.device)))
+        return events
+
+
+def select_state(state: State, index: Tensor) -> State:
+    if isinstance(state, tuple):
+        return tuple(s.index_select(1, index.to(s.device)) for s in state)  # type: ignore[return-value]
+    return state.index_select(1, index.to(state.device))
