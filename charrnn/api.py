@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from charrnn.adapt.settings import DEFAULT_LR, DEFAULT_SEQ
 from charrnn.errors import InputError
+from charrnn.shared_options import DEFAULT_DEVICE, Work
 
 if TYPE_CHECKING:
     import numpy as np
@@ -187,7 +188,7 @@ class Model:
         return self.checkpoint.vocab.encode(text)
 
 
-def load(path: PathLike | None = None, device: str = "cpu") -> Model:
+def load(path: PathLike | None = None, device: str = DEFAULT_DEVICE[Work.LATENCY]) -> Model:
     """A model from a checkpoint file or a run directory (its best); None: the newest run under ./checkpoints.
 
     The file's digest is checked; a damaged or foreign file raises `charrnn.errors.CheckpointError`.

@@ -1,4 +1,4 @@
-"""What every command shares: one-line errors and exit codes, stderr messages, option aliases.
+"""What every command shares: one-line errors and exit codes, stderr messages, option declarations.
 
 Domain errors (charrnn.errors) become one line on stderr and their documented exit code here, at
 the edge; library code never prints.
@@ -15,20 +15,66 @@ from typing import Annotated, Any, Optional
 import typer
 
 from charrnn.errors import CharRNNError
+from charrnn.shared_options import (
+    CHECKPOINT_METAVAR,
+    DEVICE_HELP,
+    DEVICE_METAVAR,
+    MAX_THREADS,
+    checkpoint_help,
+    threads_help,
+)
 
 # The codes the CLI itself returns; 2 (usage) comes from Typer and 3 (bad input) from InputError.
 EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 1, 130
 
-# Options several commands take, declared once.
-CheckpointOption = Annotated[
-    Optional[str],
-    typer.Option("--checkpoint", "-c", help="Checkpoint file or run directory. [default: newest run's best]"),
-]
+# Options several commands take, declared once. --device, --threads and -c take their help, bounds
+# and the device rule from shared_options (training.options reads the same). Typer takes a default
+# only from the parameter, so a command writes `device: DeviceOption = DEFAULT_DEVICE[Work.LATENCY]`
+# (Work.THROUGHPUT for train and eval) and `threads: Annotated[Optional[int], threads_option("what
+# it does without the flag")] = None`.
+
+
+def markup_safe(text: str) -> str:
+    """Help text as Rich markup: `[default: ...]` shown, not taken for a style tag."""
+    return text.replace("[", "\\[")
+
+
+def device_option(panel: str | None = None) -> Any:
+    """--device: one help text stating the rule for every command; the default is the parameter's."""
+    return typer.Option(
+        "--device", help=markup_safe(DEVICE_HELP), metavar=DEVICE_METAVAR, show_default=False, rich_help_panel=panel
+    )
+
+
+def threads_option(default: str, panel: str | None = None) -> Any:
+    """--threads: one help text and range; `default` says in words what the command does without it."""
+    return typer.Option(
+        "--threads",
+        min=1,
+        max=MAX_THREADS,
+        help=markup_safe(threads_help(default)),
+        show_default=False,
+        rich_help_panel=panel,
+    )
+
+
+def checkpoint_option(repeatable: bool = False) -> Any:
+    """-c/--checkpoint: a checkpoint, a run directory or nothing (the newest run); several where repeatable."""
+    return typer.Option(
+        "--checkpoint",
+        "-c",
+        help=markup_safe(checkpoint_help(repeatable)),
+        metavar=CHECKPOINT_METAVAR,
+        show_default=False,
+    )
+
+
+CheckpointOption = Annotated[Optional[str], checkpoint_option()]
+DeviceOption = Annotated[str, device_option()]
 TempOption = Annotated[
     float,
     typer.Option("--temp", "--temperature", "-t", min=0.0, help="Temperature; 0 picks the likeliest character."),
 ]
-DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 # explain, neurons and memory: the text to look at (insight.source.read_source decides what an argument is).
 TextArgument = Annotated[

@@ -16,10 +16,18 @@ from typing import Any
 from charrnn.choices import Cell, Choice, Decay, DType, Errors
 from charrnn.durations import Interval
 from charrnn.errors import ConfigError
+from charrnn.shared_options import (  # MAX_THREADS is also read from here (commands/sample.py)
+    DEFAULT_DEVICE,
+    DEVICE_CHOICES,
+    DEVICE_DEFAULTS,
+    DEVICE_METAVAR,
+    MAX_THREADS,
+    THREADS_HELP,
+    Work,
+)
 from charrnn.training.option_spec import Kind, Role, Spec, option, parse_declared
 
 MODEL, OPTIM, BUDGET, CKPTS, SYSTEM = "Model", "Optimisation", "Budget", "Checkpoints", "System"
-MAX_THREADS = 1024
 SEED_RANGE = (-(2**63), 2**64 - 1)
 
 
@@ -206,8 +214,14 @@ class TrainOptions:
         Kind.TEXT,
         metavar="CKPT",
     )
-    device: str = option(
-        "auto", "auto, cpu, cuda or mps.", SYSTEM, Role.ADJUSTABLE, Kind.TEXT, metavar="auto|cpu|cuda|mps"
+    device: str = option(  # help and default: the rule every command shares (shared_options)
+        DEFAULT_DEVICE[Work.THROUGHPUT],
+        DEVICE_CHOICES,
+        SYSTEM,
+        Role.ADJUSTABLE,
+        Kind.TEXT,
+        planned=DEVICE_DEFAULTS,
+        metavar=DEVICE_METAVAR,
     )
     dtype: DType = option(
         DType.AUTO,
@@ -219,7 +233,7 @@ class TrainOptions:
     )
     threads: int | None = option(
         None,
-        "CPU threads.",
+        THREADS_HELP,
         SYSTEM,
         Role.ADJUSTABLE,
         Kind.INT,

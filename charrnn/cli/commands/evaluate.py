@@ -10,8 +10,8 @@ import typer
 
 from charrnn.adapt.settings import DEFAULT_LR, DEFAULT_SEQ, LEARN_THREADS, AdaptSettings
 from charrnn.choices import Errors
-from charrnn.cli.common import CheckpointOption, JsonOption, err, examples, guarded
-from charrnn.training.options import MAX_THREADS
+from charrnn.cli.common import CheckpointOption, DeviceOption, JsonOption, err, examples, guarded, threads_option
+from charrnn.shared_options import DEFAULT_DEVICE, Work
 
 if TYPE_CHECKING:
     from charrnn.evaluate import EvalResult
@@ -30,7 +30,7 @@ def evaluate(
     checkpoint: CheckpointOption = None,
     as_json: JsonOption = False,
     errors: Annotated[Errors, typer.Option(help="Invalid UTF-8 in the text.")] = Errors.STRICT,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    device: DeviceOption = DEFAULT_DEVICE[Work.THROUGHPUT],
     dynamic: Annotated[
         bool,
         typer.Option(
@@ -47,13 +47,7 @@ def evaluate(
         int, typer.Option(help="Characters per segment: one update after each.", rich_help_panel=DYNAMIC)
     ] = DEFAULT_SEQ,
     threads: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            max=MAX_THREADS,
-            help="CPU threads for the dynamic pass (its last digits depend on the count).",
-            rich_help_panel=DYNAMIC,
-        ),
+        int, threads_option(f"{LEARN_THREADS}; the dynamic pass's last digits depend on the count", DYNAMIC)
     ] = LEARN_THREADS,
 ) -> None:
     """Score text under a model: loss in nats/char, bits/char and perplexity."""

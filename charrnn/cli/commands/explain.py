@@ -21,6 +21,7 @@ from charrnn.cli.common import (
 )
 from charrnn.cli.output import stream_to_stdout
 from charrnn.insight.options import Unknown
+from charrnn.shared_options import DEFAULT_DEVICE, Work
 
 if TYPE_CHECKING:
     from charrnn.insight.explain import Explained
@@ -46,7 +47,7 @@ def explain(
     unknown: Annotated[
         Unknown, typer.Option(help="Characters the model does not know: error, or skip them and score the rest.")
     ] = Unknown.ERROR,
-    device: DeviceOption = "cpu",
+    device: DeviceOption = DEFAULT_DEVICE[Work.LATENCY],
 ) -> None:
     """Score each character of a text: bits of surprise, the model's top guesses, the worst spans."""
     with guarded():

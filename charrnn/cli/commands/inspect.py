@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from charrnn.cli.common import JsonOption, examples, guarded, stdout_console
+from charrnn.cli.common import JsonOption, examples, guarded, markup_safe, stdout_console
+from charrnn.shared_options import CHECKPOINT_HELP
 
 INFO_EPILOG = examples(
     "charrnn info                                    # newest run",
@@ -19,9 +20,7 @@ VERIFY_EPILOG = "Example:  charrnn verify checkpoints/poems/last.safetensors"
 
 
 def info(
-    checkpoint: Annotated[
-        Optional[str], typer.Argument(help="Checkpoint file or run directory. [default: newest run's best]")
-    ] = None,
+    checkpoint: Annotated[Optional[str], typer.Argument(help=markup_safe(CHECKPOINT_HELP))] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Describe a checkpoint: model, vocabulary, parameters, training progress."""

@@ -17,9 +17,11 @@ from charrnn.cli.common import (
     err,
     examples,
     guarded,
+    threads_option,
 )
 from charrnn.cli.output import stream_to_stdout
 from charrnn.insight.options import Unknown
+from charrnn.shared_options import DEFAULT_DEVICE, Work
 
 EPILOG = examples(
     "charrnn memory held_out.txt -c checkpoints/poems            # would a longer --seq-len help?",
@@ -37,8 +39,8 @@ def memory(
     positions: Annotated[int, typer.Option(min=1, max=4096, help="Positions sampled for the context curve.")] = 128,
     span: Annotated[int, typer.Option(min=1, max=4096, help="Steps back for the gradient curve.")] = 256,
     unknown: Annotated[Unknown, typer.Option(help="Unknown characters: error, or skip them.")] = Unknown.ERROR,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads. \\[default: 1 for small models]")] = None,
-    device: DeviceOption = "cpu",
+    threads: Annotated[Optional[int], threads_option("1 for small models")] = None,
+    device: DeviceOption = DEFAULT_DEVICE[Work.LATENCY],
 ) -> None:
     """Bits/char with only the last k characters, the gradient k steps back, and gate saturation."""
     with guarded():

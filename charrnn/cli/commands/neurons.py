@@ -17,9 +17,11 @@ from charrnn.cli.common import (
     TextArgument,
     examples,
     guarded,
+    threads_option,
 )
 from charrnn.cli.output import stream_to_stdout
 from charrnn.insight.options import Unknown
+from charrnn.shared_options import DEFAULT_DEVICE, Work
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,8 +55,8 @@ def neurons(
     ] = None,
     as_json: JsonOption = False,
     unknown: Annotated[Unknown, typer.Option(help="Unknown characters: error, or skip them.")] = Unknown.ERROR,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads. \\[default: 1 for small models]")] = None,
-    device: DeviceOption = "cpu",
+    threads: Annotated[Optional[int], threads_option("1 for small models")] = None,
+    device: DeviceOption = DEFAULT_DEVICE[Work.LATENCY],
 ) -> None:
     """Find the units that track features of the text (correlation over every character), or draw one."""
     with guarded():

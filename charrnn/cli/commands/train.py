@@ -10,8 +10,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from charrnn.cli.common import err, examples, guarded, main_rank
+from charrnn.cli.common import err, examples, guarded, main_rank, markup_safe
 from charrnn.files import display_path
+from charrnn.shared_options import with_default
 from charrnn.training.options import SPECS, Kind, Spec, TrainOptions, default_of, value_text
 
 EPILOG = examples(
@@ -31,7 +32,7 @@ def cli_type(name: str, spec: Spec) -> Any:
 
 def cli_option(name: str, spec: Spec) -> Any:
     """The Typer declaration of one training option."""
-    help_text = spec.help + (f" [default: {spec.planned}]" if spec.planned else "")
+    help_text = with_default(spec.help, spec.planned) if spec.planned else spec.help
     bounds: dict[str, Any] = {}
     if spec.maximum is not None and spec.maximum > 1e9:  # --seed: the 64-bit range says nothing useful here
         pass
@@ -43,7 +44,7 @@ def cli_option(name: str, spec: Spec) -> Any:
         bounds = {key: int(value) for key, value in bounds.items()}
     return typer.Option(
         "--" + (spec.flag or name).replace("_", "-"),
-        help=help_text,
+        help=markup_safe(help_text),
         rich_help_panel=spec.panel,
         metavar=spec.metavar,
         show_default=not spec.planned,
