@@ -78,8 +78,9 @@ def client(trained_run: Path) -> Iterator[TestClient]:
 def test_sample_serve_and_api_agree(case: str, trained_run: Path, client: TestClient) -> None:
     controls = CASES[case]
     n, length, seed = 2, 40, 11
+    fixed = ["-n", str(n), "--length", str(length), "--seed", str(seed), "--no-keep-stop"]
     run = run_cli("sample", "-c", str(trained_run), "--prime", PRIME, "--no-include-prime", "--format", "jsonl",
-                  "-n", str(n), "--length", str(length), "--seed", str(seed), "--no-keep-stop", *cli_args(controls))  # fmt: skip
+                  *fixed, *cli_args(controls))  # fmt: skip
     assert run.returncode == 0, run.stderr.decode()
     from_cli = [json.loads(line) for line in run.stdout.decode().splitlines()]
 

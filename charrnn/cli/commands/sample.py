@@ -13,13 +13,23 @@ import typer
 
 from charrnn.adapt.settings import DEFAULT_LR, DEFAULT_SEQ, LEARN_THREADS, AdaptSettings
 from charrnn.choices import Engine, OutputFormat, Weights
-from charrnn.cli.common import CheckpointOption, DeviceOption, TempOption, err, examples, guarded
+from charrnn.cli.common import (
+    CheckpointOption,
+    DeviceOption,
+    TempOption,
+    device_option,
+    err,
+    examples,
+    guarded,
+    threads_option,
+)
 from charrnn.cli.output import jsonl_output, read_prime, stream_to_stdout, text_output
 from charrnn.errors import ConfigError
 from charrnn.sampling.controls import CONTROLS, DEFAULTS, Control, Kind
-from charrnn.training.options import MAX_THREADS
+from charrnn.shared_options import DEFAULT_DEVICE, Work
 
 PRIME, ADVANCED = "Prime", "Advanced"
+SAMPLE_THREADS = "the idle cores; one sample: at most 2, or 1 with --engine module or int8"
 
 SAMPLE_EPILOG = examples(
     "charrnn sample --temp 0.8                       # newest run's best checkpoint",
@@ -89,15 +99,10 @@ def sample(
             rich_help_panel="Samples",
         ),
     ] = OutputFormat.TEXT,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=ADVANCED)] = "cpu",
+    device: Annotated[str, device_option(ADVANCED)] = DEFAULT_DEVICE[Work.LATENCY],
     threads: Annotated[
         Optional[int],
-        typer.Option(
-            min=1,
-            max=MAX_THREADS,
-            help="CPU threads. \\[default: the idle cores; one sample: at most 2, or 1 with --engine module or int8]",
-            rich_help_panel=ADVANCED,
-        ),
+        threads_option("the idle cores; one sample: at most 2, or 1 with --engine module or int8", ADVANCED),
     ] = None,
     engine: Annotated[
         Engine,
@@ -141,8 +146,8 @@ def sample(
 
 
 def sample_parameters() -> list[inspect.Parameter]:
-    fixed = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(sample, eval_str=True).parameters.values()
-             if p.kind is not inspect.Parameter.VAR_KEYWORD]  # fmt: skip
+    own = inspect.signature(sample, eval_str=True).parameters.values()  # eval_str: Typer reads real types
+    fixed = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p.kind is not inspect.Parameter.VAR_KEYWORD]
     return fixed + [control_parameter(name, spec) for name, spec in CONTROLS.items() if spec.flag]
 
 
@@ -157,7 +162,7 @@ def repl(
     temp: TempOption = 0.8,
     length: Annotated[int, typer.Option("--length", "-l", min=1, help="Characters per reply.")] = 200,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the first reply (then seed+1, ...).")] = None,
-    device: DeviceOption = "cpu",
+    device: DeviceOption = DEFAULT_DEVICE[Work.LATENCY],
 ) -> None:
     """Type a line, get a continuation; the model stays loaded. Commands: :temp :length :seed :reset :help :quit.
 

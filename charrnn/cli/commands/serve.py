@@ -7,9 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from charrnn.cli.common import DeviceOption, err, examples, guarded
+from charrnn.cli.common import DeviceOption, checkpoint_option, err, examples, guarded, threads_option
 from charrnn.errors import CharRNNError
 from charrnn.serve.limits import Limits
+from charrnn.shared_options import DEFAULT_DEVICE, Work
 
 LIMITS, CONNECTIONS, ADVANCED = "Limits", "Connections", "Advanced"
 MISSING = "charrnn serve needs FastAPI and uvicorn: pip install 'charrnn[serve]'"
@@ -23,12 +24,7 @@ EPILOG = examples(
 
 
 def serve(
-    checkpoint: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--checkpoint", "-c", help="Checkpoint file or run directory (repeatable). [default: newest run's best]"
-        ),
-    ] = None,
+    checkpoint: Annotated[Optional[list[str]], checkpoint_option(repeatable=True)] = None,
     host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs --api-key.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
     api_key: Annotated[
@@ -103,13 +99,11 @@ def serve(
     ssl_keyfile: Annotated[
         Optional[str], typer.Option(help="PEM private key of --ssl-certfile.", rich_help_panel=CONNECTIONS)
     ] = None,
-    device: DeviceOption = "cpu",
-    threads: Annotated[
-        Optional[int],
-        typer.Option(min=1, help="CPU threads for the batched step. \\[default: 1]", rich_help_panel=ADVANCED),
-    ] = None,
+    device: DeviceOption = DEFAULT_DEVICE[Work.LATENCY],
+    threads: Annotated[Optional[int], threads_option("1, for the batched step", ADVANCED)] = None,
 ) -> None:
-    """Serve models over HTTP: OpenAI's /v1/completions (streaming too), /v1/models, /health, a playground at /.
+    """Serve models over HTTP: OpenAI's /v1/completions and /v1/chat/completions (streaming too), /v1/models,
+    /health, a playground at /.
 
     Stops on SIGTERM or Ctrl-C (exit 0) after open streams finish or are cancelled.
     """
