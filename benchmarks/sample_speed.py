@@ -39,8 +39,8 @@ sys.path.insert(0, str(REPO))
 from charrnn.device import available_cores  # noqa: E402
 from charrnn.evaluate import evaluate_ids  # noqa: E402
 from charrnn.model import CharRNN, ModelConfig  # noqa: E402
+from charrnn.sampling.controls import RunSettings, SampleSettings  # noqa: E402
 from charrnn.sampling.generate import generate_many  # noqa: E402
-from charrnn.sampling.pick import SampleSettings  # noqa: E402
 from charrnn.sampling.steppers import FastStepper  # noqa: E402
 from charrnn.store.checkpoint import load_checkpoint, load_model, save_checkpoint  # noqa: E402
 from charrnn.vocab import Vocab  # noqa: E402
@@ -56,13 +56,10 @@ def measure(
     CPU time counts only this process's own work, so it stays meaningful when other processes
     share the cores (wall time then includes waiting for a core).
     """
-    settings = SampleSettings(temperature=1.0)
+    settings, run = SampleSettings(temperature=1.0), RunSettings(length=length, num_samples=streams, seed=0)
     wall, cpu = time.perf_counter(), time.process_time()
     prime = vocab.chars[-1]
-    seeds = range(streams)
-    pieces = generate_many(
-        model, vocab, prime, length, settings, seeds, "cpu", engine=engine, weights=weights, threads=threads
-    )
+    pieces = generate_many(model, vocab, prime, settings, run, "cpu", engine=engine, weights=weights, threads=threads)
     chars = sum(len(piece.text) for piece in pieces)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert chars == length * streams
