@@ -105,10 +105,11 @@ class Model:
         `controls` are the generation controls by name, as `charrnn sample` has them without the
         dashes (`--min-p` is `min_p=`, `--temp` is `temperature=`; all in docs/sampling.md): e.g.
         `length`, `temperature` (0 picks the likeliest character), `top_p`, `seed`, `stop`,
-        `bias={"e": 2.0}`, `match` (a regex every sample fully matches), `beam`. The same seed and controls give the same text as
-        `charrnn sample` and `charrnn serve`. With `stream=True`, an iterator of text chunks (the
-        prime first) as they are produced. `adapt=N` first fits a copy of the weights to the prime
-        with N updates of `adapt_lr` (as `charrnn sample --adapt N`). Bad arguments raise before any text.
+        `bias={"e": 2.0}`, `match` (a regex every sample fully matches), `beam`. The same seed and
+        controls give the same text as `charrnn sample` and `charrnn serve`. With `stream=True`, an
+        iterator of text chunks (the prime first) as they are produced. `adapt=N` first fits a copy
+        of the weights to the prime with N updates of `adapt_lr` (as `charrnn sample --adapt N`).
+        Bad arguments raise before any text.
         """
         if controls.get("num_samples", 1) != 1:
             raise TypeError("generate() makes one sample; use samples(..., num_samples=N) for several")
