@@ -49,12 +49,26 @@ def test_generate_string_and_stream(model: charrnn.Model) -> None:
 
 
 def test_generate_rejects_bad_arguments_before_any_text(model: charrnn.Model) -> None:
-    with pytest.raises(ConfigError, match="--temp"):
+    with pytest.raises(ConfigError, match=r"^temperature= must be between 0 and 100, got -1\.0$"):
         model.generate(temperature=-1.0)
-    with pytest.raises(ConfigError, match="--top-p"):
+    with pytest.raises(ConfigError, match=r"^top_p= must be in \(0, 1\], got 0\.0$"):
         model.generate(top_p=0.0, stream=True)
     with pytest.raises(InputError, match="'Q'"):
         model.generate(prime="Q")
+    with pytest.raises(TypeError, match="unknown control 'temprature'; did you mean 'temperature'"):
+        model.generate(temprature=0.5)
+    with pytest.raises(TypeError, match="samples"):
+        model.generate(num_samples=2)
+
+
+def test_samples_are_each_seed_alone(model: charrnn.Model) -> None:
+    """samples(num_samples=N, seed=S) gives the texts generate() gives for seeds S, S+1, ..., with their facts."""
+    found = model.samples(prime="the ", num_samples=3, length=40, temperature=0.8, seed=5)
+    assert [s.seed for s in found] == [5, 6, 7]
+    for sample in found:
+        assert sample.text == model.generate(prime="the ", length=40, temperature=0.8, seed=sample.seed)
+        assert sample.chars == 40 and sample.finish_reason == "length"
+        assert sample.logprob is not None and sample.logprob < 0
 
 
 def test_evaluate(model: charrnn.Model) -> None:

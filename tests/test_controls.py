@@ -40,7 +40,9 @@ def test_messages_name_the_flag_or_the_field_the_user_wrote() -> None:
     with pytest.raises(ConfigError, match=r"^--min-p must be between 0 and 1, got 1.5$"):
         build({"min_p": 1.5}, "flag")
     with pytest.raises(ConfigError, match=r"^`min_p` must be between 0 and 1, got 1.5$"):
-        build({"min_p": "1.5"}, "api")
+        build({"min_p": 1.5}, "api")
+    with pytest.raises(ConfigError, match=r"^`min_p` must be a number, got '0.5'$"):
+        build({"min_p": "0.5"}, "api")  # JSON numbers are numbers; only argv is text
     with pytest.raises(ConfigError, match=r"^top_p= must be in \(0, 1\], got 0.0$"):
         build({"top_p": 0}, "python")
     with pytest.raises(ConfigError, match=r"`best_of` \(2\) must be at least `n` \(3\)"):

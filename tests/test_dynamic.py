@@ -18,6 +18,7 @@ from charrnn.adapt.settings import AdaptSettings
 from charrnn.errors import ConfigError, InputError
 from charrnn.evaluate import evaluate_ids
 from charrnn.model import CharRNN, ModelConfig
+from charrnn.sampling.controls import RunSettings
 from charrnn.sampling.generate import adapted_model, generate
 from charrnn.vocab import Vocab
 from tests.conftest import make_text, run_cli
@@ -125,7 +126,7 @@ def test_fast_steppers_sample_from_the_adapted_weights() -> None:
     assert adapted_model(model, VOCAB, PRIME, 0) is model
 
     def text(m: CharRNN, engine: str) -> str:
-        return "".join(generate(m, VOCAB, PRIME, 120, seed=3, engine=engine, threads=1))
+        return "".join(generate(m, VOCAB, PRIME, run=RunSettings(length=120, seed=3), engine=engine, threads=1))
 
     fast, reference = text(copy, "fast"), text(copy, "module")
     assert fast == reference  # numpy steps and nn.LSTM agree on the adapted weights

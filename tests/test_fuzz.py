@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charrnn.errors import CheckpointError, ConfigError, CorpusError, InputError
+from charrnn.sampling.controls import RunSettings, SampleSettings
 from charrnn.sampling.generate import generate
-from charrnn.sampling.pick import SampleSettings
 from charrnn.store.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,
@@ -274,7 +274,7 @@ def test_hostile_corpus(tmp_path: Path, name: str) -> None:
     expected = data.decode("utf-8", str(extra.get("errors", "strict"))).removeprefix("\ufeff")
     assert ckpt.vocab.chars == "".join(sorted(set(expected)))
     assert ckpt.vocab.decode(trainer.corpus.ids) == expected  # trained on exactly the text
-    sample = "".join(generate(load_model_of(result.last_path), ckpt.vocab, length=50, seed=1))
+    sample = "".join(generate(load_model_of(result.last_path), ckpt.vocab, run=RunSettings(length=50, seed=1)))
     assert len(sample) == 50 and set(sample) <= set(ckpt.vocab.chars)
 
 
@@ -370,13 +370,18 @@ def test_absurd_sample_flags(trained_run: Path, monkeypatch: pytest.MonkeyPatch)
         ["--temp", "-0.5"],
         ["--length", "abc"],
         ["--seed", "-1"],
+        ["--temp", "1e300"],  # temperatures are declared up to 100
+        ["--min-p", "1.5"],
+        ["--repetition-penalty", "0"],
     ):
         code, out, err = cli("sample", "-c", str(trained_run), *flags, monkeypatch=monkeypatch)
         assert_one_line(code, err, 2)
         assert out == ""
+    code, out, err = cli("sample", "-c", str(trained_run), "--top-p", "0", monkeypatch=monkeypatch)
+    assert err == "charrnn: error: --top-p must be in (0, 1], got 0.0\n" and code == 2 and out == ""
     for flags in (
         ["--top-k", "1000000000"],
-        ["--temp", "1e300"],
+        ["--temp", "100"],
         ["--temp", "1e-30"],
         ["--temp", "1e-300"],
         ["--top-p", "1e-300"],
@@ -445,9 +450,10 @@ def test_samples_are_vocab_only_and_seeded(
 ) -> None:
     model, vocab = sample_model
     options = SampleSettings(temperature=temperature, top_k=top_k, top_p=top_p)
-    first = "".join(generate(model, vocab, prime, length, options, seed))
+    run = RunSettings(length=length, seed=seed)
+    first = "".join(generate(model, vocab, prime, options, run))
     assert len(first) == length and set(first) <= set(vocab.chars)
-    assert "".join(generate(model, vocab, prime, length, options, seed)) == first
+    assert "".join(generate(model, vocab, prime, options, run)) == first
 
 
 def test_settings_refuse_nan() -> None:

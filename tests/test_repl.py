@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from charrnn.sampling.controls import RunSettings, SampleSettings
 from charrnn.sampling.generate import generate
-from charrnn.sampling.pick import SampleSettings
 from charrnn.sampling.repl import Continuation, Message, Quit, Session
 from charrnn.store.checkpoint import load_checkpoint, load_model
 from tests.conftest import REPO, run_cli
@@ -58,11 +58,30 @@ def test_replies_build_on_the_conversation_until_reset(trained_run: Path) -> Non
     model, vocab = load_model(ckpt), ckpt.vocab
     s = session(trained_run, length=40, seed=3)
     first = reply(s, "the cat")
-    assert first == "".join(generate(model, vocab, "the cat", 40, SampleSettings(), 3))  # first reply: seed 3
+    run = RunSettings(length=40, seed=3)
+    assert first == "".join(generate(model, vocab, "the cat", SampleSettings(), run))  # first reply: seed 3
     second = reply(s, "a dog")  # primed by the whole conversation, seed 4
-    assert second == "".join(generate(model, vocab, "the cat" + first + "\na dog", 40, SampleSettings(), 4))
+    run = RunSettings(length=40, seed=4)
+    assert second == "".join(generate(model, vocab, "the cat" + first + "\na dog", SampleSettings(), run))
     assert s.handle(":reset") == Message("context cleared")
-    assert reply(s, "a dog") == "".join(generate(model, vocab, "a dog", 40, SampleSettings(), 5))
+    run = RunSettings(length=40, seed=5)
+    assert reply(s, "a dog") == "".join(generate(model, vocab, "a dog", SampleSettings(), run))
+
+
+def test_set_changes_any_control_as_its_flag_does(trained_run: Path) -> None:
+    ckpt = load_checkpoint(trained_run / "best.safetensors")
+    model, vocab = load_model(ckpt), ckpt.vocab
+    s = session(trained_run, length=40, seed=3)
+    assert s.handle(":set top-k 1").text == "top-k 1" and s.settings.top_k == 1  # type: ignore[union-attr]
+    assert s.handle(":set --top-p 0.9").text == "top-p 0.9" and s.settings.top_p == 0.9  # type: ignore[union-attr]
+    assert "top-k 1" in s.handle(":show").text and "top-p 0.9" in s.handle(":show").text  # type: ignore[union-attr]
+    greedy = "".join(generate(model, vocab, "the cat", SampleSettings(temperature=0), RunSettings(length=40)))
+    assert reply(s, "the cat") == greedy  # top-k 1 is the argmax, whatever the seed
+    assert s.handle(":set top-k").text == "top-k None" and s.settings.top_k is None  # type: ignore[union-attr]
+    answer = s.handle(":set top-p 0")
+    assert answer == Message("error: --top-p must be in (0, 1], got 0.0") and s.settings.top_p == 0.9
+    assert s.handle(":set warp 9") == Message("unknown control 'warp'; :set lists them")
+    assert "top-k" in s.handle(":set").text  # type: ignore[union-attr]
 
 
 def test_repl_through_stdin(trained_run: Path) -> None:
@@ -71,7 +90,7 @@ def test_repl_through_stdin(trained_run: Path) -> None:
     assert proc.returncode == 0, proc.stderr.decode()
     # a reply is its prime line echoed (stdin is not a terminal), the continuation, and a newline
     greedy = "".join(
-        generate(*session_parts(trained_run), prime="the cat", length=25, settings=SampleSettings(temperature=0))
+        generate(*session_parts(trained_run), "the cat", SampleSettings(temperature=0), RunSettings(length=25))
     )
     assert proc.stdout.decode().startswith("the cat" + greedy + "\n")
     stderr = proc.stderr.decode()
@@ -114,7 +133,8 @@ def test_repl_in_a_terminal(trained_run: Path) -> None:
         os.write(leader, b"the \n")
         shown = read_until(leader, b"\n> ")
         settings = SampleSettings(temperature=0.8)  # the repl's default
-        expected = "".join(generate(*session_parts(trained_run), prime="the ", length=12, settings=settings, seed=1))
+        run = RunSettings(length=12, seed=1)
+        expected = "".join(generate(*session_parts(trained_run), "the ", settings, run))
         # the terminal echoes the typed line; the reply follows on its own line (newlines shown as CRLF)
         assert shown.startswith(b"the \r\n" + expected.replace("\n", "\r\n").encode() + b"\r\n")
         os.write(leader, b"\x04")  # Ctrl-D

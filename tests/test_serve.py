@@ -17,13 +17,17 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
+import numpy as np
 import torch
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from charrnn.errors import ConfigError, ServeError
-from charrnn.sampling.generate import BLOCK, Uniforms, generate_many
-from charrnn.sampling.pick import SampleSettings
+from charrnn.sampling import rng
+from charrnn.sampling.controls import RunSettings, SampleSettings
+from charrnn.sampling.engine import Engine, Row
+from charrnn.sampling.generate import generate_many
+from charrnn.sampling.pick import choose, compile_settings
 from charrnn.serve.app import create_app
 from charrnn.serve.edge import key_matches
 from charrnn.serve.limits import Limits
@@ -31,7 +35,7 @@ from charrnn.serve.protocol import depth
 from charrnn.serve.registry import close_models, load_models, model_name
 from charrnn.serve.scheduler import QueueFull, Scheduler, Ticket
 from charrnn.serve.server import ServeOptions, bind, check_options, is_loopback
-from charrnn.serve.streams import Backlog, Stream, StreamUniforms
+from charrnn.serve.streams import Backlog, Stream
 from charrnn.store.opening import open_model
 
 KEY = "s3cret-key"
@@ -62,9 +66,8 @@ def name(trained_run: Path) -> str:
 def solo(run: Path, prime: str, length: int, seed: int, **settings: Any) -> str:
     """What `charrnn sample --prime P --length N --seed S` generates (without the prime)."""
     opened = open_model(run)
-    pieces = generate_many(
-        opened.model, opened.vocab, prime, length, SampleSettings(**settings), [seed], keep_stop=False, stop=()
-    )
+    run = RunSettings(length=length, seed=seed, keep_stop=False)
+    pieces = generate_many(opened.model, opened.vocab, prime, SampleSettings(**settings), run)
     return "".join(p.text for p in pieces)
 
 
@@ -130,6 +133,28 @@ def test_n_choices_use_seed_plus_index(client: TestClient, name: str, trained_ru
     for c in choices:
         prompt = ["a ", "the "][c["index"] // 3]
         assert c["text"] == solo(trained_run, prompt, 30, 5 + c["index"] % 3, top_k=4)
+
+
+def test_penalties_and_new_controls_are_served_and_equal_charrnn_sample(
+    client: TestClient, name: str, trained_run: Path
+) -> None:
+    """presence/frequency penalties (once refused), min_p and the repetition penalty by either name."""
+    body = {"model": name, "prompt": "the ", "max_tokens": 60, "seed": 4, "presence_penalty": 1.5,
+            "frequency_penalty": 0.5, "min_p": 0.05, "repeat_penalty": 1.3, "repeat_last_n": 16}  # fmt: skip
+    response = post(client, body)
+    assert response.status_code == 200, response.text
+    (choice,) = response.json()["choices"]
+    expected = solo(trained_run, "the ", 60, 4, presence_penalty=1.5, frequency_penalty=0.5, min_p=0.05,
+                    repetition_penalty=1.3, penalty_window=16)  # fmt: skip
+    assert choice["text"] == expected
+    assert expected != solo(trained_run, "the ", 60, 4)  # the penalties really changed the text
+
+
+def test_range_errors_name_the_field_on_one_line(client: TestClient, name: str) -> None:
+    error = error_of(post(client, {"model": name, "temperature": 101}), 400)
+    assert error["message"] == "`temperature` must be between 0 and 100, got 101.0" and error["param"] == "temperature"
+    error = error_of(post(client, {"model": name, "repeat_penalty": 0}), 400)
+    assert "`repeat_penalty`" in error["message"] and "\n" not in error["message"]
 
 
 def test_stop_ends_the_choice_and_is_not_in_the_text(client: TestClient, name: str, trained_run: Path) -> None:
@@ -203,6 +228,7 @@ def test_max_tokens_zero_gives_empty_text(client: TestClient, name: str) -> None
         ({"model": "M", "max_tokens": 10**9}, "max_tokens"),
         ({"model": "M", "max_tokens": True}, "max_tokens"),
         ({"model": "M", "max_tokens": "12"}, "max_tokens"),
+        ({"model": "M", "temperature": "0.5"}, "temperature"),
         ({"model": "M", "temperature": -0.5}, "temperature"),
         ({"model": "M", "temperature": "hot"}, "temperature"),
         ({"model": "M", "top_p": 0}, "top_p"),
@@ -222,7 +248,17 @@ def test_max_tokens_zero_gives_empty_text(client: TestClient, name: str) -> None
         ({"model": "M", "prompt": []}, "prompt"),
         ({"model": "M", "prompt": {"a": 1}}, "prompt"),
         ({"model": "M", "unknown": "ignore"}, "unknown"),
-        ({"model": "M", "presence_penalty": 1.0}, "presence_penalty"),
+        ({"model": "M", "presence_penalty": 2.5}, "presence_penalty"),
+        ({"model": "M", "frequency_penalty": "x"}, "frequency_penalty"),
+        ({"model": "M", "min_p": 1.5}, "min_p"),
+        ({"model": "M", "repetition_penalty": 0}, "repetition_penalty"),
+        ({"model": "M", "repeat_penalty": 0}, "repeat_penalty"),
+        ({"model": "M", "repetition_penalty": 1.1, "repeat_penalty": 1.1}, "repeat_penalty"),
+        ({"model": "M", "no_repeat_ngram_size": -1}, "no_repeat_ngram_size"),
+        ({"model": "M", "logit_bias": {"e": 101}}, "logit_bias"),
+        ({"model": "M", "guided_regex": "("}, "guided_regex"),
+        ({"model": "M", "guided_choice": []}, "guided_choice"),
+        ({"model": "M", "best_of": 0}, "best_of"),
         ({"model": 7}, "model"),
         ({"prompt": "a"}, "model"),
     ],
@@ -326,12 +362,29 @@ def test_the_playground_page_is_offline_html(client: TestClient) -> None:
 # --- the scheduler -------------------------------------------------------------------------------
 
 
-def test_stream_uniforms_equal_generates_uniforms() -> None:
-    mine = [StreamUniforms(seed) for seed in (3, 4, 5)]
-    theirs = Uniforms([3, 4, 5], torch.device("cpu"))
-    for _ in range(BLOCK + 10):
-        column = theirs.next([0, 1, 2]).tolist()
-        assert [u.next() for u in mine] == pytest.approx(column, abs=0)
+def test_each_rows_pick_uses_its_own_seed_and_step_whoever_shares_the_batch() -> None:
+    """The engine picks row i at uniform rng.uniform(seed_i, made_i): the same id alone or in any batch."""
+    chars = [chr(c) for c in range(ord("a"), ord("a") + 20)]
+    settings = SampleSettings(temperature=1.2, top_k=12)
+    compiled = compile_settings(settings, chars)
+    logits = np.random.default_rng(3).standard_normal((6, len(chars))).astype(np.float32) * 2
+    rows = [Row(i, [0], compiled, seed, 100) for i, seed in enumerate([3, 4, 5, 3, 2**63, 0])]
+    for row, made in zip(rows, [0, 7, 123, 5, 40, 999], strict=True):
+        row.made = made
+
+    def picked(order: list[int]) -> list[int]:
+        engine = Engine(None, chars, torch.device("cpu"))  # type: ignore[arg-type]  # pick() never steps
+        engine.rows, engine.logits = [rows[i] for i in order], logits[order].copy()
+        return engine.pick().tolist()
+
+    alone = [
+        int(choose(logits[i : i + 1].copy(), settings, np.array([rng.uniform(r.seed, r.made)], np.float32))[0])
+        for i, r in enumerate(rows)
+    ]
+    assert picked(list(range(6))) == alone
+    assert picked([5, 2, 0, 4, 1, 3]) == [alone[i] for i in (5, 2, 0, 4, 1, 3)]
+    assert picked([1]) == [alone[1]] and picked([4, 4]) == [alone[4]] * 2
+    assert len(set(alone)) > 1
 
 
 def test_streams_joining_at_different_steps_with_different_settings_equal_their_solo_runs(trained_run: Path) -> None:
@@ -346,15 +399,16 @@ def test_streams_joining_at_different_steps_with_different_settings_equal_their_
         streams = []
         for prime, length, seed, settings in cases:
             start = [int(i) for i in opened.vocab.encode(prime)] if prime else [opened.vocab.index("\n") or 0]
-            stream = Stream(len(streams), start, settings, seed, length, (), None, 60.0)
+            compiled = compile_settings(settings, opened.vocab.chars, "api")
+            stream = Stream(Row(len(streams), start, compiled, seed, length), 60.0)
             scheduler.submit(Ticket([stream]))
             streams.append(stream)
-            wait_for(lambda s=stream: s.made > 0 or s.finish_reason is not None)  # the next joins mid-way
+            wait_for(lambda s=stream: s.row.made > 0 or s.finish_reason is not None)  # the next joins mid-way
         texts = [collect(s) for s in streams]
     finally:
         scheduler.close()
     for (prime, length, seed, settings), text in zip(cases, texts, strict=True):
-        pieces = generate_many(opened.model, opened.vocab, prime, length, settings, [seed])
+        pieces = generate_many(opened.model, opened.vocab, prime, settings, RunSettings(length=length, seed=seed))
         assert text == "".join(p.text for p in pieces)
 
 
@@ -500,7 +554,8 @@ def test_n_times_prompts_over_max_streams_names_the_flag(trained_run: Path, name
 def streams_of(run: Path, count: int, max_tokens: int, timeout_s: float = 60.0, **fields: Any) -> list[Stream]:
     opened = open_model(run)
     start = [int(i) for i in opened.vocab.encode("the ")]
-    return [Stream(i, start, SampleSettings(), 7 + i, max_tokens, (), None, timeout_s, **fields) for i in range(count)]
+    compiled = compile_settings(SampleSettings(), opened.vocab.chars, "api")
+    return [Stream(Row(i, start, compiled, 7 + i, max_tokens), timeout_s, **fields) for i in range(count)]
 
 
 def test_the_queue_counts_only_the_streams_that_wait_and_names_the_flags(trained_run: Path) -> None:
@@ -525,7 +580,7 @@ def test_the_request_timeout_starts_when_the_rows_are_admitted(trained_run: Path
     try:
         (holder,) = streams_of(trained_run, 1, 10**9, timeout_s=10.0)
         scheduler.submit(Ticket([holder]))
-        wait_for(lambda: holder.made > 0)  # the only place is taken
+        wait_for(lambda: holder.row.made > 0)  # the only place is taken
         (waiter,) = streams_of(trained_run, 1, 50, timeout_s=10.0)
         scheduler.submit(Ticket([waiter]))
         now[0] += 100.0  # the waiter has now waited ten times its time limit
@@ -551,7 +606,7 @@ def test_a_request_whose_output_is_not_taken_ends_at_max_unsent(
     finally:
         scheduler.close()
     assert [s.take() for s in streams] == [([], "overflow")] * 3  # what was never read was dropped
-    assert backlog.unsent == 0 and max(s.made for s in streams) < 100
+    assert backlog.unsent == 0 and max(s.row.made for s in streams) < 100
     (record,) = [r for r in caplog.records if "--max-unsent" in r.getMessage()]
     assert "3 stream(s)" in record.getMessage()
 

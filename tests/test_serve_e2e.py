@@ -101,14 +101,15 @@ def test_sixteen_parallel_streams_each_equal_their_solo_run(server: Server, trai
         texts = list(pool.map(one, range(16)))
     steps = server.health()["streams"]["run"]["steps"] - steps_before
     assert steps < 16 * 400  # the streams shared batched steps (one after another would take 6400)
+    from charrnn.sampling.controls import RunSettings, SampleSettings
     from charrnn.sampling.generate import generate
-    from charrnn.sampling.pick import SampleSettings
     from charrnn.store.opening import open_model
 
     opened = open_model(trained_run)
     for i, text in enumerate(texts):
         settings = SampleSettings(temperature=[1.0, 0.7][i % 2])
-        solo = "".join(generate(opened.model, opened.vocab, prompts[i % 4], 400, settings, seed=100 + i))
+        run = RunSettings(length=400, seed=100 + i)
+        solo = "".join(generate(opened.model, opened.vocab, prompts[i % 4], settings, run))
         assert text == solo, i
     assert texts[3] == sample_cli(trained_run, "is it ", 400, 103, "--temp", "0.7")
 

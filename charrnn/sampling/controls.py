@@ -172,6 +172,8 @@ class RunSettings:
 
     def __post_init__(self) -> None:
         check_values(self, "flag")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise ConfigError("--stop takes non-empty strings")
         if self.best_of is not None and self.best_of < self.num_samples:
             raise ConfigError(f"--best-of ({self.best_of}) must be at least --num-samples ({self.num_samples})")
         if self.beam and self.num_samples > self.beam:
@@ -248,6 +250,8 @@ def parse_value(name: str, value: Any, style: str) -> Any:
             raise ConfigError(f"{where} must be true or false")
         return value
     if kind in (Kind.INT, Kind.FLOAT):
+        if isinstance(value, str) and style != "flag":  # JSON and Python callers send numbers as numbers
+            raise ConfigError(f"{where} must be a {'whole ' if kind is Kind.INT else ''}number, got {value!r}")
         number = to_number(value, where, kind is Kind.INT)
         check_number(spec, number, where)
         return number

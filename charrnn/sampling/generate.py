@@ -138,10 +138,13 @@ def generate_many(
     the steps are computed (charrnn.sampling.steppers); fp32 engines agree on the text of a seed.
     `threads` (default: `auto_threads`, the idle cores) holds while the samples are drawn; the
     process's thread settings come back when the iterator ends or is closed. `seeds` (default:
-    from `run.seed`) gives each sample's seed; `scored` adds each sample's log-probability.
+    from `run.seed`) gives each sample's seed, one sample per seed; `scored` adds each sample's
+    log-probability.
     """
     settings = settings or SampleSettings()
     run = run or RunSettings()
+    if seeds is not None and not seeds:
+        raise ConfigError("--num-samples must be at least 1")
     check_prime(vocab, prime)
     compiled = compile_settings(settings, vocab.chars)  # a bad regex or bias fails before any text
     stepper = make_stepper(model, engine, weights)  # checks the engine and weights now, too
