@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -32,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import charrnn  # noqa: E402
+from benchmarks.common import write_result  # noqa: E402
 from charrnn.sampling.controls import RunSettings, SampleSettings  # noqa: E402
 from charrnn.sampling.generate import generate_many  # noqa: E402
 
@@ -146,7 +146,6 @@ def main() -> None:
     parser.add_argument("--prime", default="ROMEO:\n", help="the prime of the beam comparison")
     parser.add_argument("--baseline", help="a checkout of an earlier commit to compare the CLI's rates with")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "generation_controls.json"))
     args = parser.parse_args()
     model = charrnn.load(args.checkpoint)
     print(f"model      {model!r}")
@@ -154,10 +153,7 @@ def main() -> None:
     result["cost"] = cost(model, args.rounds)
     if args.baseline:
         result["today"] = today(Path(args.baseline).resolve(), str(Path(args.checkpoint).resolve()), args.rounds)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote      {out}")
+    print(f"wrote      {write_result('generation_controls', result)}")
 
 
 if __name__ == "__main__":

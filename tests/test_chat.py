@@ -13,24 +13,16 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
 import charrnn
-from charrnn.serve.app import create_app
 from charrnn.serve.chat import render
 from charrnn.serve.limits import Limits
 from charrnn.serve.protocol import ApiError
-from charrnn.serve.registry import close_models, load_models, model_name
+from charrnn.serve.registry import model_name
+from tests.test_serve import make_client
 
 
 @pytest.fixture(scope="module")
 def client(trained_run: Path) -> Iterator[TestClient]:
-    limits = Limits()
-    app = create_app(limits)
-    served = load_models([str(trained_run)], "cpu", limits, 1)
-    app.state.charrnn.served = served
-    try:
-        with TestClient(app) as test_client:
-            yield test_client
-    finally:
-        close_models(served)
+    yield from make_client(trained_run)
 
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": [{"type": "text", "text": "is it"}]}]

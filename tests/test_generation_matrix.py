@@ -17,10 +17,9 @@ from fastapi.testclient import TestClient
 
 import charrnn
 from charrnn.sampling.controls import CONTROLS
-from charrnn.serve.app import create_app
-from charrnn.serve.limits import Limits
-from charrnn.serve.registry import close_models, load_models, model_name
+from charrnn.serve.registry import model_name
 from tests.conftest import run_cli
+from tests.test_serve import make_client
 
 PRIME = "the "
 CASES: dict[str, dict[str, Any]] = {
@@ -63,15 +62,7 @@ def api_body(controls: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def client(trained_run: Path) -> Iterator[TestClient]:
-    limits = Limits()
-    app = create_app(limits)
-    served = load_models([str(trained_run)], "cpu", limits, 1)
-    app.state.charrnn.served = served
-    try:
-        with TestClient(app) as test_client:
-            yield test_client
-    finally:
-        close_models(served)
+    yield from make_client(trained_run)
 
 
 @pytest.mark.parametrize("case", list(CASES))
