@@ -96,7 +96,10 @@ class BlasStepper:
 
     def step(self, ids: Tensor) -> Tensor:
         """ids [N] -> logits [N, V] (fp32), advancing every stream's state by one character."""
-        index = ids.numpy()
+        return torch.from_numpy(self.step_numpy(ids.numpy()))
+
+    def step_numpy(self, index: np.ndarray) -> np.ndarray:
+        """`step` on numpy arrays: what the engine calls, without a torch round trip per character."""
         hidden = self.hidden
         x = self.h[0]  # replaced by each layer's output
         for layer in range(self.layers):
@@ -130,4 +133,4 @@ class BlasStepper:
                     h = np.tanh(gates, out=gates)
             self.h[layer] = h
             x = h
-        return torch.from_numpy(self.head(x))
+        return self.head(x)

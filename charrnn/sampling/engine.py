@@ -64,8 +64,10 @@ class Row:
     recent: deque[int] = field(init=False)
     grams: dict[tuple[int, ...], frozenset[int]] | None = field(init=False, default=None)  # never changed in place
     state: int = field(init=False, default=0)
+    uniforms: rng.RowUniforms = field(init=False)
 
     def __post_init__(self) -> None:
+        self.uniforms = rng.RowUniforms(self.seed)
         settings = self.compiled.settings
         size = len(self.compiled.chars)
         self.window = deque(maxlen=settings.penalty_window)
@@ -271,27 +273,31 @@ class Engine:
         """Each row's next character id [N], each settings group adjusted and chosen together."""
         rows, logits = self.rows, self.logits
         assert logits is not None
+        draws = np.array([row.uniforms.at(row.made) for row in rows], dtype=np.float32)
+        compiled = rows[0].compiled
+        if all(row.compiled is compiled for row in rows):  # the usual case: one request's settings
+            return self._choose(compiled, list(range(len(rows))), logits, draws)
         ids = np.empty(len(rows), dtype=np.int64)
         groups: dict[int, list[int]] = {}
         for number, row in enumerate(rows):
             groups.setdefault(id(row.compiled), []).append(number)
-        seeds = np.array([row.seed for row in rows], dtype=np.uint64)
-        steps = np.array([row.made for row in rows], dtype=np.uint64)
-        draws = rng.uniforms(seeds, steps)
         for members in groups.values():
-            compiled = rows[members[0]].compiled
-            whole = len(members) == len(rows)
-            group = logits.copy() if whole else logits[members]
-            counts = None
-            if compiled.settings.penalised:
-                counts = np.stack([rows[i].counts for i in members])  # type: ignore[misc]
-            masks = [rows[i].allowed() for i in members]
-            allowed = None
-            if any(m is not None for m in masks):
-                allowed = np.stack([np.ones(len(self.chars), dtype=bool) if m is None else m for m in masks])
-            adjust(group, compiled, counts, allowed)
-            ids[members] = choose(group, compiled.settings, draws if whole else draws[members])
+            ids[members] = self._choose(rows[members[0]].compiled, members, logits[members], draws[members])
         return ids
+
+    def _choose(self, compiled: Compiled, members: list[int], logits: np.ndarray, draws: np.ndarray) -> np.ndarray:
+        """The picks of rows `members` (their `logits` and uniforms), which share `compiled`."""
+        rows = self.rows
+        counts = None
+        if compiled.settings.penalised:
+            counts = np.stack([rows[i].counts for i in members])  # type: ignore[misc]
+        masks = [rows[i].allowed() for i in members] if compiled.masks else []
+        allowed = None
+        if any(m is not None for m in masks):
+            allowed = np.stack([np.ones(len(self.chars), dtype=bool) if m is None else m for m in masks])
+        if compiled.bias is not None or counts is not None or allowed is not None:
+            logits = adjust(logits.copy(), compiled, counts, allowed)
+        return choose(logits, compiled.settings, draws)
 
     def tokens(self, ids: np.ndarray) -> list[Token]:
         """Each row's character, with its log-probability (the model's own, temperature 1) where the row
@@ -329,8 +335,15 @@ class Engine:
             self.keep(keep)
             ids = ids[keep]
         if self.rows:
-            self.logits = as_numpy(self.stepper.step(torch.from_numpy(ids).to(self.device)))
+            self.logits = self.advance(ids)
         return events
+
+    def advance(self, ids: np.ndarray) -> np.ndarray:
+        """One batched step of the stepper with the rows' last ids: their next logits [N, V]."""
+        step_numpy = getattr(self.stepper, "step_numpy", None)
+        if step_numpy is not None:  # numpy's BLAS: no torch round trip per character
+            return step_numpy(ids)
+        return as_numpy(self.stepper.step(torch.from_numpy(ids).to(self.device)))
 
 
 def select_state(state: State, index: Tensor) -> State:

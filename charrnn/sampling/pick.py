@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from charrnn.sampling.constrain import Constraint
 
 FP32 = np.finfo(np.float32)
+TINY_TEMPERATURE = 1e-20  # below this a scaled logit may overflow to -inf (the greedy limit)
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +40,11 @@ class Compiled:
     chars: tuple[str, ...]
     bias: np.ndarray | None  # [V] float32, -inf where banned; None when nothing is biased
     constraint: Constraint | None
+
+    @property
+    def masks(self) -> bool:
+        """Whether rows may forbid characters (n-grams, a regex): their masks are asked for each step."""
+        return self.constraint is not None or self.settings.no_repeat_ngram > 0
 
 
 def compile_settings(settings: SampleSettings, chars: Sequence[str], style: str = "flag") -> Compiled:
@@ -96,9 +102,12 @@ def choose(logits: np.ndarray, settings: SampleSettings, uniforms: np.ndarray) -
     if settings.temperature < float(FP32.tiny):  # 0, or too small for fp32: greedy
         return logits.argmax(axis=-1)
     scaled = logits - logits.max(axis=-1, keepdims=True)
-    with np.errstate(over="ignore", invalid="ignore"):  # a tiny temperature: others go to -inf, the greedy limit
-        scaled /= np.float32(min(settings.temperature, float(FP32.max)))  # a huge one: uniform
-    scaled[np.isnan(scaled)] = -np.inf  # -inf / inf, only when the temperature is beyond fp32
+    temperature = np.float32(min(settings.temperature, float(FP32.max)))  # beyond fp32 (inf too): uniform
+    if temperature < TINY_TEMPERATURE:
+        with np.errstate(over="ignore"):  # a tiny temperature sends the others to -inf: the greedy limit
+            scaled /= temperature
+    else:
+        scaled /= temperature
     vocab = scaled.shape[-1]
     if settings.top_k is not None and settings.top_k < vocab:
         kth = np.partition(scaled, vocab - settings.top_k, axis=-1)[:, vocab - settings.top_k, None]

@@ -37,6 +37,24 @@ def uniforms(seeds: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return (splitmix64(seeds, steps) >> np.uint64(40)).astype(np.float32) * SCALE
 
 
+BLOCK = 256  # uniforms a row draws at a time (a pure function of the step: blocks change no number)
+
+
+class RowUniforms:
+    """One row's uniforms, computed BLOCK steps at a time: the same numbers as `uniforms(seed, step)`."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = np.array([seed], dtype=np.uint64)
+        self.start = -BLOCK
+        self.block = np.empty(0, dtype=np.float32)
+
+    def at(self, step: int) -> float:
+        if not self.start <= step < self.start + BLOCK:
+            self.start = step
+            self.block = uniforms(self.seed, np.arange(step, step + BLOCK, dtype=np.uint64))
+        return float(self.block[step - self.start])
+
+
 def uniform(seed: int, step: int) -> float:
     """One uniform (for tests and readers checking the rule by hand)."""
     return float(uniforms(np.array([seed], dtype=np.uint64), np.array([step], dtype=np.uint64))[0])
