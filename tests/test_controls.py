@@ -14,8 +14,9 @@ import charrnn
 from charrnn.errors import ConfigError
 from charrnn.sampling import rng
 from charrnn.sampling.controls import CONTROLS, RunSettings, SampleSettings, build, docs_table, parse_value
-from charrnn.sampling.engine import repeat_state
+from charrnn.sampling.engine import Engine, Row, feed_prime, repeat_state
 from charrnn.sampling.pick import adjust, choose, compile_settings
+from charrnn.sampling.steppers import make_stepper
 from tests.conftest import run_cli
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "sampling.md"
@@ -188,3 +189,15 @@ def test_the_cli_says_a_bad_control_in_one_line(trained_run: Path) -> None:
     result = run_cli("sample", "-c", str(trained_run), "--match", "Q+", "--length", "5")
     assert result.returncode == 2 and result.stdout == b""
     assert "no text made of the model's characters matches --match 'Q+'" in result.stderr.decode()
+
+
+def test_rows_with_equal_settings_are_picked_as_one_group(trained_run: Path) -> None:
+    model = charrnn.load(trained_run)
+    vocab = model.checkpoint.vocab
+    engine = Engine(make_stepper(model.module), vocab.chars, model.device)
+    start = [vocab.index("a")]
+    rows = [Row(i, start, compile_settings(SampleSettings(top_k=3), vocab.chars), i, 5) for i in range(3)]
+    last, state = feed_prime(model.module, start, model.device)
+    engine.add(rows[:2], last.expand(2, -1), repeat_state(state, 2))
+    engine.add(rows[2:], last, state)
+    assert rows[0].compiled is rows[1].compiled is rows[2].compiled  # each request compiles its own

@@ -247,6 +247,11 @@ class Engine:
             logits = logits.index_select(0, index)
             state = select_state(state, index)
             rows = [rows[i] for i in joining]
+        # Rows with equal settings share one Compiled, so that they are picked as one group (requests
+        # compile their own; interning against the rows now in the batch keeps nothing after they leave).
+        live = {row.compiled.settings: row.compiled for row in self.rows}
+        for row in rows:
+            row.compiled = live.setdefault(row.compiled.settings, row.compiled)
         fresh = as_numpy(logits)
         if self.rows:
             state = cat_state(self.stepper.state(), state)
