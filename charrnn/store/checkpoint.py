@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,13 @@ import torch
 from torch import Tensor
 
 from charrnn.errors import CheckpointError
-from charrnn.files import NotARegularFile, atomic_write, open_regular
-from charrnn.model import TENSORS_PER_LAYER, CharRNN, ModelConfig, parameter_shapes
+from charrnn.files import atomic_write
+from charrnn.model import CharRNN, ModelConfig
+from charrnn.store.light import check_shapes, read_bytes, unpack_meta
 from charrnn.store.meta import (
     FORMAT,
     FORMAT_VERSION,
-    SUFFIX,
     CheckpointMeta,
-    decode_meta,
-    header_length,
     read_header,
 )
 from charrnn.vocab import Vocab
@@ -87,22 +84,7 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read, verify and unpack a checkpoint. Every failure is a one-line CheckpointError."""
-    where = str(path)
-    try:
-        with open_regular(path) as handle:
-            size = os.fstat(handle.fileno()).st_size
-            prefix = handle.read(8)
-            header_length(prefix, size, where)  # before reading the rest: a huge foreign file stays unread
-            data = prefix + handle.read()
-    except FileNotFoundError:
-        raise CheckpointError(f"{where}: checkpoint not found; check the path or run `charrnn runs`") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{where}: is a directory; pass a checkpoint file such as {where}/best{SUFFIX}") from None
-    except NotARegularFile as exc:
-        raise CheckpointError(f"{where}: {exc.strerror}, not a checkpoint file") from None
-    except OSError as exc:
-        raise CheckpointError(f"{where}: cannot read checkpoint ({exc.strerror or exc})") from None
-    return parse_checkpoint(data, where)
+    return parse_checkpoint(read_bytes(path), str(path))
 
 
 def parse_checkpoint(data: bytes, where: str) -> Checkpoint:
@@ -119,24 +101,11 @@ def parse_checkpoint(data: bytes, where: str) -> Checkpoint:
     meta_json = metadata["meta"]
     if payload_digest(meta_json, tensors) != metadata["digest"]:
         raise CheckpointError(f"{where}: corrupted checkpoint (digest mismatch); use another copy")
-    meta = decode_meta(meta_json, where)
-    for name in ("model_config", "vocab"):
-        if name not in meta:
-            raise CheckpointError(f"{where}: malformed checkpoint metadata ({name}: missing)")
-    try:
-        config = ModelConfig.from_dict(meta.pop("model_config"))
-    except Exception as exc:  # malformed fields inside a well-formed file
-        raise CheckpointError(f"{where}: malformed checkpoint metadata ({exc})") from None
-    try:
-        vocab = Vocab(meta.pop("vocab"))
-    except Exception as exc:
-        raise CheckpointError(f"{where}: malformed checkpoint metadata (vocab: {exc})") from None
-    if vocab.size != config.vocab_size:
-        raise CheckpointError(f"{where}: vocab has {vocab.size} characters but the model expects {config.vocab_size}")
+    unpacked = unpack_meta(meta_json, where)
+    config, vocab, meta, info = unpacked.config, unpacked.vocab, unpacked.meta, unpacked.info
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     extra = {k: v for k, v in tensors.items() if not k.startswith("model.")}
     check_shapes(config, weights, where)
-    info = CheckpointMeta.parse(meta, where)
     return Checkpoint(config=config, vocab=vocab, weights=weights, meta=meta, extra=extra, path=where, info=info)
 
 
@@ -166,20 +135,6 @@ def verify_checkpoint(path: str | Path) -> Checkpoint:
         if prefix == "optim" and not (index.isdigit() and int(index) in indices):
             raise CheckpointError(f"{where}: optimizer state {name!r} has no parameter group")
     return ckpt
-
-
-def check_shapes(config: ModelConfig, weights: dict[str, Tensor], where: str) -> None:
-    """The weights are exactly those the config describes (shapes computed, nothing allocated,
-    so a forged config cannot make a command allocate terabytes)."""
-    if len(weights) != 3 + TENSORS_PER_LAYER * config.num_layers:  # before a loop sized by num_layers
-        raise CheckpointError(
-            f"{where}: weights do not match the stored config ({len(weights)} tensors for {config.num_layers} layers)"
-        )
-    expected = parameter_shapes(config)
-    found = {k: tuple(v.shape) for k, v in weights.items()}
-    if expected != found:
-        wrong = sorted(set(expected) ^ set(found)) or sorted(k for k in expected if expected[k] != found[k])
-        raise CheckpointError(f"{where}: weights do not match the stored config ({', '.join(wrong[:3])})")
 
 
 def load_model(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> CharRNN:
