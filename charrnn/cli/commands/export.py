@@ -18,7 +18,7 @@ EPILOG = examples(
 def export(
     output: Annotated[str, typer.Option("--output", "-o", help="The file to write.", show_default=False)],
     checkpoint: CheckpointOption = None,
-    format: Annotated[
+    kind: Annotated[
         ExportFormat, typer.Option("--format", help="onnx: the one-character step graph; html: a page that samples.")
     ] = ExportFormat.ONNX,
     weights: Annotated[
@@ -30,10 +30,10 @@ def export(
         from charrnn.errors import ConfigError
         from charrnn.store.runs import resolve_checkpoint
 
-        if format is ExportFormat.ONNX and weights is not ExportWeights.FP32:
+        if kind is ExportFormat.ONNX and weights is not ExportWeights.FP32:
             raise ConfigError(f"--weights {weights} is for --format html; --format onnx exports fp32 weights")
         path = str(resolve_checkpoint(checkpoint))
-        if format is ExportFormat.ONNX:
+        if kind is ExportFormat.ONNX:
             from charrnn.export.onnx import export_onnx
 
             summary = export_onnx(path, output)
