@@ -73,6 +73,21 @@ class Weights(Choice):
     INT8 = "int8"
 
 
+class ExportFormat(Choice):
+    """What `charrnn export` writes: an ONNX step graph, or a self-contained HTML page."""
+
+    ONNX = "onnx"
+    HTML = "html"
+
+
+class ExportWeights(Choice):
+    """The weights an export stores (ONNX takes fp32 only)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+
+
 class OutputFormat(Choice):
     TEXT = "text"
     JSONL = "jsonl"

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from charrnn.cli.commands import evaluate, explain, inspect, memory, neurons, runs, sample, serve, train
+from charrnn.cli.commands import evaluate, explain, export, inspect, memory, neurons, runs, sample, serve, train
 from charrnn.cli.common import EXIT_INTERRUPTED, EXIT_OK, err, output_failure, reader_gone
 from charrnn.version import __version__
 
@@ -64,6 +64,7 @@ app.command(epilog=serve.EPILOG)(serve.serve)
 app.command(epilog=explain.EPILOG)(explain.explain)
 app.command(epilog=neurons.EPILOG)(neurons.neurons)
 app.command(epilog=memory.EPILOG)(memory.memory)
+app.command(epilog=export.EPILOG)(export.export)
 
 
 def main() -> None:
