@@ -1,0 +1,1 @@
+"""Exporting a model to run elsewhere (ONNX, a web page)."""
