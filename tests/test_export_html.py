@@ -88,9 +88,11 @@ def fragment(settings: dict[str, object]) -> str:
     return "#" + "&".join(f"{key}={quote(str(value), safe='')}" for key, value in settings.items())
 
 
-def page_text(browser, page_file: Path, settings: dict[str, object]) -> tuple[str, dict[str, str]]:  # type: ignore[no-untyped-def]
+def page_text(browser, page_file: Path, settings: dict[str, object], init: str = "") -> tuple[str, dict[str, str]]:  # type: ignore[no-untyped-def]
     """What the page writes into #output for these settings, and the body's data attributes."""
     page = browser.new_page()
+    if init:
+        page.add_init_script(init)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     requests: list[str] = []
@@ -139,6 +141,18 @@ def test_page_without_prime_and_errors(browser, tmp_path: Path) -> None:  # type
     assert text == charrnn.load(path).generate(seed=5, length=120, temperature=0)
     _, data = page_text(browser, page_file, {"prime": "KING\u00e9", "seed": 1})
     assert data["state"] == "error" and "U+00E9" in data["error"]
+
+
+def test_page_without_workers(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Where Web Workers are missing, the page generates on its own thread in slices: the same text."""
+    path = checkpoint(tmp_path, "lstm")
+    page_file = tmp_path / "model.html"
+    export_html(str(path), str(page_file), "fp32")
+    text, data = page_text(browser, page_file, SETTINGS[1], init="delete window.Worker;")
+    assert data["state"] == "done" and data["runner"] == "page"
+    assert text == charrnn.load(path).generate(
+        PRIME, **{("temperature" if k == "temp" else k): v for k, v in SETTINGS[1].items() if k != "prime"}
+    )
 
 
 def test_low_precision_logits_within_tolerance(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
