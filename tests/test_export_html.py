@@ -172,3 +172,13 @@ def test_low_precision_logits_within_tolerance(browser, tmp_path: Path) -> None:
             page.close()
         assert got.shape == expected.shape
         assert np.abs(got - expected).max() <= tolerance, (weights, np.abs(got - expected).max())
+
+
+def test_the_cli_writes_an_fp16_page_by_default(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    path = checkpoint(tmp_path, "lstm")
+    result = run_cli("export", "-c", str(path), "--format", "html", "-o", str(tmp_path / "page.html"))
+    assert result.returncode == 0 and result.stdout == b""
+    assert "fp16 weights" in result.stderr.decode()
+    assert (tmp_path / "page.html").read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html>")

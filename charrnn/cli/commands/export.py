@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -11,7 +11,8 @@ from charrnn.cli.common import CheckpointOption, err, examples, guarded
 
 EPILOG = examples(
     "charrnn export -c checkpoints/poems -o poems.onnx      # for onnxruntime",
-    "charrnn export --format html --weights int8 -o p.html  # a page",
+    "charrnn export --format html -o poems.html            # a page that samples (fp16 weights)",
+    "charrnn export --format html --weights int8 -o p.html  # a smaller page",
 )
 
 
@@ -22,15 +23,20 @@ def export(
         ExportFormat, typer.Option("--format", help="onnx: the one-character step graph; html: a page that samples.")
     ] = ExportFormat.ONNX,
     weights: Annotated[
-        ExportWeights, typer.Option(help="Weights the file stores (html: fp16, int8 for a smaller page; onnx: fp32).")
-    ] = ExportWeights.FP32,
+        Optional[ExportWeights],
+        typer.Option(
+            help="Weights the file stores: html fp16 (fp32 for the CLI's exact text, int8 for a smaller page); "
+            "onnx fp32 only.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write the model as a file other programs run without charrnn or torch (docs/export.md)."""
     with guarded():
         from charrnn.errors import ConfigError
         from charrnn.store.runs import resolve_checkpoint
 
-        if kind is ExportFormat.ONNX and weights is not ExportWeights.FP32:
+        if kind is ExportFormat.ONNX and weights not in (None, ExportWeights.FP32):
             raise ConfigError(f"--weights {weights} is for --format html; --format onnx exports fp32 weights")
         path = str(resolve_checkpoint(checkpoint))
         if kind is ExportFormat.ONNX:
@@ -40,5 +46,5 @@ def export(
         else:
             from charrnn.export.html import export_html
 
-            summary = export_html(path, output, weights.value)
+            summary = export_html(path, output, (weights or ExportWeights.FP16).value)
         err(f"charrnn: {summary}")
