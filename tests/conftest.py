@@ -75,10 +75,16 @@ TINY_TRAIN = ["--hidden", "16", "--embed", "8", "--batch-size", "4", "--seq-len"
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, input: bytes | None = None, timeout: float = 120
+    *args: str,
+    cwd: Path | None = None,
+    input: bytes | None = None,
+    timeout: float = 120,
+    extra_path: Path | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run the real `charrnn` CLI in a subprocess (python -m charrnn), capturing bytes."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="100", NO_COLOR="1")
+    """Run the real `charrnn` CLI in a subprocess (python -m charrnn), capturing bytes; `extra_path`
+    goes first on its PYTHONPATH (a test can put a module there that shadows an installed one)."""
+    path = str(REPO) if extra_path is None else os.pathsep.join([str(extra_path), str(REPO)])
+    env = dict(os.environ, PYTHONPATH=path, COLUMNS="100", NO_COLOR="1")
     return subprocess.run(
         [sys.executable, "-m", "charrnn", *args],
         cwd=cwd,

@@ -14,9 +14,10 @@ import charrnn
 from charrnn.errors import ConfigError
 from charrnn.sampling import rng
 from charrnn.sampling.controls import CONTROLS, RunSettings, SampleSettings, build, docs_table, parse_value
-from charrnn.sampling.engine import Engine, Row, feed_prime, repeat_state
+from charrnn.sampling.engine import Engine, Row
 from charrnn.sampling.pick import adjust, choose, compile_settings
 from charrnn.sampling.steppers import make_stepper
+from charrnn.sampling.torch_backend import feed_prime, repeat_state
 from tests.conftest import run_cli
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "sampling.md"
@@ -194,7 +195,7 @@ def test_the_cli_says_a_bad_control_in_one_line(trained_run: Path) -> None:
 def test_rows_with_equal_settings_are_picked_as_one_group(trained_run: Path) -> None:
     model = charrnn.load(trained_run)
     vocab = model.checkpoint.vocab
-    engine = Engine(make_stepper(model.module), vocab.chars, model.device)
+    engine = Engine(make_stepper(model.module), vocab.chars)
     start = [vocab.index("a")]
     rows = [Row(i, start, compile_settings(SampleSettings(top_k=3), vocab.chars), i, 5) for i in range(3)]
     last, state = feed_prime(model.module, start, model.device)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from charrnn.errors import ConfigError, InputError
-from charrnn.sampling import engine as engine_module
 from charrnn.sampling import generate as sample_module
 from charrnn.sampling import rng
+from charrnn.sampling import torch_backend as engine_module
 from charrnn.sampling.controls import RunSettings, SampleSettings, build
 from charrnn.sampling.generate import Piece, generate, generate_many, in_order
 from charrnn.sampling.pick import choose
@@ -391,14 +391,15 @@ def test_sampling_gives_the_threads_back(trained_run: Path) -> None:
 def test_a_row_joining_a_running_batch_keeps_its_own_text(trained_run: Path) -> None:
     """A row's uniforms are its seed's, from its own step 0: the same text whichever rows share the
     batch and however many steps they have run when it joins (as `charrnn serve` admits streams)."""
-    from charrnn.sampling.engine import Engine, Row, feed_prime
+    from charrnn.sampling.engine import Engine, Row
     from charrnn.sampling.generate import start_ids
     from charrnn.sampling.pick import compile_settings
     from charrnn.sampling.steppers import make_stepper
+    from charrnn.sampling.torch_backend import feed_prime
 
     model, vocab = loaded(trained_run)
     compiled = compile_settings(SampleSettings(temperature=0.9), vocab.chars)
-    engine = Engine(make_stepper(model, "fast"), vocab.chars, torch.device("cpu"))
+    engine = Engine(make_stepper(model, "fast"), vocab.chars)
     texts: dict[int, str] = {}
 
     def join(index: int, prime: str, seed: int, length: int) -> None:

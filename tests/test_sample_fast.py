@@ -8,8 +8,8 @@ import torch
 
 from charrnn.errors import ConfigError
 from charrnn.model import CharRNN, ModelConfig
+from charrnn.sampling import layout as layout_module
 from charrnn.sampling import threads as sampling_threads_module
-from charrnn.sampling import weights as step_weights_module
 from charrnn.sampling.blas import BlasStepper
 from charrnn.sampling.steppers import FastStepper, ModuleStepper, make_stepper
 
@@ -40,7 +40,7 @@ def test_fast_steps_match_full_forward(
     make: type, cell: str, layers: int, table: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not table:
-        monkeypatch.setattr(step_weights_module, "MAX_TABLE_BYTES", 0)  # layer 0 multiplies the embedding instead
+        monkeypatch.setattr(layout_module, "MAX_TABLE_BYTES", 0)  # layer 0 multiplies the embedding instead
     model = tiny(cell, layers)
     gen = torch.Generator().manual_seed(1)
     prime = torch.randint(0, V, (N, 4), generator=gen)
@@ -61,7 +61,7 @@ def test_fast_steps_match_full_forward(
         final if cell == "lstm" else (final,),
         strict=True,
     ):
-        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(torch.as_tensor(mine), theirs, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("make", [FastStepper, BlasStepper, ModuleStepper])

@@ -18,7 +18,6 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 import numpy as np
-import torch
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -373,7 +372,7 @@ def test_each_rows_pick_uses_its_own_seed_and_step_whoever_shares_the_batch() ->
         row.made = made
 
     def picked(order: list[int]) -> list[int]:
-        engine = Engine(None, chars, torch.device("cpu"))  # type: ignore[arg-type]  # pick() never steps
+        engine = Engine(None, chars)  # type: ignore[arg-type]  # pick() never steps
         engine.rows, engine.logits = [rows[i] for i in order], logits[order].copy()
         return engine.pick().tolist()
 

@@ -12,19 +12,16 @@ log-probability of its text (temperature 1, no controls), comparable with sample
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from charrnn.model import CharRNN
+from charrnn.sampling.backend import Backend
 from charrnn.sampling.controls import RunSettings
-from charrnn.sampling.engine import Engine, Row, Token, as_numpy, feed_prime
+from charrnn.sampling.engine import Engine, Row, Token
 from charrnn.sampling.generate import Piece
 from charrnn.sampling.pick import Compiled, adjust, log_softmax
-from charrnn.sampling.steppers import Stepper
 
 
 @dataclass
@@ -38,13 +35,11 @@ def normalised(beam: Beam, length_norm: float) -> float:
     return beam.rank / max(beam.row.made, 1) ** length_norm if length_norm else beam.rank
 
 
-@torch.inference_mode()
-def search(
-    model: CharRNN, engine: Engine, compiled: Compiled, start: list[int], run: RunSettings, device: torch.device
-) -> list[Beam]:
+def search(backend: Backend, compiled: Compiled, start: list[int], run: RunSettings) -> list[Beam]:
     """The finished beams, best first (at most run.beam of them)."""
     width = run.beam
-    last, state = feed_prime(model.eval(), start, device)
+    engine = Engine(backend.stepper(), backend.chars)
+    last, state = backend.prime(start)
     first = Row(0, start, compiled, 0, run.length, run.stop, run.keep_stop, scored=True)
     if first.empty_end() is not None:
         return [Beam(first)]
@@ -87,22 +82,15 @@ def search(
             break
         engine.keep(parents)
         engine.rows = [b.row for b in beams]
-        ids = torch.tensor([b.row.last for b in beams], dtype=torch.long, device=device)
-        engine.logits = as_numpy(engine.stepper.step(ids))
+        engine.logits = engine.advance(np.array([b.row.last for b in beams], dtype=np.int64))
     return finished
 
 
 def beam_pieces(
-    model: CharRNN,
-    stepper: Stepper,
-    threads: Callable[[], AbstractContextManager[None]],
-    compiled: Compiled,
-    start: list[int],
-    run: RunSettings,
-    device: torch.device,
+    backend: Backend, threads: int, compiled: Compiled, start: list[int], run: RunSettings
 ) -> Iterator[Piece]:
     """The best `run.num_samples` beams as whole samples (a search cannot stream: the best is known at the end)."""
-    with threads():
-        beams = search(model, Engine(stepper, compiled.chars, device), compiled, start, run, device)
+    with backend.threads(threads):
+        beams = search(backend, compiled, start, run)
     for rank, beam in enumerate(beams[: run.num_samples]):
         yield Piece(rank, beam.text, True, None, beam.row.score, beam.row.made, beam.row.finish_reason)

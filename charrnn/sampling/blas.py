@@ -16,12 +16,25 @@ the same function without exp's overflow warnings for large negative inputs.
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from torch import Tensor
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from charrnn.model import GATES, CharRNN, State
-from charrnn.sampling.weights import step_weights, table_fits
+import numpy as np
+
+from charrnn.model_config import GATES, ModelConfig
+from charrnn.sampling.layout import arrange, table_fits
+
+if TYPE_CHECKING:
+    from charrnn.model import CharRNN
+
+NumpyState = tuple[np.ndarray, np.ndarray] | np.ndarray  # [L, N, H]: (h, c) for LSTM, h otherwise
+
+
+def as_array(x: Any) -> np.ndarray:
+    """A float32 numpy copy of a numpy array or a torch tensor (on any device)."""
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.array(x, dtype=np.float32)
 
 
 def sigmoid_(x: np.ndarray) -> np.ndarray:
@@ -36,9 +49,9 @@ def sigmoid_(x: np.ndarray) -> np.ndarray:
 class Product:
     """y = x W^T + b through numpy's BLAS; W^T is a view of the weight, not a copy."""
 
-    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
-        self.weight_t = weight.contiguous().numpy().T  # step_weights gives detached fp32 tensors
-        self.bias = None if bias is None else bias.contiguous().numpy()
+    def __init__(self, weight: np.ndarray, bias: np.ndarray | None) -> None:
+        self.weight_t = np.ascontiguousarray(weight, dtype=np.float32).T
+        self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         y = x @ self.weight_t
@@ -51,12 +64,22 @@ class BlasStepper:
     """Advances N streams one character per call on the CPU in fp32 (the `fast` engine's CPU path)."""
 
     def __init__(self, model: CharRNN) -> None:
-        config = model.config
+        weights = {name: as_array(value) for name, value in model.state_dict().items()}
+        self._build(model.config, weights)
+
+    @classmethod
+    def from_arrays(cls, config: ModelConfig, weights: Mapping[str, np.ndarray]) -> BlasStepper:
+        """A stepper on a checkpoint's arrays (charrnn.store.light): no torch anywhere."""
+        stepper = cls.__new__(cls)
+        stepper._build(config, weights)
+        return stepper
+
+    def _build(self, config: ModelConfig, weights: Mapping[str, np.ndarray]) -> None:
         self.cell = config.cell
         self.hidden = config.hidden_size
         self.layers = config.num_layers
-        layout = step_weights(model)
-        self.embed = layout.embed.contiguous().numpy()
+        layout = arrange(config.cell, config.num_layers, weights, lambda parts: np.concatenate(parts, axis=1))
+        self.embed = np.ascontiguousarray(layout.embed, dtype=np.float32)
         self.input0 = Product(*layout.input0)
         self.table: np.ndarray | None = None
         if table_fits(self.embed.shape[0], GATES[self.cell] * self.hidden):
@@ -68,25 +91,35 @@ class BlasStepper:
         self.h: list[np.ndarray] = []
         self.c: list[np.ndarray] = []
 
-    def load_state(self, state: State) -> None:
-        """Take the state the model's forward returned (after the prime): [L, N, H] each."""
+    def load_state(self, state: Any) -> None:
+        """Take a state [L, N, H] each ((h, c) for LSTM): the model's forward's, or this stepper's own."""
         if isinstance(state, tuple):
             h, c = state
-            self.c = [np.array(c[layer].float().cpu().numpy()) for layer in range(self.layers)]
+            self.c = [as_array(c[layer]) for layer in range(self.layers)]
         else:
             h = state
-        self.h = [np.array(h[layer].float().cpu().numpy()) for layer in range(self.layers)]
+        self.h = [as_array(h[layer]) for layer in range(self.layers)]
 
-    def select(self, rows: Tensor) -> None:
-        """Keep only the streams in `rows` (finished streams are dropped)."""
-        keep = rows.cpu().numpy()
+    def extend(self, state: Any) -> None:
+        """More streams join after the ones here (their state [L, n, H] as `load_state` takes it)."""
+        if not self.h:
+            self.load_state(state)
+            return
+        h, c = state if isinstance(state, tuple) else (state, None)
+        self.h = [np.concatenate([mine, as_array(h[layer])]) for layer, mine in enumerate(self.h)]
+        if c is not None:
+            self.c = [np.concatenate([mine, as_array(c[layer])]) for layer, mine in enumerate(self.c)]
+
+    def select(self, rows: Any) -> None:
+        """Keep only the streams in `rows`, in that order (a number may repeat: beam search forks)."""
+        keep = np.asarray(rows.cpu() if hasattr(rows, "cpu") else rows, dtype=np.int64)
         self.h = [x[keep] for x in self.h]
         self.c = [x[keep] for x in self.c]
 
-    def state(self) -> State:
-        """The state in nn.LSTM's layout, [L, N, H] (for handing back to the model)."""
-        h = torch.from_numpy(np.stack(self.h))
-        return (h, torch.from_numpy(np.stack(self.c))) if self.cell == "lstm" else h
+    def state(self) -> NumpyState:
+        """The state in nn.LSTM's layout, [L, N, H] (numpy)."""
+        h = np.stack(self.h)
+        return (h, np.stack(self.c)) if self.cell == "lstm" else h
 
     def _input_gates(self, ids: np.ndarray) -> np.ndarray:
         """W_ih x + bias for layer 0 (a table row per id when the table fits)."""
@@ -94,8 +127,11 @@ class BlasStepper:
             return self.table[ids]  # [N, G*H], a copy
         return self.input0(self.embed[ids])
 
-    def step(self, ids: Tensor) -> Tensor:
-        """ids [N] -> logits [N, V] (fp32), advancing every stream's state by one character."""
+    def step(self, ids: Any) -> Any:
+        """ids [N] -> logits [N, V] (fp32), advancing every stream's state by one character; a torch
+        tensor in, a torch tensor out (numpy callers use `step_numpy`)."""
+        import torch
+
         return torch.from_numpy(self.step_numpy(ids.numpy()))
 
     def step_numpy(self, index: np.ndarray) -> np.ndarray:

@@ -19,17 +19,13 @@ import copy
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from charrnn.model import CharRNN, State
 from charrnn.sampling import rng
 from charrnn.sampling.pick import Compiled, adjust, choose, log_softmax
-from charrnn.sampling.steppers import Stepper
-
-PRIME_WINDOW = 4096  # the prime is fed in windows of this many characters
+from charrnn.sampling.steppers_protocol import Stepper
 
 
 @dataclass(frozen=True)
@@ -186,80 +182,46 @@ class Row:
 Event = tuple[Row, list[Token], "str | None"]
 
 
-def cat_state(a: State, b: State) -> State:
-    """Two batches of recurrent state side by side: [L, N1, H] + [L, N2, H] -> [L, N1+N2, H]."""
-    if isinstance(a, tuple):
-        assert isinstance(b, tuple)
-        return tuple(torch.cat([x, y.to(x)], dim=1) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
-    assert isinstance(b, Tensor)
-    return torch.cat([a, b.to(a)], dim=1)
-
-
-def repeat_state(state: State, count: int) -> State:
-    if isinstance(state, tuple):
-        return tuple(s.repeat(1, count, 1) for s in state)  # type: ignore[return-value]
-    return state.repeat(1, count, 1)
-
-
-@torch.inference_mode()
-def feed_prime(model: CharRNN, start: list[int], device: torch.device) -> tuple[Tensor, State]:
-    """Run the prime through the model's own (fused) forward: last logits [1, V] and the state."""
-    state: State | None = None
-    ids = torch.tensor([start], dtype=torch.long, device=device)
-    for begin in range(0, ids.size(1), PRIME_WINDOW):
-        logits, state = model(ids[:, begin : begin + PRIME_WINDOW], state)
-    assert state is not None
-    return logits[:, -1].float(), state
-
-
-def as_numpy(logits: Tensor | np.ndarray) -> np.ndarray:
+def as_numpy(logits: Any) -> np.ndarray:
+    """float32 numpy logits from a numpy array or a torch tensor on any device."""
     if isinstance(logits, np.ndarray):
         return np.ascontiguousarray(logits, dtype=np.float32)
-    return logits.detach().float().cpu().numpy()
+    return np.asarray(logits.detach().float().cpu().numpy())
 
 
 class Engine:
     """The batch of rows of one model, stepped together (not thread-safe: one thread drives it)."""
 
-    def __init__(self, stepper: Stepper, chars: Sequence[str], device: torch.device) -> None:
+    def __init__(self, stepper: Stepper, chars: Sequence[str]) -> None:
         self.stepper = stepper
         self.chars = list(chars)
-        self.device = device  # where the stepper keeps its state (the ids and row indices it takes go there)
         self.rows: list[Row] = []
         self.logits: np.ndarray | None = None  # [len(rows), V]: the next pick of each row
 
-    def add(self, rows: list[Row], logits: Tensor, state: State) -> list[Event]:
-        """Rows join with their primes' last logits [n, V] and state [L, n, H]; rows that end before
-        their first character (length 0, a regex only "" matches) end at once (their events returned)."""
-        events: list[Event] = []
-        joining = []
-        for number, row in enumerate(rows):
-            reason = row.empty_end()
-            if reason is None:
-                joining.append(number)
-            else:
-                row.finish_reason = reason
-                events.append((row, [], reason))
-        if not joining:
-            return events
-        if len(joining) < len(rows):
-            index = torch.tensor(joining, dtype=torch.long, device=logits.device)
-            logits = logits.index_select(0, index)
-            state = select_state(state, index)
-            rows = [rows[i] for i in joining]
+    def add(self, rows: list[Row], logits: Any, state: Any) -> list[Event]:
+        """Rows join with their primes' last logits [n, V] and state [L, n, H] (numpy or torch); rows
+        that end before their first character (length 0, a regex only "" matches) end at once (their
+        events returned)."""
         # Rows with equal settings share one Compiled, so that they are picked as one group (requests
         # compile their own; interning against the rows now in the batch keeps nothing after they leave).
         live = {row.compiled.settings: row.compiled for row in self.rows}
         for row in rows:
             row.compiled = live.setdefault(row.compiled.settings, row.compiled)
         fresh = as_numpy(logits)
-        if self.rows:
-            state = cat_state(self.stepper.state(), state)
-            assert self.logits is not None
-            fresh = np.concatenate([self.logits, fresh])
-        self.stepper.load_state(state)
+        before = len(self.rows)
+        self.stepper.extend(state)
         self.rows.extend(rows)
-        self.logits = fresh
+        self.logits = fresh if self.logits is None or not before else np.concatenate([self.logits, fresh])
+        events: list[Event] = []
+        keep = list(range(before))
+        for number, row in enumerate(rows):
+            reason = row.empty_end()
+            if reason is None:
+                keep.append(before + number)
+            else:
+                row.finish_reason = reason
+                events.append((row, [], reason))
+        self.keep(keep)
         return events
 
     def keep(self, keep: list[int]) -> None:
@@ -267,12 +229,8 @@ class Engine:
         if keep == list(range(len(self.rows))):
             return
         self.rows = [self.rows[i] for i in keep]
-        if not keep:
-            self.logits = None
-            return
-        self.stepper.select(torch.tensor(keep, dtype=torch.long, device=self.device))
-        assert self.logits is not None
-        self.logits = self.logits[keep]
+        self.stepper.select(np.array(keep, dtype=np.int64))  # none left: the stepper holds no stream either
+        self.logits = self.logits[keep] if keep and self.logits is not None else None
 
     def pick(self) -> np.ndarray:
         """Each row's next character id [N], each settings group adjusted and chosen together."""
@@ -348,10 +306,4 @@ class Engine:
         step_numpy = getattr(self.stepper, "step_numpy", None)
         if step_numpy is not None:  # numpy's BLAS: no torch round trip per character
             return step_numpy(ids)
-        return as_numpy(self.stepper.step(torch.from_numpy(ids).to(self.device)))
-
-
-def select_state(state: State, index: Tensor) -> State:
-    if isinstance(state, tuple):
-        return tuple(s.index_select(1, index.to(s.device)) for s in state)  # type: ignore[return-value]
-    return state.index_select(1, index.to(state.device))
+        return as_numpy(self.stepper.step(ids))

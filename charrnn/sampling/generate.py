@@ -13,23 +13,22 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from functools import partial
+from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 
-from charrnn.adapt.learn import adapt
-from charrnn.adapt.settings import AdaptSettings
 from charrnn.errors import ConfigError, InputError
-from charrnn.model import CharRNN
+from charrnn.sampling.backend import Backend
 from charrnn.sampling.controls import MAX_SEED, RunSettings, SampleSettings
-from charrnn.sampling.engine import Engine, Row, feed_prime, repeat_state
+from charrnn.sampling.engine import Engine, Row
 from charrnn.sampling.pick import compile_settings
-from charrnn.sampling.steppers import make_stepper
-from charrnn.sampling.threads import auto_threads, sampling_threads
 from charrnn.vocab import Vocab, describe_chars
+
+if TYPE_CHECKING:
+    from charrnn.adapt.settings import AdaptSettings
+    from charrnn.model import CharRNN
 
 CHUNK_CHARS = 16  # characters per yielded chunk: small enough to stream, big enough to be cheap
 FLUSH_S = 0.05  # ...or whatever is ready after this long, so slow models stream smoothly too
@@ -70,6 +69,8 @@ def adapted_model(
     if not prime:
         raise InputError("--adapt learns from the prime: give a long --prime or --prime-file")
     check_prime(vocab, prime)
+    from charrnn.adapt.learn import adapt
+
     return adapt(model, vocab.encode(prime), steps, settings)
 
 
@@ -102,7 +103,7 @@ def generate(
     prime: str = "",
     settings: SampleSettings | None = None,
     run: RunSettings | None = None,
-    device: torch.device | str = "cpu",
+    device: Any = "cpu",
     engine: str = "fast",
     weights: str = "fp32",
     threads: int | None = None,
@@ -124,9 +125,31 @@ def generate_many(
     prime: str = "",
     settings: SampleSettings | None = None,
     run: RunSettings | None = None,
-    device: torch.device | str = "cpu",
+    device: Any = "cpu",
     engine: str = "fast",
     weights: str = "fp32",
+    threads: int | None = None,
+    seeds: list[int] | None = None,
+    scored: bool = False,
+) -> Iterator[Piece]:
+    """`generate_from` on a torch model: `engine` and `weights` pick how the steps are computed
+    (charrnn.sampling.steppers); fp32 engines agree on the text of a seed."""
+    from charrnn.sampling.torch_backend import TorchBackend
+
+    if seeds is not None and not seeds:
+        raise ConfigError("--num-samples must be at least 1")
+    check_prime(vocab, prime)
+    compiled = compile_settings(settings or SampleSettings(), vocab.chars)  # fails before the stepper is built
+    backend = TorchBackend(model, vocab.chars, device, engine, weights)
+    return generate_from(backend, vocab, prime, compiled.settings, run, threads, seeds, scored)
+
+
+def generate_from(
+    backend: Backend,
+    vocab: Vocab,
+    prime: str = "",
+    settings: SampleSettings | None = None,
+    run: RunSettings | None = None,
     threads: int | None = None,
     seeds: list[int] | None = None,
     scored: bool = False,
@@ -134,12 +157,11 @@ def generate_many(
     """`run.num_samples` samples computed together, yielded in order: all of sample 0, then 1, ...
 
     A sample ends after `run.length` generated characters (with `match`: at the first full match
-    from there on) or just after it produces one of `run.stop`. `engine` and `weights` pick how
-    the steps are computed (charrnn.sampling.steppers); fp32 engines agree on the text of a seed.
-    `threads` (default: `auto_threads`, the idle cores) holds while the samples are drawn; the
-    process's thread settings come back when the iterator ends or is closed. `seeds` (default:
-    from `run.seed`) gives each sample's seed, one sample per seed; `scored` adds each sample's
-    log-probability.
+    from there on) or just after it produces one of `run.stop`. `threads` (default: the backend's
+    choice for this many rows, the idle cores) holds while the samples are drawn; the process's
+    thread settings come back when the iterator ends or is closed. `seeds` (default: from
+    `run.seed`) gives each sample's seed, one sample per seed; `scored` adds each sample's
+    log-probability. Arguments are checked before the first piece is asked for.
     """
     settings = settings or SampleSettings()
     run = run or RunSettings()
@@ -147,23 +169,20 @@ def generate_many(
         raise ConfigError("--num-samples must be at least 1")
     check_prime(vocab, prime)
     compiled = compile_settings(settings, vocab.chars)  # a bad regex or bias fails before any text
-    stepper = make_stepper(model, engine, weights)  # checks the engine and weights now, too
-    target = torch.device(device)
     draws = run.beam or run.draws
-    count = auto_threads(draws, engine, weights) if threads is None else threads
+    count = backend.default_threads(draws) if threads is None else threads
     if count < 1:
         raise ConfigError(f"--threads must be at least 1, got {count}")
     seeds = seeds if seeds is not None else sample_seeds(run.seed, 1 if run.beam else run.draws)
     start = start_ids(vocab, prime)
-    pin = partial(sampling_threads, count, engine, weights, target)
     if run.beam:
         from charrnn.sampling.beam import beam_pieces
 
-        return beam_pieces(model, stepper, pin, compiled, start, run, target)
+        return beam_pieces(backend, count, compiled, start, run)
     scored = scored or run.best_of is not None
     rows = [Row(i, start, compiled, seed, run.length, run.stop, run.keep_stop, scored=scored)
             for i, seed in enumerate(seeds)]  # fmt: skip
-    events = _run(model, Engine(stepper, vocab.chars, target), pin, rows, target)
+    events = _run(backend, count, rows)
     if run.best_of is not None:
         return best_pieces(events, run.num_samples)
     return in_order(events, len(rows))
@@ -213,22 +232,16 @@ def score_of(row: Row) -> float | None:
     return row.score if row.scored else None
 
 
-@torch.inference_mode()
-def _run(
-    model: CharRNN,
-    engine: Engine,
-    threads: Callable[[], AbstractContextManager[None]],
-    rows: list[Row],
-    device: torch.device,
-) -> Iterator[Piece]:
+def _run(backend: Backend, threads: int, rows: list[Row]) -> Iterator[Piece]:
     """Pieces as they are computed, samples interleaved."""
-    model.eval()
-    with threads():  # the prime too: a torch team woken for it would spin beside numpy's BLAS threads
-        last, state = feed_prime(model, rows[0].start, device)
-        ended = engine.add(rows, last.expand(len(rows), -1), repeat_state(state, len(rows)))
+    with backend.threads(threads):  # the prime too: a torch team woken for it would spin beside numpy's BLAS threads
+        engine = Engine(backend.stepper(), backend.chars)
+        last, state = backend.prime(rows[0].start)
+        count = len(rows)
+        ended = engine.add(rows, np.repeat(last, count, axis=0), backend.repeat(state, count))
         for row, _, reason in ended:
             yield Piece(row.index, "", True, row.seed, score_of(row), 0, reason)
-        pending = [""] * len(rows)
+        pending = [""] * count
         flush_at = time.monotonic() + FLUSH_S
         while engine.rows:
             events = engine.step()

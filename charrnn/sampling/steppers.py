@@ -25,7 +25,7 @@ distribution (measured in benchmarks/sample_speed.py --checkpoint), so a seed's 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -33,22 +33,32 @@ from torch import Tensor
 from charrnn.choices import Weights
 from charrnn.errors import ConfigError
 from charrnn.model import GATES, CharRNN, State
+from charrnn.sampling.steppers_protocol import Stepper
 from charrnn.sampling.threads import runs_in_numpy
 from charrnn.sampling.weights import Product, step_weights, table_fits
 
 WEIGHTS = tuple(kind.value for kind in Weights)
 
 
-class Stepper(Protocol):
-    """Advances N streams by one character: ids [N] -> logits [N, V] (fp32)."""
+def to_torch(x: Any, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
+    """A numpy array or a tensor as a tensor on `device`."""
+    tensor = x if isinstance(x, Tensor) else torch.as_tensor(x)
+    return tensor.to(device=device, dtype=dtype)
 
-    def step(self, ids: Tensor) -> Tensor: ...
 
-    def load_state(self, state: State) -> None: ...
+def state_to_torch(state: Any, device: torch.device) -> State:
+    if isinstance(state, tuple):
+        return tuple(to_torch(s, device) for s in state)  # type: ignore[return-value]
+    return to_torch(state, device)
 
-    def select(self, rows: Tensor) -> None: ...
 
-    def state(self) -> State: ...
+def joined(a: State, b: State) -> State:
+    """Two batches of recurrent state side by side: [L, N1, H] + [L, N2, H] -> [L, N1+N2, H]."""
+    if isinstance(a, tuple):
+        assert isinstance(b, tuple)
+        return tuple(torch.cat([x, y], dim=1) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
+    assert isinstance(b, Tensor)
+    return torch.cat([a, b], dim=1)
 
 
 class ModuleStepper:
@@ -56,13 +66,19 @@ class ModuleStepper:
 
     def __init__(self, model: CharRNN) -> None:
         self.model = model
+        self.device = next(model.parameters()).device
         self.current: State | None = None
 
-    def load_state(self, state: State) -> None:
-        self.current = state
+    def load_state(self, state: Any) -> None:
+        self.current = state_to_torch(state, self.device)
 
-    def select(self, rows: Tensor) -> None:
+    def extend(self, state: Any) -> None:
+        incoming = state_to_torch(state, self.device)
+        self.current = incoming if self.current is None else joined(self.current, incoming)
+
+    def select(self, rows: Any) -> None:
         """Keep only the streams in `rows` (finished streams are dropped)."""
+        rows = to_torch(rows, self.device, torch.long)
         if isinstance(self.current, tuple):
             self.current = tuple(s[:, rows] for s in self.current)  # type: ignore[assignment]
         elif self.current is not None:
@@ -72,7 +88,9 @@ class ModuleStepper:
         assert self.current is not None
         return self.current
 
-    def step(self, ids: Tensor) -> Tensor:
+    @torch.inference_mode()
+    def step(self, ids: Any) -> Tensor:
+        ids = to_torch(ids, self.device, torch.long)
         logits, self.current = self.model(ids.view(-1, 1), self.current)
         return logits[:, -1].float()
 
@@ -89,6 +107,7 @@ class FastStepper:
         self.cell = config.cell
         self.hidden = config.hidden_size
         self.layers = config.num_layers
+        self.device = next(model.parameters()).device
         layout = step_weights(model)
         self.embed = layout.embed
         self.input0 = Product(*layout.input0, "fp32")  # [G*H, E]
@@ -105,17 +124,26 @@ class FastStepper:
         self.h: list[Tensor] = []
         self.c: list[Tensor] = []
 
-    def load_state(self, state: State) -> None:
-        """Take the state the model's forward returned (after the prime): [L, N, H] each."""
+    def load_state(self, state: Any) -> None:
+        """Take a state [L, N, H] each ((h, c) for LSTM), as the model's forward returns it."""
+        state = state_to_torch(state, self.device)
         if isinstance(state, tuple):
             h, c = state
-            self.c = [c[layer].float().contiguous() for layer in range(self.layers)]
+            self.c = [c[layer].contiguous() for layer in range(self.layers)]
         else:
             h = state
-        self.h = [h[layer].float().contiguous() for layer in range(self.layers)]
+        self.h = [h[layer].contiguous() for layer in range(self.layers)]
 
-    def select(self, rows: Tensor) -> None:
+    def extend(self, state: Any) -> None:
+        """More streams join after the ones here."""
+        if not self.h:
+            self.load_state(state)
+        else:
+            self.load_state(joined(self.state(), state_to_torch(state, self.device)))
+
+    def select(self, rows: Any) -> None:
         """Keep only the streams in `rows` (finished streams are dropped)."""
+        rows = to_torch(rows, self.device, torch.long)
         self.h = [x.index_select(0, rows) for x in self.h]
         self.c = [x.index_select(0, rows) for x in self.c]
 
@@ -130,8 +158,10 @@ class FastStepper:
             return self.table.index_select(0, ids)  # [N, G*H]
         return self.input0(self.embed.index_select(0, ids))
 
-    def step(self, ids: Tensor) -> Tensor:
+    @torch.inference_mode()
+    def step(self, ids: Any) -> Tensor:
         """ids [N] -> logits [N, V], advancing every stream's state by one character."""
+        ids = to_torch(ids, self.device, torch.long)
         hidden = self.hidden
         x = self.h[0]  # replaced by each layer's output
         for layer in range(self.layers):

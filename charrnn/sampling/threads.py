@@ -9,17 +9,29 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
 
-import torch
 from threadpoolctl import threadpool_limits
 
-from charrnn.device import available_cores, busy_cores, idle_cores
+from charrnn.cores import available_cores, busy_cores, idle_cores
 from charrnn.errors import ConfigError
 
+if TYPE_CHECKING:
+    import torch
 
-def runs_in_numpy(engine: str, weights: str, device: torch.device) -> bool:
+
+def runs_in_numpy(engine: str, weights: str, device: Any = "cpu") -> bool:
     """The `fast` engine in fp32 on the CPU steps in numpy (charrnn.sampling.blas); everything else in torch."""
-    return engine == "fast" and weights == "fp32" and device.type == "cpu"
+    return engine == "fast" and weights == "fp32" and getattr(device, "type", device) == "cpu"
+
+
+@contextmanager
+def numpy_threads(count: int) -> Iterator[None]:
+    """For the duration: `count` threads to numpy's BLAS (the torch-free start: no torch pool to quiet)."""
+    if count < 1:
+        raise ConfigError(f"--threads must be at least 1, got {count}")
+    with threadpool_limits(limits=count, user_api="blas"):
+        yield
 
 
 @contextmanager
@@ -29,6 +41,8 @@ def sampling_threads(count: int, engine: str, weights: str, device: torch.device
     CPU fp32 `fast` products run in numpy's BLAS, `module` and int8 in torch's OpenMP team; both
     pools spinning on the same cores made a step 80x slower. The caller's settings come back after.
     """
+    import torch
+
     if count < 1:
         raise ConfigError(f"--threads must be at least 1, got {count}")
     before = torch.get_num_threads()
@@ -57,7 +71,7 @@ def default_threads(num_samples: int, engine: str, weights: str, idle: int) -> i
     """
     if num_samples > 1:
         return idle
-    return min(idle, ONE_STREAM_BLAS_THREADS) if runs_in_numpy(engine, weights, torch.device("cpu")) else 1
+    return min(idle, ONE_STREAM_BLAS_THREADS) if runs_in_numpy(engine, weights) else 1
 
 
 def auto_threads(num_samples: int, engine: str, weights: str) -> int:

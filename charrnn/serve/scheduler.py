@@ -1,7 +1,7 @@
 """Continuous batching: one worker thread drives the generation engine of a model for every request.
 
 Each pass of the worker: admit waiting requests while the batch has room (their prompts are fed
-through the model's own forward, `engine.feed_prime`, and their rows added to the engine), drop
+through the model's own forward, `torch_backend.feed_prime`, and their rows added to the engine), drop
 the rows of streams that were cancelled or ran out of time, and take one engine step (every row
 picks with its own settings and seeded uniforms, hands out its characters, and leaves when it
 ends). A request therefore joins at the next step and never waits for another's completion, and
@@ -22,9 +22,10 @@ import torch
 from torch import Tensor
 
 from charrnn.model import CharRNN, State
-from charrnn.sampling.engine import Engine, cat_state, feed_prime
+from charrnn.sampling.engine import Engine
 from charrnn.sampling.steppers import make_stepper
 from charrnn.sampling.threads import sampling_threads
+from charrnn.sampling.torch_backend import cat_state, feed_prime
 from charrnn.serve.limits import Limits
 from charrnn.serve.streams import Stream
 from charrnn.vocab import Vocab
@@ -53,7 +54,7 @@ class Ticket:
 def prime_all(
     model: CharRNN, streams: list[Stream], device: torch.device
 ) -> dict[tuple[int, ...], tuple[Tensor, State]]:
-    """Each distinct prompt of a request fed once through the model's forward (`generate.feed_prime`).
+    """Each distinct prompt of a request fed once through the model's forward (`torch_backend.feed_prime`).
 
     Called from the request's side before it queues, so that a prompt's cost (a few ms for the
     fused forward's per-call overhead, more for a long prompt) does not stall the batch.
@@ -84,7 +85,7 @@ class Scheduler:
         self.limits = limits
         self.threads = threads
         # the `fast` engine in fp32: numpy's BLAS on the CPU
-        self.engine = Engine(make_stepper(model), vocab.chars, device)
+        self.engine = Engine(make_stepper(model), vocab.chars)
         self.rows: list[Stream] = []  # the stream of each engine row, in the engine's order
         self.queue: deque[Ticket] = deque()
         self.queued = 0

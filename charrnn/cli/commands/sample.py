@@ -126,21 +126,30 @@ def sample(
         prime = prime or ""
 
         from charrnn.sampling.controls import build
-        from charrnn.sampling.generate import adapted_model, generate_many
-        from charrnn.store.opening import open_model
+        from charrnn.sampling.numpy_backend import runs_without_torch
 
         settings, run = build(controls, "flag")  # checked before the checkpoint is read
         learning = AdaptSettings(lr=adapt_lr, flags="--adapt")
-        opened = open_model(checkpoint, device)
-        if adapt:
-            from charrnn.device import configure_threads
-
-            configure_threads(threads or LEARN_THREADS)  # as eval --dynamic's pass; sampling sets its own
-        model = adapted_model(opened.model, opened.vocab, prime, adapt, learning)
         jsonl = output_format is OutputFormat.JSONL
-        pieces = generate_many(
-            model, opened.vocab, prime, settings, run, opened.device, engine.value, weights.value, threads, scored=jsonl
-        )
+        if runs_without_torch(device, engine.value, weights.value, adapt):
+            from charrnn.sampling.generate import generate_from
+            from charrnn.sampling.numpy_backend import open_numpy
+
+            backend = open_numpy(checkpoint)
+            vocab = backend.checkpoint.vocab
+            pieces = generate_from(backend, vocab, prime, settings, run, threads, scored=jsonl)
+        else:
+            from charrnn.sampling.generate import adapted_model, generate_many
+            from charrnn.store.opening import open_model
+
+            opened = open_model(checkpoint, device)
+            if adapt:
+                from charrnn.device import configure_threads
+
+                configure_threads(threads or LEARN_THREADS)  # as eval --dynamic's pass; sampling sets its own
+            model = adapted_model(opened.model, opened.vocab, prime, adapt, learning)
+            pieces = generate_many(model, opened.vocab, prime, settings, run, opened.device, engine.value,
+                                   weights.value, threads, scored=jsonl)  # fmt: skip
         head = prime if include_prime else ""
         stream_to_stdout(jsonl_output(head, pieces) if jsonl else text_output(head, pieces))
 
