@@ -223,3 +223,23 @@ def test_cli_html_goes_to_export_html(tmp_path: Path, monkeypatch: pytest.Monkey
     assert result.exit_code == 0, result.output
     assert seen == [(str(tmp_path / "run" / "best.safetensors"), "page.html", "int8")]
     assert "charrnn: wrote page.html" in result.output
+
+
+def test_the_readme_snippet_samples_from_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's 15 lines (onnxruntime and numpy alone) run as printed, on a file named as they say."""
+    from charrnn.export.onnx import export_onnx
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"\*\*ONNX\.\*\*.*?```python\n(.*?)```", readme, re.S)
+    assert found, "README.md lost its ONNX snippet"
+    code = found.group(1)
+    assert len(code.strip().splitlines()) <= 18
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    export_onnx(str(checkpoint), str(tmp_path / "ts256.onnx"))
+    monkeypatch.chdir(tmp_path)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "README.md", "exec"), {})
+    text = printed.getvalue()[:-1]
+    assert text.startswith("ROMEO:\n") and len(text) == len("ROMEO:\n") + 200
+    assert set(text) <= set(CHARS)
