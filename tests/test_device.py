@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from charrnn import cores
 from charrnn import device as dev
 from charrnn.errors import ConfigError
 from charrnn.store.checkpoint import load_checkpoint, load_model, save_checkpoint
@@ -92,13 +93,13 @@ def test_busy_cores_counts_the_other_runnable_tasks(tmp_path: Path) -> None:
 
 def test_busy_cores_falls_back_to_the_load_average(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     absent = str(tmp_path / "absent")  # not Linux, or no /proc
-    monkeypatch.setattr(dev.os, "getloadavg", lambda: (1.25, 1.0, 0.5))
+    monkeypatch.setattr(cores.os, "getloadavg", lambda: (1.25, 1.0, 0.5))
     assert dev.busy_cores(absent) == 1.25
 
     def unavailable() -> tuple[float, float, float]:
         raise OSError("no load average here")
 
-    monkeypatch.setattr(dev.os, "getloadavg", unavailable)
+    monkeypatch.setattr(cores.os, "getloadavg", unavailable)
     assert dev.busy_cores(absent) is None
 
 

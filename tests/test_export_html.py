@@ -7,7 +7,9 @@ The browser tests skip where /usr/bin/chromium or the playwright package is miss
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -20,9 +22,8 @@ from charrnn.export.html import build_page, export_html
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.store.checkpoint import save_checkpoint
 from charrnn.vocab import Vocab
+from tests.browser import chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 VOCAB = Vocab.from_text("\n !',.:;?abcdefghijklmnopqrstuvwxyzABCDEFGHIKLMNOPRSTUW")
 PRIME = "KING:\nwhat say you, "
 # The largest logit error over 200 steps against fp32 (measured on random_model("lstm"): fp16 1.0e-3,
@@ -72,16 +73,8 @@ def test_bad_weights_refused(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    if not CHROMIUM.exists():
-        pytest.skip("no Chromium at /usr/bin/chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+def browser() -> Iterator[Any]:
+    yield from chromium()
 
 
 def fragment(settings: dict[str, object]) -> str:

@@ -19,8 +19,7 @@ import numpy as np
 
 from charrnn.sampling.backend import Backend
 from charrnn.sampling.controls import RunSettings
-from charrnn.sampling.engine import Engine, Row, Token
-from charrnn.sampling.generate import Piece
+from charrnn.sampling.engine import Engine, Piece, Row, Token
 from charrnn.sampling.pick import Compiled, adjust, log_softmax
 
 

@@ -29,6 +29,20 @@ from charrnn.sampling.steppers_protocol import Stepper
 
 
 @dataclass(frozen=True)
+class Piece:
+    """A chunk of one sample's generated text; `done` on the sample's last piece, which also carries
+    the sample's total log-probability (when asked for) and why it ended."""
+
+    index: int
+    text: str
+    done: bool = False
+    seed: int | None = None
+    logprob: float | None = None
+    chars: int = 0  # characters generated, on the last piece
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Token:
     """One generated character and, when asked for, its log-probability and the likeliest alternatives."""
 

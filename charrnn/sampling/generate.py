@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +22,7 @@ import numpy as np
 from charrnn.errors import ConfigError, InputError
 from charrnn.sampling.backend import Backend
 from charrnn.sampling.controls import MAX_SEED, RunSettings, SampleSettings
-from charrnn.sampling.engine import Engine, Row
+from charrnn.sampling.engine import Engine, Piece, Row
 from charrnn.sampling.pick import compile_settings
 from charrnn.vocab import Vocab, describe_chars
 
@@ -32,20 +32,6 @@ if TYPE_CHECKING:
 
 CHUNK_CHARS = 16  # characters per yielded chunk: small enough to stream, big enough to be cheap
 FLUSH_S = 0.05  # ...or whatever is ready after this long, so slow models stream smoothly too
-
-
-@dataclass(frozen=True)
-class Piece:
-    """A chunk of one sample's generated text; `done` on the sample's last piece, which also carries
-    the sample's total log-probability (when asked for) and why it ended."""
-
-    index: int
-    text: str
-    done: bool = False
-    seed: int | None = None
-    logprob: float | None = None
-    chars: int = 0  # characters generated, on the last piece
-    reason: str | None = None
 
 
 def check_prime(vocab: Vocab, prime: str) -> None:
