@@ -28,12 +28,14 @@ from charrnn.shared_options import DEFAULT_DEVICE, Work
 if TYPE_CHECKING:
     import numpy as np
     import torch
+    from typing_extensions import Unpack
 
     from charrnn.evaluate import EvalResult
     from charrnn.model import CharRNN, ModelConfig
     from charrnn.sampling.generate import Piece
     from charrnn.store.checkpoint import Checkpoint
     from charrnn.store.opening import OpenModel
+    from charrnn.train_kwargs import TrainKwargs
     from charrnn.training.observer import TrainObserver, TrainResult
 
 PathLike = str | Path
@@ -199,7 +201,7 @@ def load(path: PathLike | None = None, device: str = DEFAULT_DEVICE[Work.LATENCY
 
 
 def train(
-    corpus: PathLike | Sequence[PathLike], *, observer: TrainObserver | None = None, **options: Any
+    corpus: PathLike | Sequence[PathLike], *, observer: TrainObserver | None = None, **options: Unpack[TrainKwargs]
 ) -> TrainResult:
     """Train as `charrnn train` does, with the same options and defaults (flag names with `_` for `-`).
 
@@ -208,7 +210,8 @@ def train(
     Progress goes to `observer` (see `charrnn.training.observer.TrainObserver`); nothing is printed.
     With `resume`, every option passed counts as asked for, even at its default: `decay="linear"`
     switches an older run to it, `seed=1337` is checked against the run's seed.
-    Returns where the checkpoints are (`run_dir`, `best_path`) and how the run went.
+    Returns where the checkpoints are (`run_dir`, `best_path`) and how the run went. The options are
+    typed (`charrnn.train_kwargs.TrainKwargs`): a type checker finds `hiden=` or `time=[5]` before the run.
     """
     from charrnn.training.loop import train as run_training
     from charrnn.training.options import SPECS, field_name, parse_options

@@ -124,3 +124,32 @@ def test_train_stays_callable_after_submodule_import(corpus_file: Path, tmp_path
     assert charrnn.train is charrnn.api.train  # ...and does not shadow the API function
     result = charrnn.train(corpus_file, out=tmp_path / "r", hidden=8, batch_size=4, seq_len=16, steps=2, threads=1)
     assert result.steps == 2
+
+
+def test_train_kwargs_is_the_option_declarations() -> None:
+    """charrnn.train's typed options (charrnn.train_kwargs) name every declared option, with the type
+    its declaration implies, so a type checker and the declarations cannot disagree."""
+    import typing
+    from pathlib import Path
+
+    from charrnn.train_kwargs import TrainKwargs
+    from charrnn.training.options import SPECS, Kind, default_of
+
+    hints = typing.get_type_hints(TrainKwargs)
+    expected_keys = {(spec.flag or name).replace("-", "_") for name, spec in SPECS.items()}
+    assert set(hints) == expected_keys
+    plain = {Kind.INT: {int}, Kind.FLOAT: {float}, Kind.DURATION: {str, float}, Kind.INTERVAL: {int, str, float}}
+    for name, spec in SPECS.items():
+        key = (spec.flag or name).replace("-", "_")
+        allowed = set(typing.get_args(hints[key])) or {hints[key]}
+        assert (type(None) in allowed) == (default_of(name) is None), name
+        allowed.discard(type(None))
+        if spec.kind is Kind.CHOICE:
+            assert spec.choices is not None
+            literal = next(a for a in allowed if typing.get_origin(a) is typing.Literal)
+            assert set(typing.get_args(literal)) == {member.value for member in spec.choices}, name
+            assert allowed - {literal} == {spec.choices}, name
+        elif spec.kind is Kind.TEXT:
+            assert allowed <= {str, Path} and str in allowed, name
+        else:
+            assert allowed == plain[spec.kind], name
