@@ -90,3 +90,17 @@ def test_stream_groups_leave_each_stream_at_least_sixteen_windows() -> None:
     assert stream_groups_for(1_003_855, 32, 64) == 16  # Tiny Shakespeare's training text: 30 windows each
     assert stream_groups_for(100_000, 32, 64) == 3
     assert stream_groups_for(5_000, 32, 64) == 1
+
+
+def test_the_docs_table_of_planned_defaults_is_the_planners_output() -> None:
+    import re
+    from pathlib import Path
+
+    from charrnn.training.plan import planned_defaults_table
+
+    usage = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
+    found = re.search(r"<!-- planned-defaults:.*?-->\n(.*?)<!-- /planned-defaults -->", usage, re.S)
+    assert found, "docs/usage.md lost its table of planned defaults"
+    assert found.group(1) == planned_defaults_table(), (
+        "regenerate it: python -c 'from charrnn.training.plan import planned_defaults_table as t; print(t())'"
+    )
