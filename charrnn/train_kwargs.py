@@ -26,6 +26,7 @@ class TrainKwargs(TypedDict, total=False):
     weight_decay: float | None
     grad_clip: float
     state_reset: float
+    ema: float
     decay: Literal["linear", "cosine"] | Decay
     warmup_steps: int | None
     val_frac: float

@@ -449,3 +449,22 @@ def test_a_run_stopped_by_its_time_is_spent_when_resumed(corpus_file: Path, tmp_
     again = Trainer(TrainOptions(corpus=(), resume=str(run)), recorder).run()
     assert again.steps == first.steps
     assert any("time budget is already spent" in w for w in recorder.warnings)
+
+
+def test_ema_resumes_bit_identically_and_is_the_model(corpus_file: Path, tmp_path: Path) -> None:
+    """--ema: the checkpoints' model is the average, the weights being trained ride beside it as
+    raw.*, and an interrupted run resumed equals an uninterrupted one, average and all."""
+    straight = train(tiny(corpus_file, tmp_path / "straight", steps=20, ema=0.9))
+    with pytest.raises(Interrupted):
+        StopAt(tiny(corpus_file, tmp_path / "halves", steps=20, ema=0.9)).run()
+    resumed = train(TrainOptions(corpus=(), resume=str(tmp_path / "halves")))
+    assert_same_checkpoint(straight.last_path, resumed.last_path)
+    assert_same_checkpoint(straight.best_path, resumed.best_path)
+    last = load_checkpoint(straight.last_path)
+    raw = {name[len("raw.") :]: t for name, t in last.extra.items() if name.startswith("raw.")}
+    assert raw.keys() == last.weights.keys()
+    assert any(not torch.equal(raw[name], last.weights[name]) for name in raw)  # an average, not a copy
+    plain = train(tiny(corpus_file, tmp_path / "plain", steps=20))
+    assert not any(name.startswith("raw.") for name in load_checkpoint(plain.last_path).extra)
+    with pytest.raises(ConfigError, match="--ema"):
+        train(TrainOptions(corpus=(), resume=str(tmp_path / "halves"), ema=0.5))

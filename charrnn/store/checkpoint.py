@@ -1,7 +1,8 @@
 """The one checkpoint format: safetensors (tensors) + JSON metadata, digest-checked, written atomically.
 
 File layout (safetensors): tensors named `model.*` (weights, fp32), `optim.*` (optimizer moments),
-`rng.*` (generator states); header metadata holds four strings:
+`rng.*` (generator states), `raw.*` (with --ema: the weights being trained, the model being their
+average); header metadata holds four strings:
   format = "charrnn-checkpoint", format_version = "1", digest = sha256 (hex), meta = JSON.
 The digest covers `meta` and every tensor's name, dtype, shape and bytes, so any flipped byte or
 truncation is caught on load. Loading never unpickles anything.
@@ -129,8 +130,10 @@ def verify_checkpoint(path: str | Path) -> Checkpoint:
     indices = {i for g in groups for i in g.get("params", [])} if isinstance(groups, list) else set()
     for name in ckpt.extra:
         prefix, _, rest = name.partition(".")
-        if prefix not in ("optim", "state", "rng"):
+        if prefix not in ("optim", "state", "rng", "raw"):
             raise CheckpointError(f"{where}: unexpected tensor {name!r}")
+        if prefix == "raw" and (rest not in ckpt.weights or ckpt.extra[name].shape != ckpt.weights[rest].shape):
+            raise CheckpointError(f"{where}: {name!r} does not match the model's {rest!r}")
         index = rest.split(".")[0]
         if prefix == "optim" and not (index.isdigit() and int(index) in indices):
             raise CheckpointError(f"{where}: optimizer state {name!r} has no parameter group")

@@ -47,6 +47,10 @@ class Checkpointing(RunSetup):
     def restore(self, ckpt: Checkpoint) -> None:
         """Continue from `ckpt` exactly: weights, optimizer, counters, data position, state, RNG."""
         self.load_weights(ckpt)
+        if self.ema is not None:  # `model.*` is the average; the weights being trained are `raw.*`
+            self.ema.load(ckpt.weights)
+            raw = {name[len("raw.") :]: tensor for name, tensor in ckpt.extra.items() if name.startswith("raw.")}
+            self.model.load_state_dict(raw, strict=True)
         try:
             self.optimizer.load_state_dict(optimizer_state(ckpt))
         except (ValueError, KeyError, TypeError) as exc:
@@ -96,10 +100,12 @@ class Checkpointing(RunSetup):
             rng.update({f"{key}.ranks": self.team.gather_cpu(value) for key, value in list(rng.items())})
         if not self.world.is_main:
             return path
-        weights = self.model.state_dict()
-        if not all_finite(weights):
+        raw = self.model.state_dict()
+        weights = raw if self.ema is None else self.ema.state_dict()  # what every command will read
+        if not all_finite(weights) or not all_finite(raw):
             raise NonFiniteWeights(f"weights contain NaN/inf; {path} was not written")
-        snapshot = Snapshot(weights, self.optimizer, carried, rng, self.state, self.record())
+        beside = None if self.ema is None else raw
+        snapshot = Snapshot(weights, self.optimizer, carried, rng, self.state, self.record(), beside)
         return self.store.save(name, self.model_config, self.corpus.vocab, snapshot)
 
     def save_everywhere(self, name: str) -> tuple[str, str] | None:

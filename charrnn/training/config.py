@@ -35,7 +35,13 @@ VAL_COST_RATIO = 20  # periodic validations at least this many validation-times 
 
 
 # Fields a schedule recorded before they existed takes with the value that reproduces that run.
-ADDED_LATER: dict[str, Any] = {"state_reset": 0.0, "decay": "cosine", "stream_groups": 1, "alternate_ends": False}
+ADDED_LATER: dict[str, Any] = {
+    "state_reset": 0.0,
+    "decay": "cosine",
+    "stream_groups": 1,
+    "alternate_ends": False,
+    "ema": 0.0,
+}
 
 
 def min_lr_for(lr: float) -> float:
@@ -68,6 +74,7 @@ class TrainConfig:
     decay: str = "cosine"  # added later: runs recorded before it decayed by a cosine
     stream_groups: int = 1  # added later: runs recorded before it read one group of B streams
     alternate_ends: bool = False  # added later: odd epochs read the streams' ends (data.batches); before, never
+    ema: float = 0.0  # added later: runs recorded before it kept no average of the weights
 
     def progress(self, step: int, elapsed: float, epochs_done: float) -> float:
         """Fraction of the budget used, by whichever budget runs out first."""
@@ -216,6 +223,7 @@ def resolve_configs(
         weight_decay=plan.weight_decay if options.weight_decay is None else options.weight_decay,
         grad_clip=options.grad_clip,
         state_reset=options.state_reset,
+        ema=options.ema,
         decay=options.decay.value,
         val_frac=options.val_frac,
         val_max_chars=options.val_max_chars,
@@ -273,6 +281,8 @@ def check_schedule(config: TrainConfig) -> None:
         raise ConfigError("--grad-clip and --weight-decay must be finite and not negative")
     if not (isinstance(config.state_reset, (int, float)) and 0 <= config.state_reset <= 1):
         raise ConfigError(f"--state-reset must be a number from 0 to 1, got {config.state_reset!r}")
+    if not (isinstance(config.ema, (int, float)) and 0 <= config.ema < 1):
+        raise ConfigError(f"--ema must be a number from 0 to below 1, got {config.ema!r}")
     if not isinstance(config.alternate_ends, bool):
         raise ConfigError(f"the schedule's alternate_ends must be true or false, got {config.alternate_ends!r}")
     if config.decay not in tuple(Decay):

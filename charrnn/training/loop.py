@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,6 +180,8 @@ class Trainer(Checkpointing):
             bad |= ~torch.isfinite(loss)
         self.optimizer.found_inf = bad.float()  # type: ignore[attr-defined]
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model, self.state.step)
         self.carried = put_group_rows(self.carried, keep_finite_state(bad, carried, start), stream_group, groups)
         self.bad_run = (self.bad_run + 1) * bad
         self.skipped += bad
@@ -248,15 +251,16 @@ class Trainer(Checkpointing):
         """Validation loss; under torchrun each rank scores its share and the sums are all-reduced."""
         shard = (self.world.rank, self.world.size)
         start = time.perf_counter()
-        result = evaluate_ids(
-            self.model,
-            self.val_ids,
-            self.device,
-            self.dtype,
-            shard=shard,
-            reduce=self.team.sum,
-            gather=lambda rows: self.team.gather_rows(rows, 1),
-        )
+        with self.ema.swapped_in(self.model) if self.ema is not None else nullcontext():  # --ema: the average's
+            result = evaluate_ids(
+                self.model,
+                self.val_ids,
+                self.device,
+                self.dtype,
+                shard=shard,
+                reduce=self.team.sum,
+                gather=lambda rows: self.team.gather_rows(rows, 1),
+            )
         self.reserve_s = self.final_validation_reserve(time.perf_counter() - start)
         return result.loss
 

@@ -129,6 +129,17 @@ class TrainOptions:
         maximum=1.0,
         metavar="P",
     )
+    ema: float = option(
+        0.0,
+        "Validate and save an exponential moving average of the weights with this decay per step "
+        "(e.g. 0.999; 0: off); early steps weigh less: min(DECAY, (1+step)/(10+step)).",
+        OPTIM,
+        Role.IDENTITY,
+        Kind.FLOAT,
+        minimum=0.0,
+        maximum=0.99999,
+        metavar="DECAY",
+    )
     decay: Decay = option(
         Decay.LINEAR,
         "How the learning rate falls after warmup, to zero at the end of the budget.",

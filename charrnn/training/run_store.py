@@ -85,6 +85,7 @@ class Snapshot:
     rng: dict[str, torch.Tensor]
     state: RunState
     record: dict[str, Any]  # the run's description: options, train_config, corpus, command, world_size
+    raw: dict[str, torch.Tensor] | None = None  # with --ema: the weights being trained (the model is their average)
 
 
 class RunStore:
@@ -143,6 +144,8 @@ class RunStore:
         path = self.run_dir / name
         optim, groups = optimizer_tensors(snapshot.optimizer)
         extra = {**optim, **state_tensors(snapshot.carried), **snapshot.rng}
+        if snapshot.raw is not None:
+            extra.update({f"raw.{name}": tensor.detach().float().cpu() for name, tensor in snapshot.raw.items()})
         state = snapshot.state
         meta = {
             "kind": name.split(".")[0],

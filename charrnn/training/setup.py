@@ -39,6 +39,7 @@ from charrnn.store.runs import (
 )
 from charrnn.training.config import TrainConfig, check_fits, fixed_sizes, resolve_configs, time_budget
 from charrnn.training.distributed import Team, rank_device, world_from_env
+from charrnn.training.ema import WeightAverage
 from charrnn.training.observer import SilentObserver, TrainObserver
 from charrnn.training.optimizer import make_optimizer
 from charrnn.training.options import TrainOptions
@@ -206,6 +207,7 @@ class RunSetup:
             torch.manual_seed(self.config.seed + world.rank)
         self.net = self.wrap(self.model)
         self.optimizer = make_optimizer(self.model, self.config)
+        self.ema = WeightAverage(self.model, self.config.ema) if self.config.ema else None
         self.state = RunState()
         self.carried: State | None = None
         self.interrupted: int | None = None  # the signal that asked us to stop

@@ -43,8 +43,17 @@ def check_resumable(ckpt: Checkpoint) -> TrainConfig:
     check_position(ckpt, config)
     check_optimizer(ckpt, config)
     check_carried(ckpt, config)
+    check_average(ckpt, config)
     check_rng(ckpt)
     return config
+
+
+def check_average(ckpt: Checkpoint, config: TrainConfig) -> None:
+    """With --ema the weights being trained sit beside the model (their average) as `raw.*`, one per
+    weight (verify_checkpoint checks their shapes); without it there are none."""
+    raw = {name[len("raw.") :] for name in ckpt.extra if name.startswith("raw.")}
+    if raw != (set(ckpt.weights) if config.ema else set()):
+        raise bad(ckpt, "the weights being trained (raw.*) do not match --ema")
 
 
 def bad(ckpt: Checkpoint, what: str) -> CheckpointError:
