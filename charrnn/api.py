@@ -247,3 +247,17 @@ def train_signature() -> inspect.Signature:
 
 
 train.__signature__ = train_signature()  # type: ignore[attr-defined]
+
+
+def generation_signature(method: Any) -> inspect.Signature:
+    """`help(Model.generate)` lists every generation control with its declared default
+    (charrnn.sampling.controls, a torch-free import), after the method's own parameters."""
+    from charrnn.sampling.controls import CONTROLS, DEFAULTS
+
+    own = [p for p in inspect.signature(method).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    controls = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=DEFAULTS[name]) for name in CONTROLS]
+    return inspect.Signature([*own, *controls])
+
+
+Model.generate.__signature__ = generation_signature(Model.generate)  # type: ignore[attr-defined]
+Model.samples.__signature__ = generation_signature(Model.samples)  # type: ignore[attr-defined]

@@ -153,3 +153,13 @@ def test_train_kwargs_is_the_option_declarations() -> None:
             assert allowed <= {str, Path} and str in allowed, name
         else:
             assert allowed == plain[spec.kind], name
+
+
+def test_help_of_generate_lists_every_control() -> None:
+    import inspect
+
+    from charrnn.sampling.controls import CONTROLS, DEFAULTS
+
+    for method in (charrnn.Model.generate, charrnn.Model.samples):
+        parameters = inspect.signature(method).parameters
+        assert all(parameters[name].default == DEFAULTS[name] for name in CONTROLS)
