@@ -122,12 +122,8 @@ def generate_many(
     (charrnn.sampling.steppers); fp32 engines agree on the text of a seed."""
     from charrnn.sampling.torch_backend import TorchBackend
 
-    if seeds is not None and not seeds:
-        raise ConfigError("--num-samples must be at least 1")
-    check_prime(vocab, prime)
-    compiled = compile_settings(settings or SampleSettings(), vocab.chars)  # fails before the stepper is built
     backend = TorchBackend(model, vocab.chars, device, engine, weights)
-    return generate_from(backend, vocab, prime, compiled.settings, run, threads, seeds, scored)
+    return generate_from(backend, vocab, prime, settings, run, threads, seeds, scored)
 
 
 def generate_from(
