@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, write_result
+from common import REPO, SHAKESPEARE, write_result
 
 sys.path.insert(0, str(REPO))
 from charrnn.export.html import build_page
@@ -34,7 +34,12 @@ from charrnn.vocab import Vocab
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 PRIME = "The "
-TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 4
+
+
+def reference_text() -> str:
+    """Text for the logit check: the start of the reference corpus in ../shared (read, never copied
+    here), or, where it is absent, the vocabulary's own characters."""
+    return SHAKESPEARE.read_text(encoding="utf-8")[:2000] if SHAKESPEARE.is_file() else ""
 
 
 def model_of(args: argparse.Namespace) -> tuple[CharRNN, Vocab]:
@@ -65,7 +70,7 @@ def main() -> None:
     model, vocab = model_of(args)
     config = model.config
     shape = f"{config.num_layers}x{config.hidden_size} {config.cell.upper()}, vocab {vocab.size}"
-    text = "".join(c for c in TEXT if vocab.index(c) is not None) or vocab.chars
+    text = "".join(c for c in reference_text() if vocab.index(c) is not None) or vocab.chars
     ids = vocab.encode((text * 200)[:200]).tolist()
     prime = "".join(c for c in PRIME if vocab.index(c) is not None)
     with torch.no_grad():
