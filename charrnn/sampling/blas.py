@@ -16,6 +16,7 @@ the same function without exp's overflow warnings for large negative inputs.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,12 @@ class BlasStepper:
         self.head = Product(*layout.head)
         self.h: list[np.ndarray] = []
         self.c: list[np.ndarray] = []
+
+    def fresh(self) -> BlasStepper:
+        """A stepper on the same weights (shared, read only) with no streams: the layout is built once."""
+        twin = copy.copy(self)
+        twin.h, twin.c = [], []
+        return twin
 
     def load_state(self, state: Any) -> None:
         """Take a state [L, N, H] each ((h, c) for LSTM): the model's forward's, or this stepper's own."""

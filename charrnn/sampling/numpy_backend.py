@@ -24,9 +24,10 @@ class NumpyBackend:
         self.checkpoint = checkpoint
         self.config = checkpoint.config
         self.chars = checkpoint.vocab.chars
+        self.weights = BlasStepper.from_arrays(self.config, checkpoint.weights)  # laid out once, for every stepper
 
     def stepper(self) -> BlasStepper:
-        return BlasStepper.from_arrays(self.config, self.checkpoint.weights)
+        return self.weights.fresh()
 
     def prime(self, start: list[int]) -> tuple[np.ndarray, NumpyState]:
         stepper = self.stepper()

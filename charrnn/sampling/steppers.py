@@ -99,10 +99,7 @@ class FastStepper:
     """The same network as matrix products on the same weights (see the module docstring)."""
 
     def __init__(self, model: CharRNN, weights: str = "fp32") -> None:
-        if weights not in WEIGHTS:
-            raise ConfigError(f"unknown --weights {weights!r}; use one of {', '.join(WEIGHTS)}")
-        if weights == "int8" and next(model.parameters()).device.type != "cpu":
-            raise ConfigError("--weights int8 runs on the CPU only; use --device cpu or --weights fp32")
+        check_engine(model, "fast", weights)
         config = model.config
         self.cell = config.cell
         self.hidden = config.hidden_size
@@ -189,16 +186,25 @@ class FastStepper:
         return self.head(x)
 
 
+def check_engine(model: CharRNN, engine: str, weights: str) -> None:
+    """ConfigError unless `engine` and `weights` name a stepper that runs this model where it is."""
+    if engine not in ("fast", "module"):
+        raise ConfigError(f"unknown engine {engine!r}; use fast or module")
+    if weights not in WEIGHTS:
+        raise ConfigError(f"unknown --weights {weights!r}; use one of {', '.join(WEIGHTS)}")
+    if engine == "module" and weights != "fp32":
+        raise ConfigError("--engine module runs the model's own fp32 weights; use --weights fp32")
+    if weights == "int8" and next(model.parameters()).device.type != "cpu":
+        raise ConfigError("--weights int8 runs on the CPU only; use --device cpu or --weights fp32")
+
+
 def make_stepper(model: CharRNN, engine: str = "fast", weights: str = "fp32") -> Stepper:
     """`fast` (matrix products, the default: numpy on the CPU in fp32) or `module` (the model's own forward)."""
+    check_engine(model, engine, weights)
     if engine == "module":
-        if weights != "fp32":
-            raise ConfigError("--engine module runs the model's own fp32 weights; use --weights fp32")
         return ModuleStepper(model)
-    if engine == "fast":
-        if runs_in_numpy(engine, weights, next(model.parameters()).device):
-            from charrnn.sampling.blas import BlasStepper  # numpy: loaded only where it runs
+    if runs_in_numpy(engine, weights, next(model.parameters()).device):
+        from charrnn.sampling.blas import BlasStepper  # numpy: loaded only where it runs
 
-            return BlasStepper(model)
-        return FastStepper(model, weights)
-    raise ConfigError(f"unknown engine {engine!r}; use fast or module")
+        return BlasStepper(model)
+    return FastStepper(model, weights)

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from charrnn.model import CharRNN, State
 from charrnn.sampling.engine import as_numpy
-from charrnn.sampling.steppers import Stepper, make_stepper
+from charrnn.sampling.steppers import Stepper, check_engine, make_stepper
 from charrnn.sampling.threads import auto_threads, sampling_threads
 
 PRIME_WINDOW = 4096  # the prime is fed in windows of this many characters
@@ -55,7 +55,7 @@ class TorchBackend:
         self.chars = chars
         self.device = torch.device(device)
         self.engine, self.weights = engine, weights
-        make_stepper(model, engine, weights)  # checks the engine and weights now, before any text
+        check_engine(model, engine, weights)  # now, before any text
 
     def stepper(self) -> Stepper:
         return make_stepper(self.model, self.engine, self.weights)
