@@ -14,12 +14,12 @@ Values are checked here, with the name the user typed (`--min-p` or `min_p`) in 
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
+from charrnn.bounds import check_bounds
 from charrnn.errors import ConfigError
 
 SAMPLING, PENALTIES, CONSTRAINTS, SAMPLES, SEARCH = "Sampling", "Penalties", "Constraints", "Samples", "Search"
@@ -224,18 +224,7 @@ def check_values(settings: Any, style: str) -> None:
 
 
 def check_number(spec: Control, value: float, where: str) -> None:
-    low, high, above = spec.minimum, spec.maximum, spec.above
-    if above is not None and not value > above:
-        rule = f"in ({above:g}, {high:g}]" if high is not None else f"above {above:g}"
-        raise ConfigError(f"{where} must be {rule}, got {value}")
-    if low is not None and high is not None and not low <= value <= high:
-        raise ConfigError(f"{where} must be between {low:g} and {high:g}, got {value}")
-    if low is not None and not low <= value:
-        raise ConfigError(f"{where} must be at least {low:g}, got {value}")
-    if high is not None and not value <= high:
-        raise ConfigError(f"{where} must be at most {high:g}, got {value}")
-    if not abs(value) < math.inf:
-        raise ConfigError(f"{where} must be finite, got {value}")
+    check_bounds(where, value, spec.minimum, spec.maximum, spec.above)
 
 
 def parse_value(name: str, value: Any, style: str) -> Any:

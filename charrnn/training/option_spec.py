@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from charrnn.bounds import check_bounds
 from charrnn.choices import Choice
 from charrnn.durations import Interval, parse_duration
 from charrnn.errors import ConfigError
@@ -90,18 +91,7 @@ def parse_number(value: Any, where: str, kind: type) -> Any:
 
 
 def check_range(spec: Spec, where: str, number: float) -> Any:
-    """Comparisons written so that NaN fails every one of them."""
-    if spec.positive and not 0 < number < math.inf:
-        raise ConfigError(f"{where} must be a positive number, got {number}")
-    low, high = spec.minimum, spec.maximum
-    between = f"between {low:g} and {high:g}" if low is not None and high is not None else ""
-    if low is not None and not low <= number:
-        raise ConfigError(f"{where} must be {between or f'at least {low:g}'}, got {number}")
-    if high is not None and not number <= high:
-        raise ConfigError(f"{where} must be {between or f'at most {high:g}'}, got {number}")
-    if not abs(number) < math.inf:
-        raise ConfigError(f"{where} must be finite, got {number}")
-    return number
+    return check_bounds(where, number, spec.minimum, spec.maximum, positive=spec.positive)
 
 
 def duration(text: str, where: str) -> float:
