@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from charrnn.cli.common import DeviceOption, checkpoint_option, err, examples, guarded, threads_option
 from charrnn.errors import CharRNNError
-from charrnn.serve.limits import Limits
+from charrnn.serve.limits import CONNECTIONS, LimitFlag, Limits, flag, flag_fields
 from charrnn.shared_options import DEFAULT_DEVICE, Work
 
-LIMITS, CONNECTIONS, ADVANCED = "Limits", "Connections", "Advanced"
+ADVANCED = "Advanced"
 MISSING = "charrnn serve needs FastAPI and uvicorn: pip install 'charrnn[serve]'"
 
 EPILOG = examples(
@@ -34,64 +35,6 @@ def serve(
     cors: Annotated[
         Optional[list[str]], typer.Option(help="Allow browser calls from ORIGIN (repeatable). [default: none]")
     ] = None,
-    max_streams: Annotated[
-        int, typer.Option(min=1, help="Streams generated together; more wait in the queue.", rich_help_panel=LIMITS)
-    ] = Limits.max_streams,
-    max_queue: Annotated[
-        int, typer.Option(min=0, help="Streams that may wait for a place; more get 429.", rich_help_panel=LIMITS)
-    ] = Limits.max_queue,
-    queue_timeout: Annotated[
-        float, typer.Option(min=0.0, help="Seconds a request may wait for a place before 429.", rich_help_panel=LIMITS)
-    ] = Limits.queue_timeout_s,
-    request_timeout: Annotated[
-        float,
-        typer.Option(min=0.001, help="Seconds a request may generate before it is ended.", rich_help_panel=LIMITS),
-    ] = Limits.request_timeout_s,
-    max_tokens: Annotated[
-        int, typer.Option(min=1, help="Largest max_tokens (characters) a request may ask for.", rich_help_panel=LIMITS)
-    ] = Limits.max_tokens,
-    max_prompt: Annotated[
-        int, typer.Option(min=1, help="Characters per prompt (413 beyond).", rich_help_panel=LIMITS)
-    ] = Limits.max_prompt_chars,
-    max_body: Annotated[
-        int, typer.Option(min=1, help="Bytes per request body (413 beyond).", rich_help_panel=LIMITS)
-    ] = Limits.max_body_bytes,
-    max_n: Annotated[int, typer.Option(min=1, help="Choices per prompt (n).", rich_help_panel=LIMITS)] = Limits.max_n,
-    max_unsent: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Characters a request may have waiting for its client to read; beyond, it is ended.",
-            rich_help_panel=LIMITS,
-        ),
-    ] = Limits.max_unsent,
-    max_connections: Annotated[
-        int, typer.Option(min=1, help="Open connections; one more gets 503.", rich_help_panel=CONNECTIONS)
-    ] = Limits.max_connections,
-    header_timeout: Annotated[
-        float,
-        typer.Option(
-            min=0.001,
-            help="Seconds a request's line and headers may take to arrive (then 408).",
-            rich_help_panel=CONNECTIONS,
-        ),
-    ] = Limits.header_timeout_s,
-    body_timeout: Annotated[
-        float,
-        typer.Option(
-            min=0.001,
-            help="Seconds a request's body may take after its headers (then 408).",
-            rich_help_panel=CONNECTIONS,
-        ),
-    ] = Limits.body_timeout_s,
-    send_timeout: Annotated[
-        float,
-        typer.Option(
-            min=0.001,
-            help="Seconds a client may read nothing while output waits (then disconnected).",
-            rich_help_panel=CONNECTIONS,
-        ),
-    ] = Limits.send_timeout_s,
     ssl_certfile: Annotated[
         Optional[str],
         typer.Option(help="PEM certificate: serve HTTPS (see docs/serve.md).", rich_help_panel=CONNECTIONS),
@@ -101,6 +44,7 @@ def serve(
     ] = None,
     device: DeviceOption = DEFAULT_DEVICE[Work.LATENCY],
     threads: Annotated[Optional[int], threads_option("1, for the batched step", ADVANCED)] = None,
+    **limit_flags: Any,
 ) -> None:
     """Serve models over HTTP: OpenAI's /v1/completions and /v1/chat/completions (streaming too), /v1/models,
     /health, a playground at /.
@@ -116,22 +60,8 @@ def serve(
         from charrnn.serve.server import ServeOptions
         from charrnn.serve.server import serve as run_server
 
-        limits = Limits(
-            max_body_bytes=max_body,
-            max_prompt_chars=max_prompt,
-            max_tokens=max_tokens,
-            default_max_tokens=min(Limits.default_max_tokens, max_tokens),
-            max_n=max_n,
-            max_streams=max_streams,
-            max_queue=max_queue,
-            queue_timeout_s=queue_timeout,
-            request_timeout_s=request_timeout,
-            max_unsent=max_unsent,
-            max_connections=max_connections,
-            header_timeout_s=header_timeout,
-            body_timeout_s=body_timeout,
-            send_timeout_s=send_timeout,
-        )
+        chosen = {name: limit_flags[parameter_name(name)] for name in flag_fields()}
+        limits = Limits(**chosen, default_max_tokens=min(Limits.default_max_tokens, chosen["max_tokens"]))
         options = ServeOptions(
             checkpoints=tuple(checkpoint or ()),
             host=host,
@@ -156,3 +86,26 @@ def serve(
 
         run_server(options, ready)
         err("charrnn serve: stopped")
+
+
+def parameter_name(field_name: str) -> str:
+    """The keyword a limit's flag arrives as: max_prompt_chars -> max_prompt (flag --max-prompt)."""
+    return flag(field_name).replace("-", "_")
+
+
+def limit_parameter(name: str, spec: LimitFlag) -> inspect.Parameter:
+    """One limit's flag, from its declaration in charrnn.serve.limits."""
+    default = getattr(Limits, name)
+    bound: Any = type(default)(spec.minimum)
+    option = typer.Option("--" + flag(name), min=bound, help=spec.help, rich_help_panel=spec.panel)
+    return inspect.Parameter(parameter_name(name), inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[type(default), option])  # fmt: skip
+
+
+def serve_parameters() -> list[inspect.Parameter]:
+    own = inspect.signature(serve, eval_str=True).parameters.values()  # eval_str: Typer reads real types
+    fixed = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    return fixed + [limit_parameter(name, spec) for name, spec in flag_fields().items()]
+
+
+serve.__signature__ = inspect.Signature(serve_parameters())  # type: ignore[attr-defined]
