@@ -21,7 +21,7 @@ import numpy as np
 
 from charrnn.errors import ConfigError, InputError
 from charrnn.sampling.backend import Backend
-from charrnn.sampling.controls import MAX_SEED, RunSettings, SampleSettings
+from charrnn.sampling.controls import RunSettings, SampleSettings
 from charrnn.sampling.engine import Engine, Piece, Row
 from charrnn.sampling.pick import compile_settings
 from charrnn.vocab import Vocab, describe_chars
@@ -76,9 +76,8 @@ def new_seed() -> int:
 
 
 def sample_seeds(seed: int | None, count: int) -> list[int]:
-    """Seeds for `count` samples: seed, seed+1, ... (a fresh random base when seed is None)."""
-    if seed is not None and not 0 <= seed <= MAX_SEED - max(count - 1, 0):
-        raise ConfigError(f"--seed must be between 0 and {MAX_SEED - max(count - 1, 0)}, got {seed}")
+    """Seeds for `count` samples: seed, seed+1, ... (a fresh random base when seed is None; RunSettings
+    has checked that the last one fits in 64 bits)."""
     base = new_seed() if seed is None else seed
     return [base + i for i in range(count)]
 

@@ -36,7 +36,7 @@ SAMPLE_EPILOG = examples(
     "charrnn sample -c checkpoints/poems --prime 'The sea' --top-p 0.9 --seed 7",
     "charrnn sample --prime-file - -n 5 --stop $'\\n\\n' < prompt.txt",
     "charrnn sample --temp 0.3 --repetition-penalty 1.3      # fewer loops at low temperature",
-    "charrnn sample --match '[A-Z]+:' -n 5 --length 1  # five speaker names, each a full match",
+    "charrnn sample --match '[A-Z][A-Z]+:' -n 5 --length 30  # five speaker names, each a full match",
     "charrnn sample --beam 8 --length 200           # the likeliest continuation found by beam search",
     "charrnn sample --format jsonl -n 8 | jq -r .text",
     "charrnn sample --length 100000 | head -c 300    # ends quietly when head exits",
@@ -102,7 +102,7 @@ def sample(
     device: Annotated[str, device_option(ADVANCED)] = DEFAULT_DEVICE[Work.LATENCY],
     threads: Annotated[
         Optional[int],
-        threads_option("the idle cores; one sample: at most 2, or 1 with --engine module or int8", ADVANCED),
+        threads_option(SAMPLE_THREADS, ADVANCED),
     ] = None,
     engine: Annotated[
         Engine,
