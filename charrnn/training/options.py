@@ -103,7 +103,7 @@ class TrainOptions:
         Role.ADJUSTABLE,
         Kind.FLOAT,
         positive=True,
-        planned="0.01 x sqrt(384/hidden); x2 up to 400 steps, back to x1 by 1,200; at most 0.02",
+        planned="0.01 x sqrt(384/hidden); x2 up to 300 steps, back to x1 by 500; at most 0.02",
         metavar="LR",
     )
     weight_decay: float | None = option(
