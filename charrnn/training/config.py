@@ -7,19 +7,20 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
 
-from charrnn.choices import Choice, Decay
+from charrnn.choices import Decay
 from charrnn.data.corpus import Corpus
 from charrnn.device import dtype_name
 from charrnn.durations import Interval
 from charrnn.errors import ConfigError
 from charrnn.model import ModelConfig, count_parameters
 from charrnn.training.distributed import World
-from charrnn.training.options import TrainOptions, flag
+from charrnn.training.option_spec import parse_declared
+from charrnn.training.options import PREDATES, SCHEDULE_KEYS, SPECS, TrainOptions, flag, parse_value, value_text
 from charrnn.training.plan import (
     DEFAULT_TIME_S,
     Fixed,
@@ -28,20 +29,16 @@ from charrnn.training.plan import (
     stream_groups_for,
     validation_seconds,
 )
+from charrnn.training.schedule_options import ScheduleOptions
 
 WARMUP_STEPS = 20  # 20 beat 100 on Tiny Shakespeare at equal steps (1.489 vs 1.504 after 750)
 MIN_LR_FRACTION = 0.0  # all the way down: cosine to 0 gave 1.486 vs 1.489 for lr/10 (same test)
 VAL_COST_RATIO = 20  # periodic validations at least this many validation-times apart (<= 5% of the time)
 
 
-# Fields a schedule recorded before they existed takes with the value that reproduces that run.
-ADDED_LATER: dict[str, Any] = {
-    "state_reset": 0.0,
-    "decay": "cosine",
-    "stream_groups": 1,
-    "alternate_ends": False,
-    "ema": 0.0,
-}
+# The schedule's own fields a run recorded before they existed take the value that reproduces that
+# run (the options' such values are their declarations' `predates`).
+DERIVED_PREDATES: dict[str, Any] = {"alternate_ends": False}
 
 
 def min_lr_for(lr: float) -> float:
@@ -49,32 +46,23 @@ def min_lr_for(lr: float) -> float:
     return lr * MIN_LR_FRACTION
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """The resolved schedule and budget of a run (stored in its checkpoints)."""
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(ScheduleOptions):
+    """The resolved schedule and budget of a run (stored in its checkpoints): the options it takes
+    as given (inherited from `ScheduleOptions`), and below them what the plan resolves or derives."""
 
     batch_size: int
     seq_len: int
+    stream_groups: int
     lr: float
     min_lr: float
     warmup_steps: int
     weight_decay: float
-    grad_clip: float
-    val_frac: float
-    val_max_chars: int
     time_s: float | None
-    steps: int | None
     epochs: float | None
-    patience: int | None
     eval_every: Interval
-    save_every: Interval
-    seed: int
-    dtype: str
-    state_reset: float = 0.0  # added later: runs recorded before it never reset
-    decay: str = "cosine"  # added later: runs recorded before it decayed by a cosine
-    stream_groups: int = 1  # added later: runs recorded before it read one group of B streams
-    alternate_ends: bool = False  # added later: odd epochs read the streams' ends (data.batches); before, never
-    ema: float = 0.0  # added later: runs recorded before it kept no average of the weights
+    dtype: str  # what ran: fp32, bf16 or fp16 (`--dtype auto` resolved)
+    alternate_ends: bool  # odd epochs read the streams' ends (data.batches)
 
     def progress(self, step: int, elapsed: float, epochs_done: float) -> float:
         """Fraction of the budget used, by whichever budget runs out first."""
@@ -96,46 +84,29 @@ class TrainConfig:
         return self.min_lr + (self.lr - self.min_lr) * left
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["eval_every"], data["save_every"] = self.eval_every.spec, self.save_every.spec
-        return data
+        return {f.name: value_text(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of `to_json`; TypeError/ValueError/ConfigError on a malformed record."""
+        """Inverse of `to_json`; ConfigError on a malformed record (each declared value is checked
+        by its option's declaration, as the flag that sets it would be)."""
         names = {f.name for f in fields(cls)}
-        data = {**ADDED_LATER, **data}
+        data = {**DERIVED_PREDATES, **{SCHEDULE_KEYS[name]: value for name, value in PREDATES.items()}, **data}
         if set(data) != names:
-            raise TypeError(f"fields {sorted(set(data) ^ names)}")
+            raise ConfigError(f"the schedule's fields differ: {sorted(set(data) ^ names)}")
         values = dict(data)
-        values["eval_every"] = Interval.parse(str(data["eval_every"]))
-        values["save_every"] = Interval.parse(str(data["save_every"]))
+        for name, key in SCHEDULE_KEYS.items():
+            if values[key] is not None:
+                values[key] = parse_value(name, values[key])
         config = cls(**values)
         check_schedule(config)
         return config
 
     def adjusted(self, changes: dict[str, Any]) -> TrainConfig:
         """This schedule with the options a resume may change applied (the rest stays)."""
-        updates: dict[str, Any] = {}
+        updates = {SCHEDULE_KEYS[name]: value for name, value in changes.items() if name in SCHEDULE_KEYS}
         if "lr" in changes:
-            updates.update(lr=changes["lr"], min_lr=min_lr_for(changes["lr"]))
-        if "time" in changes:
-            updates["time_s"] = changes["time"]
-        for key in (
-            "weight_decay",
-            "grad_clip",
-            "state_reset",
-            "decay",
-            "warmup_steps",
-            "steps",
-            "epochs",
-            "patience",
-            "eval_every",
-            "save_every",
-        ):
-            if key in changes:
-                value = changes[key]
-                updates[key] = value.value if isinstance(value, Choice) else value  # a schedule holds plain values
+            updates["min_lr"] = min_lr_for(changes["lr"])
         config = replace(self, **updates)
         check_schedule(config)
         return config
@@ -212,7 +183,9 @@ def resolve_configs(
         eval_every = Interval.parse(default_eval_every(time_s, options.steps, val_s))
     ranks = world.size if world else 1
     batch_size = options.batch_size or -(-plan.batch_size // ranks) * ranks
+    given = {f.name: getattr(options, f.name) for f in fields(ScheduleOptions)}
     train_config = TrainConfig(
+        **given,
         batch_size=batch_size,
         seq_len=plan.seq_len,
         stream_groups=options.stream_groups or stream_groups_for(train_chars, batch_size, plan.seq_len),
@@ -221,19 +194,9 @@ def resolve_configs(
         min_lr=min_lr_for(lr),
         warmup_steps=warmup,
         weight_decay=plan.weight_decay if options.weight_decay is None else options.weight_decay,
-        grad_clip=options.grad_clip,
-        state_reset=options.state_reset,
-        ema=options.ema,
-        decay=options.decay.value,
-        val_frac=options.val_frac,
-        val_max_chars=options.val_max_chars,
         time_s=time_s,
-        steps=options.steps,
         epochs=epochs,
-        patience=options.patience,
         eval_every=eval_every,
-        save_every=options.save_every,
-        seed=options.seed,
         dtype=dtype_name(dtype),
     )
     check_schedule(train_config)
@@ -266,41 +229,23 @@ def planned_eval_steps(steps: float) -> int:
 
 
 def check_schedule(config: TrainConfig) -> None:
-    """Refuse a schedule whose values are each absurd (a stored one may come from a forged file).
-
-    Comparisons are written so that NaN fails them too; names are the flags that set each value.
-    """
-    for name in ("batch_size", "seq_len", "stream_groups", "warmup_steps", "val_max_chars", "seed"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigError(f"{flag(name)} must be a whole number, got {value!r}")
-    for name in ("batch_size", "seq_len", "stream_groups", "lr", "val_max_chars"):
-        if not 0 < getattr(config, name) < math.inf:
-            raise ConfigError(f"{flag(name)} must be a positive number, got {getattr(config, name)}")
-    if not (0 <= config.grad_clip < math.inf and 0 <= config.weight_decay < math.inf):
-        raise ConfigError("--grad-clip and --weight-decay must be finite and not negative")
-    if not (isinstance(config.state_reset, (int, float)) and 0 <= config.state_reset <= 1):
-        raise ConfigError(f"--state-reset must be a number from 0 to 1, got {config.state_reset!r}")
-    if not (isinstance(config.ema, (int, float)) and 0 <= config.ema < 1):
-        raise ConfigError(f"--ema must be a number from 0 to below 1, got {config.ema!r}")
+    """Refuse a schedule whose values are each absurd (a stored one may come from a forged file):
+    each option's value by its declaration (named by the flag that sets it), then what the plan
+    derives. Comparisons are written so that NaN fails them too."""
+    optional = {f.name for f in fields(config) if "None" in str(f.type)}
+    for name, key in SCHEDULE_KEYS.items():
+        value = getattr(config, key)
+        if value is None and key in optional:
+            continue
+        if value is None or isinstance(value, bool):  # (no option takes true/false)
+            raise ConfigError(f"{flag(name)}: not a valid value ({ascii(value)[:40]})")
+        parse_declared(SPECS[name], flag(name), value)
     if not isinstance(config.alternate_ends, bool):
         raise ConfigError(f"the schedule's alternate_ends must be true or false, got {config.alternate_ends!r}")
-    if config.decay not in tuple(Decay):
-        raise ConfigError(f"--decay must be one of {Decay.listing()}, got {str(config.decay)[:20]!r}")
-    if not (0 <= config.min_lr <= config.lr and config.warmup_steps >= 0 and 0 <= config.val_frac < 1):
-        raise ConfigError("the schedule's min_lr, warmup_steps or val_frac is out of range")
+    if not (isinstance(config.min_lr, (int, float)) and 0 <= config.min_lr <= config.lr):
+        raise ConfigError(f"the schedule's min_lr must be from 0 to the peak lr, got {config.min_lr!r}")
     if config.dtype not in ("fp32", "bf16", "fp16"):
         raise ConfigError(f"the schedule's dtype must be fp32, bf16 or fp16, got {str(config.dtype)[:20]!r}")
-    if config.steps is not None and config.steps < 1:
-        raise ConfigError(f"--steps must be at least 1, got {config.steps}")
-    if config.epochs is not None and not 0 < config.epochs < math.inf:
-        raise ConfigError(f"--epochs must be a positive number, got {config.epochs}")
-    if config.time_s is not None and not 0 < config.time_s < math.inf:
-        raise ConfigError(f"--time must be a finite duration, got {config.time_s}")
-    if not -(2**63) <= config.seed < 2**64:
-        raise ConfigError(f"--seed must fit in 64 bits, got {config.seed}")
-    if config.patience is not None and config.patience < 1:
-        raise ConfigError(f"--patience must be at least 1, got {config.patience}")
 
 
 def check_fits(config: ModelConfig) -> None:

@@ -16,6 +16,9 @@ from charrnn.durations import Interval, parse_duration
 from charrnn.errors import ConfigError
 from charrnn.store.schema import is_text
 
+MODEL, OPTIM, BUDGET, CKPTS, SYSTEM = "Model", "Optimisation", "Budget", "Checkpoints", "System"
+PANELS = (MODEL, OPTIM, BUDGET, CKPTS, SYSTEM)  # `--help`'s panels, in order
+
 
 class Role(Enum):
     """What `--resume` does with an option."""
@@ -23,6 +26,23 @@ class Role(Enum):
     IDENTITY = "identity"  # defines the run: a different value is refused
     ADJUSTABLE = "adjustable"  # may change; the change is reported as a warning
     RUN = "run"  # says which run, not how it trains (corpus, out, resume, init_from)
+
+
+class Record(Enum):
+    """Where a run keeps the value an option resolved to, besides the record of its options."""
+
+    OPTIONS = "options"  # only there (how to run, not what: device, threads, ...)
+    MODEL = "model"  # a `ModelConfig` field of the same name
+    SCHEDULE = "schedule"  # a `TrainConfig` field (named `stored_as` where that differs)
+
+
+class Unset(Enum):
+    """The `predates` of an option every recorded run has: no value to fill in."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
 
 
 class Kind(Enum):
@@ -49,6 +69,11 @@ class Spec:
     planned: str = ""  # shown as the default where None means "chosen for this corpus and budget"
     metavar: str | None = None
     choices: type[Choice] | None = None
+    record: Record = Record.OPTIONS
+    stored_as: str = ""  # the `TrainConfig` field, where it is not the option's name
+    # The value a run recorded before this option existed ran with (not today's default: a resumed
+    # old run must go on doing what it did).
+    predates: Any = UNSET
 
 
 def option(default: Any, help: str, panel: str, role: Role, kind: Kind, **spec: Any) -> Any:

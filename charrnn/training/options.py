@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
-from charrnn.choices import Cell, Choice, Decay, DType, Errors
+from charrnn.choices import Cell, Choice, DType, Errors
 from charrnn.durations import Interval
 from charrnn.errors import ConfigError
 from charrnn.shared_options import (  # MAX_THREADS is also read from here (commands/sample.py)
@@ -25,23 +25,45 @@ from charrnn.shared_options import (  # MAX_THREADS is also read from here (comm
     THREADS_HELP,
     Work,
 )
-from charrnn.training.option_spec import Kind, Role, Spec, option, parse_declared
+from charrnn.training.option_spec import (
+    BUDGET,
+    CKPTS,
+    MODEL,
+    OPTIM,
+    PANELS,
+    SYSTEM,
+    UNSET,
+    Kind,
+    Record,
+    Role,
+    Spec,
+    option,
+    parse_declared,
+)
+from charrnn.training.schedule_options import ScheduleOptions
 
-MODEL, OPTIM, BUDGET, CKPTS, SYSTEM = "Model", "Optimisation", "Budget", "Checkpoints", "System"
-SEED_RANGE = (-(2**63), 2**64 - 1)
 
-
-@dataclass(frozen=True)
-class TrainOptions:
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions(ScheduleOptions):
     """What the user asked for. None means "choose a good value for this corpus and budget"."""
 
     corpus: tuple[str, ...]
     out: str | None = option(
         None, "Run directory.", CKPTS, Role.RUN, Kind.TEXT, planned="checkpoints/<corpus name>", metavar="DIR"
     )
-    cell: Cell = option(Cell.LSTM, "Recurrent cell.", MODEL, Role.IDENTITY, Kind.CHOICE, choices=Cell)
+    cell: Cell = option(
+        Cell.LSTM, "Recurrent cell.", MODEL, Role.IDENTITY, Kind.CHOICE, choices=Cell, record=Record.MODEL
+    )
     num_layers: int | None = option(
-        None, "Stacked layers.", MODEL, Role.IDENTITY, Kind.INT, flag="layers", minimum=1, planned="2"
+        None,
+        "Stacked layers.",
+        MODEL,
+        Role.IDENTITY,
+        Kind.INT,
+        flag="layers",
+        minimum=1,
+        planned="2",
+        record=Record.MODEL,
     )
     hidden_size: int | None = option(
         None,
@@ -52,9 +74,18 @@ class TrainOptions:
         flag="hidden",
         minimum=1,
         planned="by corpus size and budget",
+        record=Record.MODEL,
     )
     embed_size: int | None = option(
-        None, "Character embedding size.", MODEL, Role.IDENTITY, Kind.INT, flag="embed", minimum=1, planned="64"
+        None,
+        "Character embedding size.",
+        MODEL,
+        Role.IDENTITY,
+        Kind.INT,
+        flag="embed",
+        minimum=1,
+        planned="64",
+        record=Record.MODEL,
     )
     dropout: float | None = option(
         None,
@@ -66,6 +97,7 @@ class TrainOptions:
         maximum=0.95,
         planned="by expected epochs; 0.5 in a 12-pass plan",
         metavar="P",
+        record=Record.MODEL,
     )
     batch_size: int | None = option(
         None,
@@ -75,6 +107,7 @@ class TrainOptions:
         Kind.INT,
         minimum=1,
         planned="32 on CPU; 128 to 512 on a GPU, by the updates the budget buys",
+        record=Record.SCHEDULE,
     )
     seq_len: int | None = option(
         None,
@@ -84,6 +117,7 @@ class TrainOptions:
         Kind.INT,
         minimum=1,
         planned="64 on CPU, 128 on a GPU",
+        record=Record.SCHEDULE,
     )
     stream_groups: int | None = option(
         None,
@@ -95,6 +129,8 @@ class TrainOptions:
         minimum=1,
         planned="16, fewer for a short text",
         metavar="G",
+        record=Record.SCHEDULE,
+        predates=1,
     )
     lr: float | None = option(
         None,
@@ -105,6 +141,7 @@ class TrainOptions:
         positive=True,
         planned="0.01 x sqrt(384/hidden); x2 up to 300 steps, back to x1 by 500; at most 0.02",
         metavar="LR",
+        record=Record.SCHEDULE,
     )
     weight_decay: float | None = option(
         None,
@@ -114,39 +151,7 @@ class TrainOptions:
         Kind.FLOAT,
         minimum=0.0,
         planned="0.01; 0.2 where the budget buys many passes",
-    )
-    grad_clip: float = option(
-        1.0, "Clip the gradient norm to this (0: off).", OPTIM, Role.ADJUSTABLE, Kind.FLOAT, minimum=0.0
-    )
-    state_reset: float = option(
-        0.05,
-        "Chance per window that a stream's carried state starts again from zero, so the model learns "
-        "to start from anywhere (and its state cannot drift).",
-        OPTIM,
-        Role.ADJUSTABLE,
-        Kind.FLOAT,
-        minimum=0.0,
-        maximum=1.0,
-        metavar="P",
-    )
-    ema: float = option(
-        0.0,
-        "Validate and save an exponential moving average of the weights with this decay per step "
-        "(e.g. 0.999; 0: off); early steps weigh less: min(DECAY, (1+step)/(10+step)).",
-        OPTIM,
-        Role.IDENTITY,
-        Kind.FLOAT,
-        minimum=0.0,
-        maximum=0.99999,
-        metavar="DECAY",
-    )
-    decay: Decay = option(
-        Decay.LINEAR,
-        "How the learning rate falls after warmup, to zero at the end of the budget.",
-        OPTIM,
-        Role.ADJUSTABLE,
-        Kind.CHOICE,
-        choices=Decay,
+        record=Record.SCHEDULE,
     )
     warmup_steps: int | None = option(
         None,
@@ -156,19 +161,7 @@ class TrainOptions:
         Kind.INT,
         minimum=0,
         planned="20, or a tenth of --steps if that is less",
-    )
-    val_frac: float = option(
-        0.1,
-        "Last fraction of the text held out for validation.",
-        OPTIM,
-        Role.IDENTITY,
-        Kind.FLOAT,
-        minimum=0.0,
-        maximum=0.9,
-        metavar="F",
-    )
-    val_max_chars: int = option(
-        131_072, "Validate on at most this many held-out chars.", OPTIM, Role.IDENTITY, Kind.INT, minimum=2
+        record=Record.SCHEDULE,
     )
     time: float | None = option(
         None,
@@ -176,10 +169,12 @@ class TrainOptions:
         BUDGET,
         Role.ADJUSTABLE,
         Kind.DURATION,
+        positive=True,
         planned="10m if no budget",
         metavar="DURATION",
+        record=Record.SCHEDULE,
+        stored_as="time_s",
     )
-    steps: int | None = option(None, "Stop after this many steps.", BUDGET, Role.ADJUSTABLE, Kind.INT, minimum=1)
     epochs: float | None = option(
         None,
         "Stop after this many passes over the text.",
@@ -188,9 +183,7 @@ class TrainOptions:
         Kind.FLOAT,
         positive=True,
         planned="none; 12 where the time buys many more",
-    )
-    patience: int | None = option(
-        None, "Stop after N validations without improvement.", BUDGET, Role.ADJUSTABLE, Kind.INT, minimum=1
+        record=Record.SCHEDULE,
     )
     eval_every: Interval | None = option(
         None,
@@ -200,14 +193,7 @@ class TrainOptions:
         Kind.INTERVAL,
         planned="1/4 of the budget, costing at most ~5% of it",
         metavar="N|DURATION",
-    )
-    save_every: Interval = option(
-        Interval(seconds=300.0),
-        "Save last every N steps or every DURATION.",
-        CKPTS,
-        Role.ADJUSTABLE,
-        Kind.INTERVAL,
-        metavar="N|DURATION",
+        record=Record.SCHEDULE,
     )
     resume: str | None = option(
         None,
@@ -251,15 +237,6 @@ class TrainOptions:
         minimum=1,
         maximum=MAX_THREADS,
         planned="usable cores",
-    )
-    seed: int = option(
-        1337,
-        "Random seed (weights, dropout).",
-        SYSTEM,
-        Role.IDENTITY,
-        Kind.INT,
-        minimum=SEED_RANGE[0],
-        maximum=SEED_RANGE[1],
     )
     errors: Errors = option(
         Errors.STRICT, "Invalid UTF-8 in the corpus.", SYSTEM, Role.IDENTITY, Kind.CHOICE, choices=Errors
@@ -316,13 +293,27 @@ def value_text(value: Any) -> Any:
 
 
 def declared() -> list[tuple[Field[Any], Spec]]:
-    """The options with a declaration, in declaration order (the order of `--help`)."""
-    return [(f, f.metadata["spec"]) for f in fields(TrainOptions) if "spec" in f.metadata]
+    """The options with a declaration, in the order of `--help`: by panel, and in each panel the
+    ones the plan may choose before those the schedule takes as given (`ScheduleOptions`)."""
+    given = {f.name for f in fields(ScheduleOptions)}
+    specs = [(f, f.metadata["spec"]) for f in fields(TrainOptions) if "spec" in f.metadata]
+    return sorted(specs, key=lambda item: (PANELS.index(item[1].panel), item[0].name in given))
 
 
 SPECS: dict[str, Spec] = {f.name: spec for f, spec in declared()}
 FLAGS: dict[str, str] = {name: spec.flag or name for name, spec in SPECS.items()}  # field -> flag, with `_`
 FIELDS_BY_FLAG: dict[str, str] = {flag: name for name, flag in FLAGS.items()}
+
+
+def recorded_in(record: Record) -> tuple[str, ...]:
+    """The options whose resolved value a run keeps in `record` (its model or its schedule)."""
+    return tuple(name for name, spec in SPECS.items() if spec.record is record)
+
+
+MODEL_FIELDS = recorded_in(Record.MODEL)  # options that are ModelConfig fields
+SCHEDULE_KEYS: dict[str, str] = {name: SPECS[name].stored_as or name for name in recorded_in(Record.SCHEDULE)}
+# What a run recorded before an option existed ran with, by option (its declaration's `predates`).
+PREDATES: dict[str, Any] = {name: spec.predates for name, spec in SPECS.items() if spec.predates is not UNSET}
 
 
 def flag(name: str) -> str:

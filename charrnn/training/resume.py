@@ -18,14 +18,23 @@ from charrnn.durations import duration_text
 from charrnn.errors import CheckpointError, ConfigError, CorpusError
 from charrnn.model import ModelConfig
 from charrnn.store.checkpoint import Checkpoint
-from charrnn.training.config import ADDED_LATER, TrainConfig
-from charrnn.training.options import SPECS, Kind, Role, TrainOptions, flag, stored_values, value_text
+from charrnn.training.config import TrainConfig
+from charrnn.training.options import (
+    MODEL_FIELDS,
+    PREDATES,
+    SCHEDULE_KEYS,
+    SPECS,
+    Kind,
+    Role,
+    TrainOptions,
+    flag,
+    stored_values,
+    value_text,
+)
 
 IDENTITY = tuple(name for name, spec in SPECS.items() if spec.role is Role.IDENTITY)
 ADJUSTABLE = tuple(name for name, spec in SPECS.items() if spec.role is Role.ADJUSTABLE)
-MODEL_FIELDS = ("cell", "num_layers", "hidden_size", "embed_size", "dropout")  # options that are ModelConfig fields
-# ...and the options that are TrainConfig fields
-SCHEDULE_FIELDS = ("batch_size", "seq_len", "stream_groups", "val_frac", "val_max_chars", "seed")
+MODEL_SHAPE = tuple(name for name in MODEL_FIELDS if name != "dropout")  # what --init-from takes as it is
 
 
 def shown(name: str, value: Any) -> str:
@@ -50,25 +59,25 @@ def given(options: TrainOptions) -> dict[str, Any]:
 def recorded_options(ckpt: Checkpoint) -> dict[str, Any]:
     """The options stored in `ckpt` as it recorded them (None where the plan chose), parsed and checked.
 
-    An option the checkpoint predates takes the value its schedule ran with (`ADDED_LATER`), not
-    today's default: the run's record must say what the run does.
+    An option the checkpoint predates takes the value its schedule ran with (its declaration's
+    `predates`), not today's default: the run's record must say what the run does.
     """
     try:
-        predated = {name: value for name, value in ADDED_LATER.items() if name in SPECS}
-        return stored_values({**predated, **ckpt.info.options})
+        return stored_values({**PREDATES, **ckpt.info.options})
     except ConfigError as exc:
         raise CheckpointError(f"{ckpt.path}: malformed stored options ({exc})") from None
 
 
 def stored_options(ckpt: Checkpoint) -> dict[str, Any]:
-    """The options a run was started with, the planned ones filled in from its model and schedule."""
+    """The options a run was started with, the identity ones the plan chose filled in from its model
+    and schedule (what a resume compares the flags given with)."""
     stored = recorded_options(ckpt)
     for name in MODEL_FIELDS:
         stored[name] = getattr(ckpt.config, name)
     train_config = ckpt.info.train_config
-    for key in SCHEDULE_FIELDS:
-        if key in train_config:
-            stored[key] = train_config[key]
+    for name, key in SCHEDULE_KEYS.items():
+        if SPECS[name].role is Role.IDENTITY and key in train_config:
+            stored[name] = train_config[key]
     return stored
 
 
@@ -140,7 +149,7 @@ def init_from_config(options: TrainOptions, ckpt: Checkpoint) -> ModelConfig:
     asked = given(options)
     refused = [
         f"{flag(k)} {shown(k, asked[k])} (the checkpoint has {getattr(ckpt.config, k)})"
-        for k in MODEL_FIELDS[:4]
+        for k in MODEL_SHAPE
         if k in asked and asked[k] != getattr(ckpt.config, k)
     ]
     if refused:
