@@ -96,11 +96,11 @@ def test_the_docs_table_of_planned_defaults_is_the_planners_output() -> None:
     import re
     from pathlib import Path
 
-    from charrnn.training.plan import planned_defaults_table
+    from charrnn.training.plan_table import planned_defaults_table
 
     usage = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
     found = re.search(r"<!-- planned-defaults:.*?-->\n(.*?)<!-- /planned-defaults -->", usage, re.S)
     assert found, "docs/usage.md lost its table of planned defaults"
     assert found.group(1) == planned_defaults_table(), (
-        "regenerate it: python -c 'from charrnn.training.plan import planned_defaults_table as t; print(t())'"
+        "regenerate it: python -c 'from charrnn.training.plan_table import planned_defaults_table as t; print(t())'"
     )

@@ -15,11 +15,12 @@ import torch
 
 from charrnn.data.corpus import load_corpus
 from charrnn.model import ModelConfig, count_parameters
-from charrnn.training.config import PLANNED_VALIDATIONS, resolve_configs
+from charrnn.training.config import resolve_configs
 from charrnn.training.loop import TURNED_CHECKS, TURNED_MARGIN, Trainer
 from charrnn.training.options import parse_options
 from charrnn.training.plan import (
     MIN_GPU_STEPS,
+    PLANNED_VALIDATIONS,
     RICH_DROPOUT,
     RICH_EPOCHS,
     RICH_WEIGHT_DECAY,
@@ -52,7 +53,7 @@ def test_a_gpu_with_minutes_on_a_megabyte_trains_wide_and_stops_after_the_planne
 def test_the_planned_passes_reach_the_schedule(corpus_file: Path) -> None:
     corpus = load_corpus([str(corpus_file)])
     options = parse_options((str(corpus_file),), time=180.0)
-    model, config = resolve_configs(options, corpus, MB, GPU, torch.bfloat16, flops=flops_at(1e6, MB))
+    model, config, _ = resolve_configs(options, corpus, MB, GPU, torch.bfloat16, flops=flops_at(1e6, MB))
     assert model.hidden_size == 1024 and model.dropout == RICH_DROPOUT
     assert config.epochs == RICH_EPOCHS and config.time_s == 180 and config.weight_decay == RICH_WEIGHT_DECAY
     # the lr decays to zero at the passes, which come long before the time
@@ -61,7 +62,7 @@ def test_the_planned_passes_reach_the_schedule(corpus_file: Path) -> None:
     assert config.eval_every.steps == math.ceil(steps / PLANNED_VALIDATIONS)
     # flags still win: --epochs, --weight-decay, --dropout and --eval-every are the user's
     given = parse_options((str(corpus_file),), time=180.0, epochs=30.0, weight_decay=0.05, eval_every="100")
-    _, mine = resolve_configs(given, corpus, MB, GPU, torch.bfloat16, flops=flops_at(1e6, MB))
+    _, mine, _ = resolve_configs(given, corpus, MB, GPU, torch.bfloat16, flops=flops_at(1e6, MB))
     assert (mine.epochs, mine.weight_decay, mine.eval_every.steps) == (30.0, 0.05, 100)
 
 

@@ -11,10 +11,10 @@ import pytest
 from charrnn.data.corpus import load_corpus
 from charrnn.errors import ConfigError
 from charrnn.store.checkpoint import load_checkpoint
-from charrnn.training.config import default_eval_every, resolve_configs
+from charrnn.training.config import resolve_configs
 from charrnn.training.loop import Trainer, train
 from charrnn.training.options import TrainOptions
-from charrnn.training.plan import LR_AT_384, MAX_LR, Fixed, lr_for_hidden, make_plan
+from charrnn.training.plan import LR_AT_384, MAX_LR, Fixed, default_eval_every, lr_for_hidden, make_plan
 from tests.conftest import SHAKESPEARE, make_text, tiny_options
 
 
@@ -109,9 +109,13 @@ def test_default_lr_follows_the_width_trained(corpus_file: Path) -> None:
     corpus = load_corpus([str(corpus_file)])
     cpu = torch.device("cpu")
     for hidden in (None, 96, 1024):
-        model, config = resolve_configs(tiny(corpus_file, None, hidden_size=hidden), corpus, 4000, cpu, torch.float32)
+        model, config, _ = resolve_configs(
+            tiny(corpus_file, None, hidden_size=hidden), corpus, 4000, cpu, torch.float32
+        )
         assert config.lr == lr_for_hidden(model.hidden_size)
-    _, explicit = resolve_configs(tiny(corpus_file, None, hidden_size=96, lr=0.003), corpus, 4000, cpu, torch.float32)
+    _, explicit, _ = resolve_configs(
+        tiny(corpus_file, None, hidden_size=96, lr=0.003), corpus, 4000, cpu, torch.float32
+    )
     assert explicit.lr == 0.003
     assert lr_for_hidden(96) != lr_for_hidden(1024)
     # wider layers take gentler steps; short runs bolder ones, never above the highest measured good

@@ -167,6 +167,7 @@ class TrainReport:
             ),
             ("budget", f"{info['budget']}, validate every {info['eval_every']}"),
             *([("speed", str(info["speed"]))] if info.get("speed") else []),
+            *([("plan", str(info["plan"]))] if info.get("plan") else []),
             ("run", str(info["run_dir"])),
         ]
         resumed_from = info.get("resumed_from")

@@ -21,19 +21,10 @@ from charrnn.model import ModelConfig, count_parameters
 from charrnn.training.distributed import World
 from charrnn.training.option_spec import parse_declared
 from charrnn.training.options import PREDATES, SCHEDULE_KEYS, SPECS, TrainOptions, flag, parse_value, value_text
-from charrnn.training.plan import (
-    DEFAULT_TIME_S,
-    Fixed,
-    assumed_flops,
-    make_plan,
-    stream_groups_for,
-    validation_seconds,
-)
+from charrnn.training.plan import Fixed, Plan, budget_seconds, make_plan
 from charrnn.training.schedule_options import ScheduleOptions
 
-WARMUP_STEPS = 20  # 20 beat 100 on Tiny Shakespeare at equal steps (1.489 vs 1.504 after 750)
 MIN_LR_FRACTION = 0.0  # all the way down: cosine to 0 gave 1.486 vs 1.489 for lr/10 (same test)
-VAL_COST_RATIO = 20  # periodic validations at least this many validation-times apart (<= 5% of the time)
 
 
 # The schedule's own fields a run recorded before they existed take the value that reproduces that
@@ -112,22 +103,9 @@ class TrainConfig(ScheduleOptions):
         return config
 
 
-def time_budget(options: TrainOptions) -> float | None:
-    """The run's time budget in seconds: --time, or the default where no budget is given."""
-    if options.time is None and options.steps is None and options.epochs is None:
-        return DEFAULT_TIME_S
-    return options.time
-
-
-def fixed_sizes(options: TrainOptions) -> Fixed:
-    """The sizes the flags fix; the plan chooses the others."""
-    return Fixed(
-        hidden_size=options.hidden_size,
-        num_layers=options.num_layers,
-        embed_size=options.embed_size,
-        batch_size=options.batch_size,
-        seq_len=options.seq_len,
-    )
+def fixed_values(options: TrainOptions) -> Fixed:
+    """What the flags fix of what the plan would otherwise choose."""
+    return Fixed(**{f.name: getattr(options, f.name) for f in fields(Fixed)})
 
 
 def resolve_configs(
@@ -138,14 +116,12 @@ def resolve_configs(
     dtype: torch.dtype,
     world: World | None = None,
     flops: float | None = None,
-) -> tuple[ModelConfig, TrainConfig]:
-    """Flags where given, planned defaults elsewhere (a planned batch rounds up to split over the ranks).
+) -> tuple[ModelConfig, TrainConfig, Plan]:
+    """The run's model and schedule: the options it takes as given, and the plan for the rest.
 
     `flops` is the measured training rate of the machine (all ranks together), if it was measured.
     """
-    time_s = time_budget(options)
-    flops = flops or assumed_flops(device, dtype)
-    fixed = fixed_sizes(options)
+    time_s = budget_seconds(options.time, options.steps, options.epochs)
     plan = make_plan(
         train_chars,
         corpus.vocab.size,
@@ -154,9 +130,11 @@ def resolve_configs(
         time_s,
         options.steps,
         options.epochs,
-        fixed,
+        fixed_values(options),
         flops,
         fine_tune=options.init_from is not None,
+        val_chars=min(options.val_max_chars, corpus.num_chars - train_chars),
+        ranks=world.size if world else 1,
     )
     model_config = ModelConfig(
         vocab_size=corpus.vocab.size,
@@ -164,68 +142,26 @@ def resolve_configs(
         num_layers=plan.num_layers,
         hidden_size=plan.hidden_size,
         embed_size=plan.embed_size,
-        dropout=plan.dropout if options.dropout is None else options.dropout,
+        dropout=plan.dropout,
     )
-    lr = options.lr or plan.lr
-    warmup = options.warmup_steps
-    if warmup is None:
-        warmup = min(WARMUP_STEPS, max(1, options.steps // 10)) if options.steps else WARMUP_STEPS
-    val_chars = min(options.val_max_chars, corpus.num_chars - train_chars)
-    val_s = validation_seconds(model_config, val_chars, flops)
-    epochs = options.epochs or plan.epochs_cap
-    if options.eval_every is not None:
-        eval_every = options.eval_every
-    elif plan.epochs_cap is not None:  # the passes end the run, well before the time does
-        eval_every = Interval(
-            steps=planned_eval_steps(plan.epochs_cap * train_chars / (plan.batch_size * plan.seq_len))
-        )
-    else:
-        eval_every = Interval.parse(default_eval_every(time_s, options.steps, val_s))
-    ranks = world.size if world else 1
-    batch_size = options.batch_size or -(-plan.batch_size // ranks) * ranks
     given = {f.name: getattr(options, f.name) for f in fields(ScheduleOptions)}
     train_config = TrainConfig(
         **given,
-        batch_size=batch_size,
+        batch_size=plan.batch_size,
         seq_len=plan.seq_len,
-        stream_groups=options.stream_groups or stream_groups_for(train_chars, batch_size, plan.seq_len),
+        stream_groups=plan.stream_groups,
         alternate_ends=True,
-        lr=lr,
-        min_lr=min_lr_for(lr),
-        warmup_steps=warmup,
-        weight_decay=plan.weight_decay if options.weight_decay is None else options.weight_decay,
+        lr=plan.lr,
+        min_lr=min_lr_for(plan.lr),
+        warmup_steps=plan.warmup_steps,
+        weight_decay=plan.weight_decay,
         time_s=time_s,
-        epochs=epochs,
-        eval_every=eval_every,
+        epochs=options.epochs or plan.epochs,
+        eval_every=plan.eval_every,
         dtype=dtype_name(dtype),
     )
     check_schedule(train_config)
-    return model_config, train_config
-
-
-def default_eval_every(time_s: float | None, steps: int | None, val_s: float = 0.0) -> str:
-    """About four validations per run (the last at the end), never more often than every 15 s,
-    and spaced so that periodic validation takes at most ~5% of a time budget.
-
-    `val_s` is the expected cost of one validation: on two CPU cores a full pass over Tiny
-    Shakespeare's validation text takes ~4 s, which every 20 s would cost an 80 s run 15% of its
-    steps. Where even one periodic validation would cost more than that, only the final one runs.
-    """
-    if steps is not None and time_s is None:
-        return str(max(1, steps // 4))
-    budget = time_s or DEFAULT_TIME_S
-    seconds = max(15.0, min(300.0, budget / 4), VAL_COST_RATIO * val_s)
-    if time_s is not None:
-        seconds = time_s / max(1, math.floor(time_s / seconds))  # equal parts, the last ending the run
-    return f"{seconds:g}s"
-
-
-PLANNED_VALIDATIONS = 8  # over a run the plan ends after a number of passes: enough to see a turn
-
-
-def planned_eval_steps(steps: float) -> int:
-    """Validate this many steps apart over a run of `steps` that ends by the plan's passes."""
-    return max(1, math.ceil(steps / PLANNED_VALIDATIONS))
+    return model_config, train_config, plan
 
 
 def check_schedule(config: TrainConfig) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from charrnn.durations import Interval
 from charrnn.model import ModelConfig, count_parameters
 
 DEFAULT_TIME_S = 600.0
@@ -25,11 +26,15 @@ GPU_TRAIN_FLOPS = 2.0e13
 # minutes, where 2x384 won at 80 s (1.489 vs 1.505) and 2x512 at ten minutes.
 CHARS_FOR_512 = 1.9e6
 WEIGHT_DECAY = 0.01  # AdamW's, where the plan does not regularise harder (a rich plan, below)
+WARMUP_STEPS = 20  # 20 beat 100 on Tiny Shakespeare at equal steps (1.489 vs 1.504 after 750)
+VAL_COST_RATIO = 20  # periodic validations at least this many validation-times apart (<= 5% of the time)
+PLANNED_VALIDATIONS = 8  # over a run the plan ends after a number of passes: enough to see a turn
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Plan:
-    """Resolved sizes for one run, before flags override them."""
+    """What a run trains: the values the flags gave, and for the rest the plan's choices, each with
+    the reason the banner prints (`why`)."""
 
     hidden_size: int
     num_layers: int
@@ -39,19 +44,34 @@ class Plan:
     seq_len: int
     lr: float
     expected_epochs: float
-    weight_decay: float = WEIGHT_DECAY
-    epochs_cap: float | None = None  # passes the plan stops at, where the budget buys more than help
+    weight_decay: float
+    epochs_cap: float | None  # passes the plan stops at, where the budget buys more than help
+    stream_groups: int
+    warmup_steps: int
+    eval_every: Interval
+    why: tuple[str, ...]
+
+    @property
+    def epochs(self) -> float | None:
+        """The passes the run stops at: the plan's cap (an --epochs budget is the run's own)."""
+        return self.epochs_cap
 
 
 @dataclass(frozen=True)
 class Fixed:
-    """Sizes given by flags (None: plan it); the plan keeps them and fits the rest around them."""
+    """Values given by flags (None: plan it); the plan keeps them and fits the rest around them."""
 
     hidden_size: int | None = None
     num_layers: int | None = None
     embed_size: int | None = None
     batch_size: int | None = None
     seq_len: int | None = None
+    dropout: float | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    warmup_steps: int | None = None
+    stream_groups: int | None = None
+    eval_every: Interval | None = None
 
 
 def assumed_flops(device: torch.device, dtype: torch.dtype) -> float:
@@ -115,12 +135,15 @@ SHORT_RUN_STEPS, LONG_RUN_STEPS = 300, 500
 RICH_LR_BOOST = 1.58
 
 
+def lr_boost(expected_steps: float) -> float:
+    """2x for a run of at most `SHORT_RUN_STEPS` steps, falling linearly to 1x at `LONG_RUN_STEPS`."""
+    return 1 + min(1.0, max(0.0, (LONG_RUN_STEPS - expected_steps) / (LONG_RUN_STEPS - SHORT_RUN_STEPS)))
+
+
 def lr_for_hidden(hidden: int, expected_steps: float = LONG_RUN_STEPS, boost: float | None = None) -> float:
     """Peak AdamW lr for `hidden` units: `LR_AT_384` scaled by 1/sqrt(width) (wider layers need
-    gentler steps), doubled for a run of at most `SHORT_RUN_STEPS` steps, back to 1x by `LONG_RUN_STEPS`
-    (or times `boost` where given)."""
-    if boost is None:
-        boost = 1 + min(1.0, max(0.0, (LONG_RUN_STEPS - expected_steps) / (LONG_RUN_STEPS - SHORT_RUN_STEPS)))
+    gentler steps), times the short-run boost (or `boost` where given); within [MIN_LR, MAX_LR]."""
+    boost = lr_boost(expected_steps) if boost is None else boost
     return round(min(MAX_LR, max(MIN_LR, boost * LR_AT_384 * math.sqrt(384 / hidden))), 5)
 
 
@@ -183,6 +206,13 @@ def dropout_for_epochs(epochs: float) -> float:
     return 0.25 if epochs > 3 else (0.1 if epochs > 2 else 0.0)
 
 
+def budget_seconds(seconds: float | None, steps: int | None, epochs: float | None) -> float | None:
+    """The run's time budget: the one given, or `DEFAULT_TIME_S` where no budget is given at all."""
+    if seconds is None and steps is None and epochs is None:
+        return DEFAULT_TIME_S
+    return seconds
+
+
 def make_plan(
     train_chars: int,
     vocab_size: int,
@@ -194,19 +224,22 @@ def make_plan(
     fixed: Fixed | None = None,
     flops: float | None = None,
     fine_tune: bool = False,
+    val_chars: int = 0,
+    ranks: int = 1,
 ) -> Plan:
-    """Sizes for `train_chars` of text under a budget (the first one to run out counts).
+    """Everything a run trains with, for `train_chars` of text under a budget (the first one to run
+    out counts): the values `fixed` by flags, and the plan's choices around them.
 
-    `fixed` holds the sizes the user chose; the rest (lr, dropout) is planned for that model.
     `flops` is this machine's training rate (measured by `training.probe`); without it, the rate
     assumed for the device and dtype. Where a time budget buys at least `RICH_EPOCHS` passes of a
     model twice as wide as the corpus's own, the plan takes that model and stops at those passes
     (not for a `fine_tune`: its model and its weights come from the checkpoint it starts from).
+    `val_chars` (validated per check) spaces the validations; a planned batch rounds up to split
+    evenly over `ranks` processes.
     """
     fixed = fixed or Fixed()
     rate = flops or assumed_flops(device, dtype)
-    if seconds is None and steps is None and epochs is None:
-        seconds = DEFAULT_TIME_S
+    seconds = budget_seconds(seconds, steps, epochs)
     layers, embed = fixed.num_layers or 2, fixed.embed_size or 64
 
     def budget_chars(hidden: int, batch_chars: int) -> float:
@@ -219,11 +252,13 @@ def make_plan(
             budgets.append(epochs * train_chars)
         return min(budgets)
 
-    hidden = hidden_for_corpus(train_chars)
-    if seconds is not None:
-        hidden = min(hidden, hidden_for_time(seconds, device, vocab_size, rate))
+    own = hidden_for_corpus(train_chars)
+    hidden = own if seconds is None else min(own, hidden_for_time(seconds, device, vocab_size, rate))
+    width_why = f"{train_chars:,} chars feed {own} units" + (
+        f"; the budget buys under {CHARS_FOR_512 / 1e6:.1f}M chars of 512" if hidden < own else ""
+    )
     hidden = fixed.hidden_size or hidden
-    wide = min(MAX_HIDDEN, 2 * hidden_for_corpus(train_chars))
+    wide = min(MAX_HIDDEN, 2 * own)
     batch, seq_len = window_shape(train_chars, device, fixed)  # a rich run's shape: it needs its updates
     # only a time budget is filled so (--steps and --epochs say how long to train), with a model the plan chooses
     chosen_here = steps is None and epochs is None and fixed.hidden_size is None and not fine_tune
@@ -234,50 +269,76 @@ def make_plan(
     )
     if rich:
         hidden = wide
+        width_why = f"the budget buys {RICH_EPOCHS:g}+ passes of twice the corpus's own width"
     elif steps is None:
         batch, seq_len = window_shape(train_chars, device, fixed, budget_chars(hidden, 0))
     chars = RICH_EPOCHS * train_chars if rich else budget_chars(hidden, batch * seq_len)
     expected_epochs = chars / max(train_chars, 1)
+    expected_steps = chars / (batch * seq_len)
+    dropout = RICH_DROPOUT if rich else dropout_for_epochs(expected_epochs)
+    boost = RICH_LR_BOOST if rich else lr_boost(expected_steps)
+    lr = lr_for_hidden(hidden, expected_steps, boost)
+    config = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=layers, embed_size=embed)
+    cap = RICH_EPOCHS if rich else None
+    if fixed.eval_every is not None:
+        eval_every = fixed.eval_every
+    elif cap is not None:  # the passes end the run, well before the time does
+        eval_every = Interval(steps=planned_eval_steps(expected_steps))
+    else:
+        eval_every = Interval.parse(default_eval_every(seconds, steps, validation_seconds(config, val_chars, rate)))
+    why = (
+        f"{layers}x{hidden}: " + ("--hidden" if fixed.hidden_size else width_why),
+        f"lr {fixed.lr or lr:g}: "
+        + (
+            "--lr" if fixed.lr else f"{LR_AT_384:g} x sqrt(384/{hidden}) x {boost:.2f} for ~{expected_steps:,.0f} steps"
+        ),
+        f"dropout {dropout if fixed.dropout is None else fixed.dropout:g}: "
+        + ("--dropout" if fixed.dropout is not None else f"~{expected_epochs:.2g} passes over the text"),
+        *([f"stops after {cap:g} passes: more would overfit"] if cap else []),
+    )
+    batch = batch if fixed.batch_size else -(-batch // ranks) * ranks  # the same share for every rank
     return Plan(
         hidden_size=hidden,
         num_layers=layers,
         embed_size=embed,
-        dropout=RICH_DROPOUT if rich else dropout_for_epochs(expected_epochs),
+        dropout=dropout if fixed.dropout is None else fixed.dropout,
         batch_size=batch,
         seq_len=seq_len,
-        lr=lr_for_hidden(hidden, chars / (batch * seq_len), RICH_LR_BOOST if rich else None),
+        lr=fixed.lr or lr,
         expected_epochs=expected_epochs,
-        weight_decay=RICH_WEIGHT_DECAY if rich else WEIGHT_DECAY,
-        epochs_cap=RICH_EPOCHS if rich else None,
+        weight_decay=(RICH_WEIGHT_DECAY if rich else WEIGHT_DECAY)
+        if fixed.weight_decay is None
+        else fixed.weight_decay,
+        epochs_cap=cap,
+        stream_groups=fixed.stream_groups or stream_groups_for(train_chars, batch, seq_len),
+        warmup_steps=planned_warmup(steps) if fixed.warmup_steps is None else fixed.warmup_steps,
+        eval_every=eval_every,
+        why=why,
     )
 
 
-# The docs' table of planned defaults (docs/usage.md; tests/test_plan.py checks the file against it):
-# what `make_plan` chooses for a few corpora and budgets, at the rates assumed before a probe.
-TABLE_CORPORA = (("30k", 30_000), ("200k", 200_000), ("1.1M", 1_115_394), ("12M", 12_000_000), ("100M", 100_000_000))
-TABLE_BUDGETS = (("2m", 120.0), ("10m", 600.0), ("1h", 3600.0))
-TABLE_MACHINES = (
-    ("CPU fp32", "cpu", torch.float32),
-    ("CPU bf16", "cpu", torch.bfloat16),
-    ("GPU", "cuda", torch.bfloat16),
-)
+def planned_warmup(steps: int | None) -> int:
+    """`WARMUP_STEPS`, or a tenth of a step budget where that is less."""
+    return min(WARMUP_STEPS, max(1, steps // 10)) if steps else WARMUP_STEPS
 
 
-def planned_defaults_table(vocab_size: int = 65) -> str:
-    """A Markdown table of `make_plan`'s choices: the planner's own output, never restated by hand."""
-    lines = [
-        "| machine | corpus | budget | model | dropout | batch x window | peak lr | passes |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for machine, device_type, dtype in TABLE_MACHINES:
-        for corpus, chars in TABLE_CORPORA:
-            for budget, seconds in TABLE_BUDGETS:
-                plan = make_plan(chars, vocab_size, torch.device(device_type), dtype, seconds=seconds)
-                expected = plan.expected_epochs
-                passes = f"{expected:,.0f}" if expected >= 10 else f"{expected:.2g}"
-                passes = f"{plan.epochs_cap:g} (then stops)" if plan.epochs_cap else passes
-                lines.append(
-                    f"| {machine} | {corpus} | {budget} | {plan.num_layers}x{plan.hidden_size} | {plan.dropout:g} | "
-                    f"{plan.batch_size} x {plan.seq_len} | {plan.lr:g} | {passes} |"
-                )
-    return "\n".join(lines) + "\n"
+def default_eval_every(time_s: float | None, steps: int | None, val_s: float = 0.0) -> str:
+    """About four validations per run (the last at the end), never more often than every 15 s,
+    and spaced so that periodic validation takes at most ~5% of a time budget.
+
+    `val_s` is the expected cost of one validation: on two CPU cores a full pass over Tiny
+    Shakespeare's validation text takes ~4 s, which every 20 s would cost an 80 s run 15% of its
+    steps. Where even one periodic validation would cost more than that, only the final one runs.
+    """
+    if steps is not None and time_s is None:
+        return str(max(1, steps // 4))
+    budget = time_s or DEFAULT_TIME_S
+    seconds = max(15.0, min(300.0, budget / 4), VAL_COST_RATIO * val_s)
+    if time_s is not None:
+        seconds = time_s / max(1, math.floor(time_s / seconds))  # equal parts, the last ending the run
+    return f"{seconds:g}s"
+
+
+def planned_eval_steps(steps: float) -> int:
+    """Validate this many steps apart over a run of `steps` that ends by the plan's passes."""
+    return max(1, math.ceil(steps / PLANNED_VALIDATIONS))

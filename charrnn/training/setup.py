@@ -37,13 +37,13 @@ from charrnn.store.runs import (
     resolve_checkpoint,
     resume_target,
 )
-from charrnn.training.config import TrainConfig, check_fits, fixed_sizes, resolve_configs, time_budget
+from charrnn.training.config import TrainConfig, check_fits, fixed_values, resolve_configs
 from charrnn.training.distributed import Team, rank_device, world_from_env
 from charrnn.training.ema import WeightAverage
 from charrnn.training.observer import SilentObserver, TrainObserver
 from charrnn.training.optimizer import make_optimizer
 from charrnn.training.options import TrainOptions
-from charrnn.training.plan import assumed_flops, probe_config, validation_seconds, window_shape
+from charrnn.training.plan import assumed_flops, budget_seconds, probe_config, validation_seconds, window_shape
 from charrnn.training.probe import Speed, fastest_dtype, measure_speed
 from charrnn.training.resume import (
     check_same_corpus,
@@ -160,6 +160,7 @@ class RunSetup:
         self.model_config: ModelConfig
         self.config: TrainConfig
         self.speed = Speed(flops=assumed_flops(self.device, self.dtype) * world.size, measured=False)
+        self.plan_why: tuple[str, ...] = ()  # why the plan chose what it did (a new run's; a resume's is stored)
         if resume is not None:
             self.model_config = resume.config
             self.config = stored_train_config(resume).adjusted(changes)
@@ -170,9 +171,10 @@ class RunSetup:
                 self.use_tf32(self.dtype == torch.float32)
         else:
             self.speed = self.measure_speed(options)
-            self.model_config, self.config = resolve_configs(
+            self.model_config, self.config, plan = resolve_configs(
                 options, self.corpus, int(self.train_ids.size), self.device, self.dtype, world, self.speed.flops
             )
+            self.plan_why = plan.why
             if base is not None:
                 self.model_config = init_from_config(options, base)
             check_fits(self.model_config)  # before anything is built at this size, a dtype probe included
@@ -275,10 +277,10 @@ class RunSetup:
         The plan turns it into passes over the text; without a time budget the steps or epochs
         give the passes directly, and the assumed rate only sizes the validation-time estimate.
         """
-        if time_budget(options) is None:
+        if budget_seconds(options.time, options.steps, options.epochs) is None:
             return self.speed
         train_chars = int(self.train_ids.size)
-        fixed = fixed_sizes(options)
+        fixed = fixed_values(options)
         config = probe_config(train_chars, self.corpus.vocab.size, options.cell.value, fixed)
         check_fits(config)  # sizes from flags: refused before the probe builds them
         batch, seq_len = window_shape(train_chars, self.device, fixed)
@@ -389,6 +391,7 @@ class RunSetup:
             "resumed_step": self.state.step if self.resumed_from else None,
             "sample": self.preview,
             "speed": self.speed.describe() if self.speed.measured else None,
+            "plan": "; ".join(self.plan_why),
             "budget_steps": self.config.steps,
             "budget_s": self.config.time_s,
         }
