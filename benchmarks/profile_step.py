@@ -30,31 +30,32 @@ from charrnn.model import count_parameters, detach_state
 from charrnn.training.carried import group_rows, put_group_rows
 from charrnn.training.loop import Trainer
 from charrnn.training.options import TrainOptions
+from charrnn.training.step import Stepper
 
 PHASES = ("window", "forward", "loss", "backward", "clip", "adamw")
 
 
-def timed_step(trainer: Trainer, totals: dict[str, float]) -> None:
-    """`Trainer.step`'s work, in its order, with a clock between the phases (CPU: no sync needed)."""
-    batcher = trainer.batcher
+def timed_step(stepper: Stepper, totals: dict[str, float]) -> None:
+    """`Stepper.step`'s work, in its order, with a clock between the phases (CPU: no sync needed)."""
+    batcher = stepper.batcher
     marks = [time.perf_counter()]
-    window = trainer.state.window % batcher.windows_per_epoch
+    window = stepper.state.window % batcher.windows_per_epoch
     x, y = batcher.window(window)
-    start = group_rows(trainer.carried, batcher.group(window), batcher.groups)
+    start = group_rows(stepper.carried, batcher.group(window), batcher.groups)
     marks.append(time.perf_counter())
-    logits, carried = trainer.net(x, start)
+    logits, carried = stepper.net(x, start)
     marks.append(time.perf_counter())
     loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
     marks.append(time.perf_counter())
-    trainer.optimizer.zero_grad(set_to_none=True)
+    stepper.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     marks.append(time.perf_counter())
-    torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.config.grad_clip or float("inf"))
+    torch.nn.utils.clip_grad_norm_(stepper.model.parameters(), stepper.config.grad_clip or float("inf"))
     marks.append(time.perf_counter())
-    trainer.optimizer.step()
+    stepper.optimizer.step()
     marks.append(time.perf_counter())
-    trainer.carried = put_group_rows(trainer.carried, detach_state(carried), batcher.group(window), batcher.groups)
-    trainer.state.window += 1
+    stepper.carried = put_group_rows(stepper.carried, detach_state(carried), batcher.group(window), batcher.groups)
+    stepper.state.window += 1
     for name, start, end in zip(PHASES, marks[:-1], marks[1:], strict=True):
         totals[name] += end - start
 
@@ -99,7 +100,7 @@ def main() -> None:
         step_s = (time.perf_counter() - start) / args.steps
         totals: dict[str, float] = defaultdict(float)
         for _ in range(args.steps):
-            timed_step(trainer, totals)
+            timed_step(trainer.stepper, totals)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(max(3, args.steps // 4)):
                 trainer.step(1e-3)

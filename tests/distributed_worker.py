@@ -38,7 +38,7 @@ class Injected(Trainer):
     fail_at: tuple[int, int] | None = None
 
     def step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        rank, upcoming = self.world.rank, self.state.step + 1
+        rank, upcoming = self.parts.world.rank, self.state.step + 1
         if self.nan_at == (rank, upcoming):
             handle = self.model.head.register_forward_hook(lambda m, a, out: out * math.nan)
             try:

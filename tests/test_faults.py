@@ -47,7 +47,7 @@ def test_failed_saves_warn_keep_the_old_file_and_training_goes_on(
     run = tmp_path / "run"
     recorder = Recorder()
     trainer = Trainer(tiny(corpus_file, run, steps=20, eval_every="100"), recorder)
-    real_save = trainer.save
+    real_save = trainer.checkpoints.save
     seen: list[tuple[int, dict[str, int]]] = []
 
     def save(name: str) -> Path:
@@ -58,7 +58,7 @@ def test_failed_saves_warn_keep_the_old_file_and_training_goes_on(
             monkeypatch.undo()
         return real_save(name)
 
-    trainer.save = save  # type: ignore[method-assign]
+    trainer.checkpoints.save = save  # type: ignore[method-assign]
     result = trainer.run()
     monkeypatch.undo()
     assert result.steps == 20
@@ -234,11 +234,11 @@ def test_refused_save_keeps_the_previous_file(corpus_file: Path, tmp_path: Path)
     before = (run / LAST).read_bytes()
     with torch.no_grad():
         trainer.model.embed.weight[1, 1] = math.nan
-    trainer.try_save(LAST)
+    trainer.checkpoints.try_save(LAST)
     assert (run / LAST).read_bytes() == before
     assert any("NaN/inf" in w and "not written" in w for w in recorder.warnings)
     with pytest.raises(TrainingError, match="not written"):
-        trainer.final_save(LAST)
+        trainer.checkpoints.final_save(LAST)
 
 
 # -- charrnn verify --------------------------------------------------------------------------

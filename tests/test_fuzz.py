@@ -273,7 +273,7 @@ def test_hostile_corpus(tmp_path: Path, name: str) -> None:
     ckpt = verify_checkpoint(result.last_path)
     expected = data.decode("utf-8", str(extra.get("errors", "strict"))).removeprefix("\ufeff")
     assert ckpt.vocab.chars == "".join(sorted(set(expected)))
-    assert ckpt.vocab.decode(trainer.corpus.ids) == expected  # trained on exactly the text
+    assert ckpt.vocab.decode(trainer.parts.corpus.ids) == expected  # trained on exactly the text
     sample = "".join(generate(load_model_of(result.last_path), ckpt.vocab, run=RunSettings(length=50, seed=1)))
     assert len(sample) == 50 and set(sample) <= set(ckpt.vocab.chars)
 

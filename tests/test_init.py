@@ -16,21 +16,22 @@ from tests.conftest import tiny_options
 def test_the_output_bias_starts_at_the_log_frequencies(corpus_file: Path, tmp_path: Path) -> None:
     trainer = Trainer(tiny_options(corpus_file, tmp_path / "run", steps=1))
     try:
-        ids = np.asarray(trainer.train_ids)
-        counts = np.bincount(ids, minlength=trainer.model_config.vocab_size) + 1.0
+        parts = trainer.parts
+        ids = np.asarray(parts.train_ids)
+        counts = np.bincount(ids, minlength=parts.model_config.vocab_size) + 1.0
         expected = counts / counts.sum()
         got = torch.softmax(trainer.model.head.bias.detach().cpu().double(), dim=0).numpy()
         assert np.allclose(got, expected, rtol=1e-5)
         # the first step's loss is about the text's unigram entropy, well below ln(vocab)
-        x, y = trainer.batcher.window(0)
+        x, y = parts.batcher.window(0)
         with torch.no_grad():
-            logits, _ = trainer.model(x.to(trainer.device))
+            logits, _ = trainer.model(x.to(parts.device))
         first = torch.nn.functional.cross_entropy(
             logits.float().reshape(-1, logits.size(-1)), y.to(logits.device).reshape(-1)
         )
         first = first.item()
         entropy = float(-(expected * np.log(expected)).sum())
-        assert abs(first - entropy) < 0.3 < math.log(trainer.model_config.vocab_size) - first
+        assert abs(first - entropy) < 0.3 < math.log(parts.model_config.vocab_size) - first
     finally:
         trainer.release_run()
 

@@ -140,22 +140,22 @@ def test_a_run_stops_after_the_planned_passes_and_a_resume_says_how_to_go_on(
 def test_a_run_whose_validation_turned_stops_itself_and_keeps_its_best(corpus_file: Path, tmp_path: Path) -> None:
     trainer = Trainer(tiny_options(corpus_file, tmp_path / "run", steps=100, eval_every="1", device="cpu"))
     losses = iter([2.0, 1.5, 1.51, 1.5 + TURNED_MARGIN / 2, 1.6, 1.7, 1.8, 1.9])
-    trainer.validate = lambda: next(losses)  # type: ignore[method-assign]
-    passes = trainer.epochs_done
-    trainer.epochs_done = lambda: 1.0 + passes()  # type: ignore[method-assign]  # (a second pass)
+    trainer.validation.validate = lambda: next(losses)  # type: ignore[method-assign]
+    passes = trainer.stepper.epochs_done
+    trainer.stepper.epochs_done = lambda: 1.0 + passes()  # type: ignore[method-assign]  # (a second pass)
     result = trainer.run()
     # checks 3 to 5 do not improve on 1.5; the third of them (1.6) is clearly above it
     assert result.stop_reason == "overfitting" and result.steps == 2 + TURNED_CHECKS
     assert result.best_val_loss == 1.5 and "1.5000 at step 2" in result.stop_note
     first_pass = Trainer(tiny_options(corpus_file, tmp_path / "first", steps=8, eval_every="1", device="cpu"))
     rising = iter([1.5, 1.6, 1.7, 1.8, 1.9, 2.0, 2.1, 2.2, 2.3])
-    first_pass.validate = lambda: next(rising)  # type: ignore[method-assign]
+    first_pass.validation.validate = lambda: next(rising)  # type: ignore[method-assign]
     assert first_pass.run().stop_reason == "steps"  # a rise before the text was seen twice is not overfitting
     with_patience = Trainer(
         tiny_options(corpus_file, tmp_path / "patient", steps=8, eval_every="1", device="cpu", patience=50)
     )
     flat = iter([2.0, 1.5, *[1.9] * 10])
-    with_patience.validate = lambda: next(flat)  # type: ignore[method-assign]
+    with_patience.validation.validate = lambda: next(flat)  # type: ignore[method-assign]
     assert with_patience.run().stop_reason == "steps"  # --patience replaces the rule
 
 
@@ -169,6 +169,7 @@ def test_auto_on_a_gpu_takes_the_dtype_measured_faster(
     fastest, rates = fastest_dtype(probe_config(5_000, 30, "lstm"), 4, 16, CPU, (torch.float32,))
     assert fastest == torch.float32 and rates[torch.float32] > 0
     trainer = Trainer(tiny_options(corpus_file, tmp_path / "run", steps=2, device="cpu", dtype="fp32"))
+    parts = trainer.parts
     try:
         seen: list[tuple[int, int]] = []
 
@@ -177,12 +178,11 @@ def test_auto_on_a_gpu_takes_the_dtype_measured_faster(
             return torch.float32, {torch.bfloat16: 0.8e6, torch.float32: 1.0e6}
 
         monkeypatch.setattr(setup, "fastest_dtype", timed)
-        trainer.dtype = torch.bfloat16
         tf32 = torch.backends.cuda.matmul.allow_tf32
-        trainer.pick_gpu_dtype()
-        assert seen == [(trainer.config.batch_size, trainer.config.seq_len)]  # the run's own model and window
-        assert trainer.dtype == torch.float32 and trainer.config.dtype == "fp32"
-        assert trainer.dtype_note == "auto: bf16 trains 0.80x as fast as fp32 with TF32 here"
+        choice = setup.pick_gpu_dtype(parts.model_config, parts.config, parts.team, parts.held)
+        assert seen == [(parts.config.batch_size, parts.config.seq_len)]  # the run's own model and window
+        assert choice.dtype == torch.float32 and choice.config.dtype == "fp32"
+        assert choice.note == "auto: bf16 trains 0.80x as fast as fp32 with TF32 here"
         assert torch.backends.cuda.matmul.allow_tf32  # fp32 on a GPU: TF32 matmuls while the run lasts
     finally:
         trainer.release_run()

@@ -163,6 +163,7 @@ def test_metrics_file_rows_share_keys(trained_run: Path) -> None:
 def test_sample_hook_leaves_training_untouched(corpus_file: Path, tmp_path: Path) -> None:
     import torch
 
+    from charrnn.training.describe import banner
     from charrnn.training.loop import Trainer
     from charrnn.training.options import TrainOptions
 
@@ -170,7 +171,7 @@ def test_sample_hook_leaves_training_untouched(corpus_file: Path, tmp_path: Path
         corpus=(str(corpus_file),), out=str(tmp_path / "r"), hidden_size=16, embed_size=8, batch_size=4, seq_len=16
     )
     trainer = Trainer(options)
-    sampler = trainer.banner()["sample"]
+    sampler = banner(trainer.parts, trainer.state)["sample"]
     rng = torch.get_rng_state()
     text = sampler(40)
     assert len(text) == 40 and set(text) <= set(make_text())

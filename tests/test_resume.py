@@ -237,7 +237,7 @@ def test_init_from_fine_tunes_a_new_run(corpus_file: Path, tmp_path: Path) -> No
     start = load_checkpoint(base.last_path)
     for name, tensor in trainer.model.state_dict().items():
         assert torch.equal(tensor, start.weights[name]), name
-    assert trainer.corpus.vocab == start.vocab and trainer.state.step == 0
+    assert trainer.parts.corpus.vocab == start.vocab and trainer.state.step == 0
     result = trainer.run()
     tuned = load_checkpoint(result.last_path)
     assert tuned.meta["step"] == 3 and tuned.vocab == start.vocab
@@ -317,20 +317,25 @@ def kill_and_resume(tmp_path: Path, delay: float) -> None:
     assert not list((tmp_path / "run").glob(".*tmp-*"))
 
 
-def test_periodic_saves_by_steps_and_by_time(corpus_file: Path, tmp_path: Path) -> None:
+def test_periodic_saves_by_steps_and_by_time(
+    corpus_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from charrnn.training.checkpointing import Checkpoints
+
     saves: list[tuple[int, float]] = []
+    try_save = Checkpoints.try_save
 
-    class Counting(Trainer):
-        def try_save(self, name: str) -> None:
-            if name == LAST:
-                saves.append((self.state.step, time.perf_counter()))
-            super().try_save(name)
+    def counting(self: Checkpoints, name: str) -> None:
+        if name == LAST:
+            saves.append((self.state.step, time.perf_counter()))
+        try_save(self, name)
 
-    Counting(tiny(corpus_file, tmp_path / "steps", steps=23, save_every="5", eval_every="100")).run()
+    monkeypatch.setattr(Checkpoints, "try_save", counting)
+    train(tiny(corpus_file, tmp_path / "steps", steps=23, save_every="5", eval_every="100"))
     assert [step for step, _ in saves] == [5, 10, 15, 20]  # and the final save at 23
     assert load_checkpoint(tmp_path / "steps" / LAST).meta["step"] == 23
     saves.clear()
-    Counting(tiny(corpus_file, tmp_path / "time", time="1.6s", save_every="0.4s", eval_every="100")).run()
+    train(tiny(corpus_file, tmp_path / "time", time="1.6s", save_every="0.4s", eval_every="100"))
     gaps = [b - a for (_, a), (_, b) in itertools.pairwise(saves)]
     assert len(saves) >= 2 and all(gap >= 0.39 for gap in gaps)
 

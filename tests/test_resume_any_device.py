@@ -90,9 +90,10 @@ def test_a_run_resumes_from_its_own_state_on_any_device(tmp_path: Path) -> None:
         assert trainer.state.step == 10 and trainer.state.window == saved.meta["window"]
         for name, tensor in trainer.model.state_dict().items():
             assert torch.equal(tensor.cpu(), saved.weights[name]), name
-        assert isinstance(trainer.carried, tuple)
-        assert torch.equal(trainer.carried[0].cpu(), saved.extra["state.h"])
-        assert torch.equal(trainer.carried[1].cpu(), saved.extra["state.c"])
+        carried = trainer.stepper.carried
+        assert isinstance(carried, tuple)
+        assert torch.equal(carried[0].cpu(), saved.extra["state.h"])
+        assert torch.equal(carried[1].cpu(), saved.extra["state.c"])
     except BaseException:
         trainer.release_run()
         raise

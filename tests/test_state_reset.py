@@ -117,17 +117,17 @@ def test_each_step_starts_from_the_state_its_own_group_left(corpus_file: Path, t
     from charrnn.training.loop import Trainer
 
     trainer = Trainer(tiny_options(corpus_file, tmp_path / "run", steps=100, state_reset=0.0))
-    groups = trainer.batcher.groups
+    groups = trainer.parts.batcher.groups
     assert groups > 2
     seen: list[tuple[torch.Tensor | None, torch.Tensor]] = []
-    net = trainer.net
+    net = trainer.stepper.net
 
     def recording(x: torch.Tensor, start: Any) -> Any:
         logits, state = net(x, start)
         seen.append((None if start is None else start[0].clone(), state[0].detach().clone()))
         return logits, state
 
-    trainer.net = recording  # type: ignore[assignment]
+    trainer.stepper.net = recording  # type: ignore[assignment]
     for _ in range(groups + 1):
         trainer.step(1e-3)
     assert seen[0][0] is None

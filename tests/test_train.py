@@ -150,7 +150,7 @@ def test_cjk_corpus_over_255_symbols_trains_with_uint16_ids(tmp_path: Path) -> N
     corpus = tmp_path / "cjk.txt"
     corpus.write_text("".join(rng.choice(chars) for _ in range(20_000)), encoding="utf-8")
     trainer = Trainer(tiny(corpus, tmp_path / "run", steps=3))
-    assert trainer.corpus.vocab.size == 515 and trainer.corpus.ids.dtype == np.uint16
+    assert trainer.parts.corpus.vocab.size == 515 and trainer.parts.corpus.ids.dtype == np.uint16
     result = trainer.run()
     assert result.steps == 3 and math.isfinite(result.best_val_loss)
     assert load_checkpoint(result.best_path).vocab.size == 515
@@ -163,8 +163,8 @@ def test_multi_file_corpus_records_separator_and_skipped_files(tmp_path: Path) -
         (docs / f"{i}.txt").write_text(make_text(60), encoding="utf-8")
     (docs / "blob.bin").write_bytes(b"\x00" * 100)
     trainer = Trainer(tiny(docs, tmp_path / "run", steps=1, doc_separator="\n~\n"))
-    assert trainer.warnings == [f"skipped {docs / 'blob.bin'}: not text, binary (NUL bytes)"]
+    assert trainer.parts.warnings == [f"skipped {docs / 'blob.bin'}: not text, binary (NUL bytes)"]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["corpus"]["separator"] == "\n~\n" and config["options"]["doc_separator"] == "\n~\n"
     assert config["corpus"]["skipped"] == [[str(docs / "blob.bin"), "binary (NUL bytes)"]]
-    assert trainer.corpus.vocab.index("~") is not None
+    assert trainer.parts.corpus.vocab.index("~") is not None

@@ -144,9 +144,14 @@ def load_model(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> Ch
     """A CharRNN in eval mode with the checkpoint's weights, on `device`."""
     check_shapes(checkpoint.config, checkpoint.weights, checkpoint.path)
     model = CharRNN(checkpoint.config)
+    load_weights(model, checkpoint)
+    return model.to(device).eval()
+
+
+def load_weights(model: CharRNN, checkpoint: Checkpoint) -> None:
+    """Put the checkpoint's weights into `model` (built from its config), or say why they do not fit."""
     try:
         model.load_state_dict(checkpoint.weights, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"{checkpoint.path}: weights do not match the stored config ({first})") from None
-    return model.to(device).eval()

@@ -1,65 +1,88 @@
 """Saving and restoring a run during training: best/last, failed writes, rollback after NaN/inf.
 
-`Checkpointing` is the second layer of `Trainer` (setup -> checkpointing -> loop). Writing itself
-is the run store's; this layer decides what to save, gathers it from every rank, and what to do
-when a write fails.
+Writing itself is the run store's (training.run_store); `Checkpoints` decides what to save,
+gathers it from every rank, and what to do when a write fails. A checkpoint holds what the
+`Stepper` trains (weights, optimizer, weight average, carried state), the run's counters, the
+RNG, and the run's description.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from charrnn.errors import CheckpointError, TrainingError
-from charrnn.store.checkpoint import Checkpoint, all_finite, load_checkpoint
+from charrnn.store.checkpoint import Checkpoint, all_finite, load_checkpoint, load_weights
+from charrnn.store.meta import RunState
 from charrnn.store.runs import LAST
 from charrnn.training.carried import gather_state, slice_state
+from charrnn.training.config import TrainConfig
+from charrnn.training.distributed import Team
+from charrnn.training.observer import TrainObserver
 from charrnn.training.optimizer import optimizer_state
-from charrnn.training.run_store import Snapshot, carried_state, run_state
-from charrnn.training.setup import RunSetup
+from charrnn.training.run_store import RunStore, Snapshot, carried_state, run_state
+from charrnn.training.step import Stepper
+from charrnn.vocab import Vocab
 
 MAX_ROLLBACKS = 3
 ROLLBACK_LR_FACTOR = 0.5
 
 
 class NonFiniteWeights(TrainingError):
-    """Raised by `Trainer.save` instead of writing NaN/inf weights."""
+    """Raised by `Checkpoints.save` instead of writing NaN/inf weights."""
 
 
-class Checkpointing(RunSetup):
-    def after_setup(self, resume: Checkpoint | None, base: Checkpoint | None) -> None:
+class Checkpoints:
+    """Writes a run's best and last checkpoints, and puts a run back as one of them holds it."""
+
+    def __init__(
+        self,
+        stepper: Stepper,
+        state: RunState,
+        store: RunStore,
+        team: Team,
+        config: TrainConfig,
+        vocab: Vocab,
+        record: Callable[[], dict[str, Any]],
+        observer: TrainObserver,
+        max_save_failures: int,
+    ) -> None:
+        self.stepper = stepper  # what is trained: saved, and restored in place
+        self.state = state  # the run's counters: saved, and restored in place
+        self.store = store
+        self.run_dir = store.run_dir
+        self.team = team
+        self.world, self.device = team.world, team.device
+        self.config = config
+        self.vocab = vocab
+        self.record = record  # the run's description, as every checkpoint stores it
+        self.observer = observer
+        self.max_save_failures = max_save_failures
         self.save_failures = 0  # failed checkpoint writes in a row
-        self.bad_steps = 0  # NaN/inf steps in a row, as last checked
-        if base is not None:
-            self.load_weights(base)
-        if resume is not None:
-            self.restore(resume)
-            self.store.truncate_metrics(self.state.step)
-
-    def load_weights(self, ckpt: Checkpoint) -> None:
-        try:
-            self.model.load_state_dict(ckpt.weights, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise CheckpointError(f"{ckpt.path}: weights do not match the stored config ({first})") from None
 
     def restore(self, ckpt: Checkpoint) -> None:
         """Continue from `ckpt` exactly: weights, optimizer, counters, data position, state, RNG."""
-        self.load_weights(ckpt)
-        if self.ema is not None:  # `model.*` is the average; the weights being trained are `raw.*`
-            self.ema.load(ckpt.weights)
+        stepper = self.stepper
+        load_weights(stepper.model, ckpt)
+        if stepper.ema is not None:  # `model.*` is the average; the weights being trained are `raw.*`
+            stepper.ema.load(ckpt.weights)
             raw = {name[len("raw.") :]: tensor for name, tensor in ckpt.extra.items() if name.startswith("raw.")}
-            self.model.load_state_dict(raw, strict=True)
+            stepper.model.load_state_dict(raw, strict=True)
         try:
-            self.optimizer.load_state_dict(optimizer_state(ckpt))
+            stepper.optimizer.load_state_dict(optimizer_state(ckpt))
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{ckpt.path}: optimizer state does not fit the model ({exc})") from None
-        self.optimizer.param_groups[0]["weight_decay"] = self.config.weight_decay
-        for group in self.optimizer.param_groups:  # checkpoints from before fused AdamW stored fused=None
+        stepper.optimizer.param_groups[0]["weight_decay"] = self.config.weight_decay
+        for group in stepper.optimizer.param_groups:  # checkpoints from before fused AdamW stored fused=None
             group["fused"], group["foreach"] = True, None
-        self.state = run_state(ckpt)
-        self.carried = slice_state(carried_state(ckpt, self.device), self.batcher.stream_rows)
+        stored = run_state(ckpt)
+        for counter in fields(RunState):  # in place: every part of the trainer holds this one state
+            setattr(self.state, counter.name, getattr(stored, counter.name))
+        stepper.carried = slice_state(carried_state(ckpt, self.device), stepper.batcher.stream_rows)
         self.restore_rng(ckpt)
 
     def restore_rng(self, ckpt: Checkpoint) -> None:
@@ -92,7 +115,8 @@ class Checkpointing(RunSetup):
         gathered), and rank 0 alone writes.
         """
         path = self.run_dir / name
-        carried = gather_state(self.team, self.carried)
+        stepper = self.stepper
+        carried = gather_state(self.team, stepper.carried)
         rng = {"rng.torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["rng.cuda"] = torch.cuda.get_rng_state(self.device)
@@ -100,13 +124,13 @@ class Checkpointing(RunSetup):
             rng.update({f"{key}.ranks": self.team.gather_cpu(value) for key, value in list(rng.items())})
         if not self.world.is_main:
             return path
-        raw = self.model.state_dict()
-        weights = raw if self.ema is None else self.ema.state_dict()  # what every command will read
+        raw = stepper.model.state_dict()
+        weights = raw if stepper.ema is None else stepper.ema.state_dict()  # what every command will read
         if not all_finite(weights) or not all_finite(raw):
             raise NonFiniteWeights(f"weights contain NaN/inf; {path} was not written")
-        beside = None if self.ema is None else raw
-        snapshot = Snapshot(weights, self.optimizer, carried, rng, self.state, self.record(), beside)
-        return self.store.save(name, self.model_config, self.corpus.vocab, snapshot)
+        beside = None if stepper.ema is None else raw
+        snapshot = Snapshot(weights, stepper.optimizer, carried, rng, self.state, self.record(), beside)
+        return self.store.save(name, stepper.model.config, self.vocab, snapshot)
 
     def save_everywhere(self, name: str) -> tuple[str, str] | None:
         """Save, then tell every rank how rank 0's write went: None, or (kind, reason) of the failure.
@@ -135,7 +159,7 @@ class Checkpointing(RunSetup):
             self.observer.on_warning(f"step {self.state.step}: {reason}")
             return
         self.save_failures += 1
-        if self.save_failures >= self.options.max_save_failures:
+        if self.save_failures >= self.max_save_failures:
             raise TrainingError(
                 f"could not write {path} {self.save_failures} times in a row ({reason}); stopped at step "
                 f"{self.state.step}; free space or fix permissions, then: charrnn train --resume {self.run_dir}"
@@ -152,23 +176,22 @@ class Checkpointing(RunSetup):
             )
         return self.run_dir / name
 
-    def roll_back(self) -> None:
-        """After `max_bad_steps` NaN/inf steps in a row: reload last with a lower lr, or give up."""
+    def roll_back(self, bad_steps: int) -> None:
+        """After `bad_steps` (`max_bad_steps`) NaN/inf steps in a row: reload last with a lower lr, or give up."""
         last, state = self.run_dir / LAST, self.state
         lr_now = self.config.lr * state.lr_scale
         if state.rollbacks >= MAX_ROLLBACKS or not last.is_file():
             why = f"after {state.rollbacks} rollbacks" if last.is_file() else "with no checkpoint to roll back to"
             raise TrainingError(
-                f"training diverged: loss or gradients were NaN/inf for {self.bad_steps} steps in a row at step "
+                f"training diverged: loss or gradients were NaN/inf for {bad_steps} steps in a row at step "
                 f"{state.step} {why}; start again with a lower --lr (peak now {lr_now:.3g}) or --grad-clip"
             )
         scale, rollbacks = state.lr_scale * ROLLBACK_LR_FACTOR, state.rollbacks + 1
         elapsed = state.elapsed_s
         self.restore(load_checkpoint(last))
-        self.state.lr_scale, self.state.rollbacks, self.state.elapsed_s = scale, rollbacks, elapsed
-        self.store.truncate_metrics(self.state.step)
+        state.lr_scale, state.rollbacks, state.elapsed_s = scale, rollbacks, elapsed
+        self.store.truncate_metrics(state.step)
         self.observer.on_warning(
-            f"{self.bad_steps} steps in a row had NaN/inf loss or gradients; rolled back to step "
-            f"{self.state.step} ({last.name}) with the learning rate scaled by {scale:g}"
+            f"{bad_steps} steps in a row had NaN/inf loss or gradients; rolled back to step "
+            f"{state.step} ({last.name}) with the learning rate scaled by {scale:g}"
         )
-        self.bad_steps = 0

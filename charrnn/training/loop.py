@@ -1,41 +1,44 @@
 """The training loop: truncated BPTT over carried streams, AdamW, clipping, warmup + decay, budgets.
 
 `Trainer.loop` reads top to bottom: lr -> step -> health -> decide -> log -> validate -> save -> stop.
-Its other duties sit behind names: setup (training.setup), saving, restoring and rollback
-(training.checkpointing), files (training.run_store), signals (training.signals). Everything a run
-needs to continue exactly goes into its checkpoints.
+The trainer is composed of parts, each readable alone: the run's opened parts (training.parts,
+built by training.setup), the step and what it trains (training.step), saving, restoring and
+rollback (training.checkpointing), validation and its stopping rule (training.validation), what
+the run says about itself (training.describe), its files (training.run_store) and signals
+(training.signals). Everything a run needs to continue exactly goes into its checkpoints.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from charrnn.device import autocast
 from charrnn.errors import Interrupted
-from charrnn.evaluate import evaluate_ids
-from charrnn.store.checkpoint import Checkpoint
+from charrnn.model import CharRNN
+from charrnn.store.meta import RunState
 from charrnn.store.runs import BEST, LAST
-from charrnn.training.carried import group_rows, keep_finite_state, put_group_rows, reset_rows
-from charrnn.training.checkpointing import Checkpointing
+from charrnn.training.checkpointing import Checkpoints
+from charrnn.training.config import TrainConfig
+from charrnn.training.describe import banner, record, resolved, resume_notes, stop_note
 from charrnn.training.observer import TrainObserver, TrainResult
 from charrnn.training.options import TrainOptions
-from charrnn.training.run_store import json_number
+from charrnn.training.run_store import json_number, newer_best
+from charrnn.training.setup import open_run
 from charrnn.training.signals import exit_code, signal_name, stop_requests
+from charrnn.training.step import Stepper
+from charrnn.training.validation import TURNED_CHECKS, TURNED_MARGIN, Validation
+
+__all__ = ["TURNED_CHECKS", "TURNED_MARGIN", "Trainer", "train"]  # (the stopping rule's, from training.validation)
 
 LOG_EVERY_S = 2.0
 ELAPSED_PRECISION_S = 0.001  # checkpoints store the run's elapsed time rounded to this
 STOP_REASONS = ("", "steps", "time", "epochs")  # budgets, in the order `budget_reason` checks them
-# Without --patience a run stops itself once its validation has clearly turned: this many checks in
-# a row without a new best, the last this far (nats/char) above it, after the first pass over the
-# text. Training on only overfits more.
-TURNED_CHECKS, TURNED_MARGIN = 3, 0.02
 
 
 @dataclass(frozen=True)
@@ -60,15 +63,80 @@ class Marks:
     log_step: int
 
 
-class Trainer(Checkpointing):
-    """Owns one run: model, optimizer, data and run directory."""
+class Trainer:
+    """One run: opened by training.setup, then trained by its parts until a budget or a rule stops it."""
 
-    def after_setup(self, resume: Checkpoint | None, base: Checkpoint | None) -> None:
-        self.bad_run = torch.zeros((), dtype=torch.int64, device=self.device)  # on device: no sync per step
-        self.skipped = torch.zeros((), dtype=torch.int64, device=self.device)  # skipped updates since the check
-        self.check_each_step = self.device.type == "cpu"  # a host sync is free on CPU, costly on a GPU
+    def __init__(self, options: TrainOptions, observer: TrainObserver | None = None) -> None:
+        """Open the run (training.setup) and compose its parts; a resumed run is put back as saved."""
+        parts, resume = open_run(options, observer)
+        self.parts = parts
+        self.observer = parts.observer
+        self.state = RunState()  # the counters, shared by every part and restored in place
+        self.interrupted: int | None = None  # the signal that asked us to stop
+        self.check_each_step = parts.device.type == "cpu"  # a host sync is free on CPU, costly on a GPU
         self.metrics_failing = False
-        super().after_setup(resume, base)
+        try:
+            self.stepper = Stepper(
+                model=parts.model,
+                net=parts.net,
+                optimizer=parts.optimizer,
+                ema=parts.ema,
+                batcher=parts.batcher,
+                config=parts.config,
+                rows=parts.rows,
+                device=parts.device,
+                dtype=parts.dtype,
+                distributed=parts.world.distributed,
+                state=self.state,
+            )
+            self.checkpoints = Checkpoints(
+                stepper=self.stepper,
+                state=self.state,
+                store=parts.store,
+                team=parts.team,
+                config=parts.config,
+                vocab=parts.corpus.vocab,
+                record=partial(record, parts),
+                observer=self.observer,
+                max_save_failures=parts.options.max_save_failures,
+            )
+            best_on_disk = None
+            if resume is not None:
+                self.checkpoints.restore(resume)
+                parts.store.truncate_metrics(self.state.step)
+                best_on_disk = newer_best(parts.run_dir / BEST, self.state.step)
+            self.validation = Validation(
+                stepper=self.stepper,
+                val_ids=parts.val_ids,
+                team=parts.team,
+                config=parts.config,
+                state=self.state,
+                checkpoints=self.checkpoints,
+                log_row=self.log_row,
+                observer=self.observer,
+                estimate_s=parts.val_estimate_s,
+                best_on_disk=best_on_disk,
+            )
+            parts.store.write_config(resolved(parts))
+        except BaseException:
+            parts.close(clean=False)
+            raise
+
+    @property
+    def model(self) -> CharRNN:
+        return self.parts.model
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.parts.config
+
+    @property
+    def run_dir(self) -> Path:
+        return self.parts.run_dir
+
+    def release_run(self) -> None:
+        """Give back what a trainer built but never run holds (`run` does it itself)."""
+        self.parts.held.release()
 
     def run(self) -> TrainResult:
         """Train until a budget, patience or a signal stops the run; then validate and save.
@@ -84,26 +152,26 @@ class Trainer(Checkpointing):
             clean = True
             raise
         finally:
-            self.net = self.model  # DDP's reducer goes before its process group
-            self.team.close(clean)
-            self.release_run()
+            self.stepper.net = self.parts.net = self.parts.model  # DDP's reducer goes before its process group
+            self.parts.close(clean)
 
     def loop(self) -> TrainResult:
-        self.net.train()
-        self.observer.on_start(self.banner())
-        for message in self.warnings:
+        parts, validation = self.parts, self.validation
+        self.stepper.net.train()
+        self.observer.on_start(banner(parts, self.state))
+        for message in parts.warnings:
             self.observer.on_warning(message)
         t0 = time.perf_counter() - self.state.elapsed_s  # a resumed run keeps its clock
         start = time.perf_counter()
         marks = Marks(log=start, eval=start, save=start, save_step=self.state.step, log_step=self.state.step)
-        self.loss_sum = torch.zeros((), device=self.device)
-        self.loss_count = torch.zeros((), device=self.device)
+        self.loss_sum = torch.zeros((), device=parts.device)
+        self.loss_count = torch.zeros((), device=parts.device)
         # a resumed run may have no budget left: judged with the reserve it stopped with (`elapsed_s` is
         # stored to the millisecond, hence the margin)
-        stop = self.budget_reason(self.state.elapsed_s + self.reserve_s + ELAPSED_PRECISION_S)
-        for message in self.resume_notes(stop):
+        stop = self.budget_reason(self.state.elapsed_s + validation.reserve_s + ELAPSED_PRECISION_S)
+        for message in resume_notes(parts, self.state, stop, validation.validation_turned):
             self.observer.on_warning(message)
-        with stop_requests(self.request_stop, self.world.distributed):
+        with stop_requests(self.request_stop, parts.world.distributed):
             while stop is None:
                 lr = self.lr_now(t0)
                 loss, grad_norm, bad = self.step(lr)
@@ -112,7 +180,7 @@ class Trainer(Checkpointing):
                 rolled_back = self.check_each_step and self.check_health()
                 now = time.perf_counter()
                 self.state.elapsed_s = now - t0
-                self.state.val_reserve_s = self.reserve_s  # the reserve this step's stop is decided with
+                self.state.val_reserve_s = validation.reserve_s  # the reserve this step's stop is decided with
                 decision = self.decide(now, t0, marks)
                 stop = decision.stop
                 if decision.log or decision.stop or decision.signal:
@@ -124,11 +192,11 @@ class Trainer(Checkpointing):
                         stop = None
                         continue
                 if decision.validate and not stop:
-                    stop = self.run_validation(t0)
+                    stop = validation.run_validation(t0)
                     marks.eval = time.perf_counter()
                     marks.log += marks.eval - now  # throughput counts training time only
                 if decision.save and not stop:
-                    self.try_save(LAST)
+                    self.checkpoints.try_save(LAST)
                     marks.save, marks.save_step = time.perf_counter(), self.state.step
                     marks.log += marks.save - now
                 if decision.signal and not stop:
@@ -139,80 +207,37 @@ class Trainer(Checkpointing):
 
     def lr_now(self, t0: float) -> float:
         """The schedule's lr for the next step (progress counts the final validation as spent)."""
-        progress = self.config.progress(self.state.step, time.perf_counter() - t0 + self.reserve_s, self.epochs_done())
+        elapsed = time.perf_counter() - t0 + self.validation.reserve_s
+        progress = self.config.progress(self.state.step, elapsed, self.stepper.epochs_done())
         return self.config.lr_at(self.state.step, progress) * self.state.lr_scale
 
     def step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One window: forward under autocast, fp32 loss, backward, clip, AdamW update.
-
-        A step whose loss or gradients are NaN/inf leaves the weights, the optimizer and the
-        carried state as they were; that is decided on the device (fused AdamW's `found_inf`),
-        so nothing here waits for the GPU. Under torchrun the gradients (and so `grad_norm`)
-        are all-reduced first, which makes every rank skip the same steps.
-        Returns (loss, grad_norm, bad) as device tensors.
-        """
-        if self.state.window >= self.batcher.windows_per_epoch:
-            self.state.epoch += 1
-            self.state.window = 0
-            self.carried = None
-        config = self.config
-        stream_group, groups = self.batcher.group(self.state.window), self.batcher.groups
-        start = reset_rows(
-            group_rows(self.carried, stream_group, groups),
-            config.seed,
-            self.state.step,
-            config.state_reset,
-            config.batch_size,
-            self.rows,
-        )
-        x, y = self.batcher.window(self.state.window, pin=self.device.type == "cuda", epoch=self.state.epoch)
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        with autocast(self.device, self.dtype):
-            logits, carried = self.net(x, start)  # [rows, T, V]
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip or float("inf"))
-        bad = ~torch.isfinite(grad_norm)
-        if not self.world.distributed:  # (a rank's own loss could differ; its gradients cannot)
-            bad |= ~torch.isfinite(loss)
-        self.optimizer.found_inf = bad.float()  # type: ignore[attr-defined]
-        self.optimizer.step()
-        if self.ema is not None:
-            self.ema.update(self.model, self.state.step)
-        self.carried = put_group_rows(self.carried, keep_finite_state(bad, carried, start), stream_group, groups)
-        self.bad_run = (self.bad_run + 1) * bad
-        self.skipped += bad
-        self.state.step += 1
-        self.state.window += 1
-        return loss.detach(), grad_norm.detach(), bad
+        """One training step at `lr` (training.step); returns (loss, grad_norm, bad) as device tensors."""
+        return self.stepper.step(lr)
 
     def check_health(self) -> bool:
         """Report skipped NaN/inf steps; after `max_bad_steps` in a row roll back (True) or give up."""
-        skipped, self.bad_steps = int(self.skipped), int(self.bad_run)
+        skipped, bad_steps = self.stepper.take_bad_counts()
         if not skipped:
             return False
-        self.skipped.zero_()
         step = self.state.step
         where = f"step {step}" if skipped == 1 else f"{skipped} steps up to step {step}"
         self.observer.on_warning(f"{where}: loss or gradients are NaN/inf; update skipped")
-        if self.bad_steps < self.options.max_bad_steps:
+        if bad_steps < self.parts.options.max_bad_steps:
             return False
-        self.roll_back()
-        self.bad_run.zero_()
+        self.checkpoints.roll_back(bad_steps)
+        self.stepper.clear_bad_run()
         return True
 
     def decide(self, now: float, t0: float, marks: Marks) -> Decision:
         """What is due after this step, agreed by all ranks (one collective)."""
-        state = self.state
-        wanted = self.team.agree(
+        state, config, validation = self.state, self.config, self.validation
+        wanted = self.parts.team.agree(
             [
-                STOP_REASONS.index(self.budget_reason(now - t0 + self.reserve_s) or ""),
+                STOP_REASONS.index(self.budget_reason(now - t0 + validation.reserve_s) or ""),
                 now - marks.log >= LOG_EVERY_S,
-                self.has_val and self.config.eval_every.due(state.step, state.last_eval_step, now, marks.eval),
-                self.config.save_every.due(state.step, marks.save_step, now, marks.save),
+                validation.has_val and config.eval_every.due(state.step, state.last_eval_step, now, marks.eval),
+                config.save_every.due(state.step, marks.save_step, now, marks.save),
                 self.interrupted or 0,
             ]
         )
@@ -222,16 +247,17 @@ class Trainer(Checkpointing):
 
     def log(self, lr: float, grad_norm: torch.Tensor, now: float, t0: float, marks: Marks) -> None:
         """A train row: mean loss since the last row (summed over ranks), throughput, lr, grad norm."""
-        total_loss, count = (float(v) for v in self.team.sum(torch.stack([self.loss_sum, self.loss_count])))
+        sums = self.parts.team.sum(torch.stack([self.loss_sum, self.loss_count]))
+        total_loss, count = (float(v) for v in sums)
         train_loss = total_loss / count if count else math.nan
-        state = self.state
+        state, passes = self.state, self.stepper.epochs_done
         row = {
             "event": "train",
             "step": state.step,
-            "epoch": round(self.epochs_done(), 4),
+            "epoch": round(passes(), 4),
             "elapsed_s": round(state.elapsed_s, 3),
             "chars_per_s": round(
-                (state.step - marks.log_step) * self.batcher.chars_per_window / max(now - marks.log, 1e-9), 1
+                (state.step - marks.log_step) * self.parts.batcher.chars_per_window / max(now - marks.log, 1e-9), 1
             ),
             "lr": lr,
             "train_loss": json_number(train_loss),
@@ -239,7 +265,7 @@ class Trainer(Checkpointing):
             "grad_norm": json_number(float(grad_norm.item())),
             # of the whole run, the final validation included (the lr schedule's `progress`
             # counts that validation as spent already, to reach zero at the last step)
-            "progress": round(self.config.progress(state.step, now - t0, self.epochs_done()), 4),
+            "progress": round(self.config.progress(state.step, now - t0, passes()), 4),
         }
         self.log_row(row)
         self.observer.on_log(row)
@@ -247,108 +273,9 @@ class Trainer(Checkpointing):
         self.loss_count.zero_()
         marks.log, marks.log_step = now, state.step
 
-    def validate(self) -> float:
-        """Validation loss; under torchrun each rank scores its share and the sums are all-reduced."""
-        shard = (self.world.rank, self.world.size)
-        start = time.perf_counter()
-        with self.ema.swapped_in(self.model) if self.ema is not None else nullcontext():  # --ema: the average's
-            result = evaluate_ids(
-                self.model,
-                self.val_ids,
-                self.device,
-                self.dtype,
-                shard=shard,
-                reduce=self.team.sum,
-                gather=lambda rows: self.team.gather_rows(rows, 1),
-            )
-        self.reserve_s = self.final_validation_reserve(time.perf_counter() - start)
-        return result.loss
-
-    def run_validation(self, t0: float) -> str | None:
-        """Validate, record, keep the best checkpoint; "patience" or "overfitting" when that stops the run."""
-        val_loss = self.validate()
-        state = self.state
-        improved = math.isfinite(val_loss) and (state.best_val_loss is None or val_loss < state.best_val_loss)
-        state.last_eval_step = state.step
-        row = {
-            "event": "val",
-            "step": state.step,
-            "epoch": round(self.epochs_done(), 4),
-            "elapsed_s": round(time.perf_counter() - t0, 3),
-            "val_loss": json_number(val_loss),
-            "val_bpc": json_number(val_loss / math.log(2)),
-            "best": improved,
-        }
-        state.history.append(row)  # before saving, so the best checkpoint's history includes it
-        if improved:
-            state.best_val_loss, state.best_step = val_loss, state.step
-            state.evals_without_improvement = 0
-            if self.best_on_disk is None or val_loss < self.best_on_disk:  # never replace a better best
-                self.try_save(BEST)
-                self.best_on_disk = None
-        else:
-            state.evals_without_improvement += 1
-        self.log_row(row)
-        self.observer.on_eval(row)
-        patience = self.config.patience
-        if patience is not None:
-            return "patience" if state.evals_without_improvement >= patience else None
-        return "overfitting" if self.validation_turned(val_loss) else None
-
-    def validation_turned(self, val_loss: float) -> bool:
-        """The default stopping rule: `TURNED_CHECKS` validations without a new best, and the last one
-        `TURNED_MARGIN` above the best (a flat curve goes on: it may still improve). Only in a second
-        pass or later: before the model has seen the text twice a rise is noise, not overfitting."""
-        state = self.state
-        best = state.best_val_loss
-        return (
-            self.epochs_done() >= 1
-            and state.evals_without_improvement >= TURNED_CHECKS
-            and best is not None
-            and not val_loss <= best + TURNED_MARGIN  # NaN counts as turned
-        )
-
-    def stop_note(self, stop: str) -> str:
-        """Why a run that stopped itself did, and how to go on."""
-        state, planned = self.state, self.planned_epochs()
-        if stop == "epochs" and planned is not None:
-            return (
-                f"after the plan's {planned:g} passes over the text (more would overfit it); to train on: "
-                f"charrnn train --resume {self.run_dir} --epochs N"
-            )
-        if stop == "overfitting" and state.best_val_loss is not None:
-            return (
-                f"validation did not improve for {state.evals_without_improvement} checks and rose above its best "
-                f"({state.best_val_loss:.4f} at step {state.best_step}), which best.safetensors keeps; "
-                "--patience N sets another rule"
-            )
-        return ""
-
-    def resume_notes(self, spent: str | None) -> list[str]:
-        """What a resumed run that had stopped (or stopped itself) will do now."""
-        if not self.resumed_from:
-            return []
-        planned = self.planned_epochs()
-        if spent == "epochs" and planned is not None:
-            return [
-                f"this run stopped itself after the plan's {planned:g} passes over its text (more would overfit "
-                f"it); to train on, give --epochs N: the learning rate rises again to (1 - {planned:g}/N) of its "
-                "peak and decays to zero at N passes"
-            ]
-        if spent:
-            return [f"the run's {spent} budget is already spent; give a larger one to go on"]
-        history = self.state.history
-        last_val = history[-1].get("val_loss") if history else None
-        if self.config.patience is None and self.validation_turned(math.inf if last_val is None else last_val):
-            return [
-                "this run stopped itself when its validation turned; it goes on, and stops again at the next "
-                "validation unless that one improves (--patience N sets another rule)"
-            ]
-        return []
-
     def log_row(self, row: dict[str, Any]) -> None:
         """A metrics.jsonl row; a failed write is warned about (once in a row) and training goes on."""
-        failure = self.store.append_metrics(row)
+        failure = self.parts.store.append_metrics(row)
         if failure and not self.metrics_failing:
             self.observer.on_warning(f"{failure}; training goes on")
         self.metrics_failing = failure is not None
@@ -356,42 +283,39 @@ class Trainer(Checkpointing):
     def request_stop(self, signum: int) -> None:
         self.interrupted = signum
 
-    def epochs_done(self) -> float:
-        return self.state.epoch + self.state.window / self.batcher.windows_per_epoch
-
     def budget_reason(self, elapsed: float) -> str | None:
         config, state = self.config, self.state
         if config.steps is not None and state.step >= config.steps:
             return "steps"
         if config.time_s is not None and elapsed >= config.time_s:
             return "time"
-        if config.epochs is not None and self.epochs_done() >= config.epochs:
+        if config.epochs is not None and self.stepper.epochs_done() >= config.epochs:
             return "epochs"
         return None
 
     def finish(self, stop: str, t0: float) -> TrainResult:
         """The final validation and saves; `Interrupted` after a signal, once `last` is written."""
-        state = self.state
+        state, validation = self.state, self.validation
         interrupted = self.interrupted is not None and stop == signal_name(self.interrupted)
-        if self.has_val and state.last_eval_step != state.step and not interrupted:
-            self.run_validation(t0)
-        if not self.has_val:
+        if validation.has_val and state.last_eval_step != state.step and not interrupted:
+            validation.run_validation(t0)
+        if not validation.has_val:
             self.observer.on_warning("no validation text (--val-frac 0 or a tiny corpus): best = last")
-        last_path = self.final_save(LAST)
+        last_path = self.checkpoints.final_save(LAST)
         best_path = self.run_dir / BEST
-        if not self.team.share(best_path.exists()):
-            self.final_save(BEST)
+        if not self.parts.team.share(best_path.exists()):
+            self.checkpoints.final_save(BEST)
         result = TrainResult(
             run_dir=self.run_dir,
             best_path=best_path,
             last_path=last_path,
             best_val_loss=state.best_val_loss,
             steps=state.step,
-            epochs=self.epochs_done(),
+            epochs=self.stepper.epochs_done(),
             elapsed_s=time.perf_counter() - t0,
-            chars_per_s=state.step * self.batcher.chars_per_window / max(state.elapsed_s, 1e-9),
+            chars_per_s=state.step * self.parts.batcher.chars_per_window / max(state.elapsed_s, 1e-9),
             stop_reason=stop,
-            stop_note=self.stop_note(stop),
+            stop_note=stop_note(self.parts, state, stop),
         )
         self.observer.on_end(result)
         if interrupted and self.interrupted is not None:

@@ -116,8 +116,9 @@ def train(ctx: typer.Context, corpus: list[str] | None = None, *, quiet: bool = 
         options = options_from_flags(corpus, values, ctx)
         with TrainReport(quiet=quiet) as report:
             trainer = Trainer(options, report)
-            if trainer.resumed_from and quiet and main_rank():  # otherwise the banner says it
-                err(f"charrnn: resuming {trainer.run_dir} at step {trainer.state.step} from {trainer.resumed_from}")
+            resumed_from = trainer.parts.resumed_from
+            if resumed_from and quiet and main_rank():  # otherwise the banner says it
+                err(f"charrnn: resuming {trainer.run_dir} at step {trainer.state.step} from {resumed_from}")
             try:
                 trainer.run()
             except Interrupted as exc:
