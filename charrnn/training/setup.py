@@ -44,7 +44,7 @@ from charrnn.training.observer import SilentObserver, TrainObserver
 from charrnn.training.optimizer import make_optimizer
 from charrnn.training.options import TrainOptions
 from charrnn.training.plan import assumed_flops, probe_config, validation_seconds, window_shape
-from charrnn.training.probe import Speed, fastest_dtype, measure_speed
+from charrnn.training.probe import Speed, fastest_dtype, probe_steps
 from charrnn.training.resume import (
     check_same_corpus,
     init_from_config,
@@ -54,6 +54,7 @@ from charrnn.training.resume import (
 )
 from charrnn.training.run_store import RunStore, newer_best
 from charrnn.training.state_check import check_resumable
+from charrnn.training.step_choice import resumed_dtype, step_candidates
 
 COUNT_BLOCK = 1 << 22  # ids counted at a time for the output bias
 FINAL_VAL_MAX_SHARE = 0.25  # of a time budget, at most, kept for the final validation
@@ -163,11 +164,10 @@ class RunSetup:
         if resume is not None:
             self.model_config = resume.config
             self.config = stored_train_config(resume).adjusted(changes)
-            if self.device.type == "cuda" and options.dtype is DType.AUTO and self.config.dtype in TORCH_DTYPES:
-                stored = TORCH_DTYPES[self.config.dtype]  # what `auto` measured and chose at the start
-                if stored != torch.bfloat16 or torch.cuda.is_bf16_supported():  # (another GPU may lack bf16)
-                    self.dtype = stored
-                self.use_tf32(self.dtype == torch.float32)
+            if options.dtype is DType.AUTO:  # the step `auto` measured and chose at the start (step_choice)
+                self.dtype = resumed_dtype(self.config.dtype, self.device, self.dtype)
+                if self.device.type == "cuda":
+                    self.use_tf32(self.dtype == torch.float32)
         else:
             self.speed = self.measure_speed(options)
             self.model_config, self.config = resolve_configs(
@@ -283,8 +283,11 @@ class RunSetup:
         check_fits(config)  # sizes from flags: refused before the probe builds them
         batch, seq_len = window_shape(train_chars, self.device, fixed)
         check_layout(train_chars, batch, seq_len)
-        speed = measure_speed(config, max(1, batch // self.world.size), seq_len, self.device, self.dtype)
-        speed = Speed(**self.team.share(asdict(speed)))
+        # `--dtype auto` on a CPU with native bf16 times bf16 and fp32 and runs the faster (step_choice)
+        allowed = step_candidates(options.dtype.value, self.device, self.dtype)
+        picked, speed, note = probe_steps(config, max(1, batch // self.world.size), seq_len, self.device, allowed)
+        picked, shared, self.dtype_note = self.team.share((picked, asdict(speed), note))
+        self.dtype, speed = TORCH_DTYPES[picked], Speed(**shared)
         return replace(speed, flops=speed.flops * self.world.size)
 
     def pick_gpu_dtype(self) -> None:
