@@ -113,11 +113,20 @@ def test_the_probe_times_the_candidates_in_turns_for_its_budget(monkeypatch: pyt
 
 
 def test_one_stalled_step_does_not_decide(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Another process stalls one fp32 step for 5 s: its rate is its median step's, not its mean."""
+    """Another process stalls one fp32 step for 5 s: the plan's rate is its median step's, not its mean."""
     fake_steps(monkeypatch, {torch.bfloat16: [0.2] * 20, torch.float32: [0.1, 0.1, 0.1, 5.0] + [0.1] * 20})
     picked, speed, note = probe.probe_steps(probe_config(5_000, 30, "lstm"), 4, 16, CPU, BOTH)
     assert picked == "fp32" and speed.chars_per_s == pytest.approx(4 * 16 / 0.1) and speed.steps == 3
     assert note == "auto: fp32, 2.00x bf16 autocast here"
+
+
+def test_candidates_are_compared_by_their_fastest_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loaded machine slows most fp32 steps to 0.5 s, but one ran in 0.15 s: fp32 can take 0.15 s,
+    which beats bf16's steady 0.2 s. The plan still works from the median, the rate it will likely see."""
+    fake_steps(monkeypatch, {torch.bfloat16: [0.2] * 20, torch.float32: [0.5, 0.15, 0.5, 0.5] + [0.5] * 20})
+    picked, speed, note = probe.probe_steps(probe_config(5_000, 30, "lstm"), 4, 16, CPU, BOTH)
+    assert picked == "fp32" and note == "auto: fp32, 1.33x bf16 autocast here"
+    assert speed.best_chars_per_s == pytest.approx(4 * 16 / 0.15) and speed.chars_per_s == pytest.approx(4 * 16 / 0.5)
 
 
 def test_a_candidate_that_fails_in_the_probe_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,8 +31,9 @@ class Speed:
 
     flops: float
     measured: bool
-    chars_per_s: float = 0.0  # of the probed model
+    chars_per_s: float = 0.0  # of the probed model, at its median step: what the plan works from
     steps: int = 0
+    best_chars_per_s: float = 0.0  # at its fastest step: what candidate steps are compared by
     model: str = ""  # e.g. "2x512 LSTM"
 
     def describe(self) -> str:
@@ -76,10 +77,9 @@ def measure_speeds(
     """Time training steps of a fresh `config` model in each of `dtypes`: (speeds, failures).
 
     The candidates take turns, one step each, so a shared machine's changing load falls on all of
-    them alike; each rate is its median step's (one step stalled by another process does not
-    decide). A candidate whose step raises is left out, with its error. Uses its own random
-    generator and restores the global one, so a run's seed gives the same weights whether or not
-    it was probed.
+    them alike (`rate_of`: medians for the plan, fastest steps to compare). A candidate whose step
+    raises is left out, with its error. Uses its own random generator and restores the global one,
+    so a run's seed gives the same weights whether or not it was probed.
     """
     steps: dict[torch.dtype, Callable[[], None]] = {}
     failures: dict[torch.dtype, Exception] = {}
@@ -111,6 +111,9 @@ def measure_speeds(
 
 
 def rate_of(config: ModelConfig, chars_per_step: int, times: list[float]) -> Speed:
+    """The rate of steps that took `times` seconds: the median's for the plan (the load there is
+    now is the load the run will likely share), the fastest's for comparing candidate steps (other
+    processes only ever slow a step down, so the fastest is the least disturbed)."""
     chars_per_s = chars_per_step / max(statistics.median(times), 1e-9)
     return Speed(
         flops=6 * count_parameters(config) * chars_per_s,
@@ -118,6 +121,7 @@ def rate_of(config: ModelConfig, chars_per_step: int, times: list[float]) -> Spe
         chars_per_s=chars_per_s,
         steps=len(times),
         model=f"{config.num_layers}x{config.hidden_size} {config.cell.upper()}",
+        best_chars_per_s=chars_per_step / max(min(times), 1e-9),
     )
 
 
@@ -135,7 +139,7 @@ def fastest_dtype(
     config: ModelConfig, batch_size: int, seq_len: int, device: torch.device, dtypes: tuple[torch.dtype, ...]
 ) -> tuple[torch.dtype, dict[torch.dtype, float]]:
     """Of `dtypes`, the one this device trains `config` fastest in (the first, unless another is
-    clearly faster: `step_choice.choose`), and each one's chars/s.
+    clearly faster: `step_choice.choose`), and each one's chars/s (at its fastest step).
 
     On a GPU bf16 is not always the faster: its casts cost more than its matmuls save on a small
     model (an H200 ran a plain 2x512 loop at 725k chars/s in fp32 and 654k under bf16 autocast).
@@ -143,8 +147,8 @@ def fastest_dtype(
     speeds, failures = measure_speeds(config, batch_size, seq_len, device, dtypes)
     if not speeds:
         raise failures[dtypes[0]]
-    rates = {dtype: speed.chars_per_s for dtype, speed in speeds.items()}
-    return choose(rates, dtypes), rates
+    fastest = choose({dtype: speed.best_chars_per_s for dtype, speed in speeds.items()}, dtypes)
+    return fastest, {dtype: speed.best_chars_per_s for dtype, speed in speeds.items()}
 
 
 def probe_steps(
@@ -157,6 +161,6 @@ def probe_steps(
     if not speeds:
         raise failures[dtypes[0]]
     names = dict(zip(dtypes, allowed, strict=True))
-    rates = {names[dtype]: speed.chars_per_s for dtype, speed in speeds.items()}
+    rates = {names[dtype]: speed.best_chars_per_s for dtype, speed in speeds.items()}
     picked, note = pick_step(allowed, rates, {names[dtype]: error_text(exc) for dtype, exc in failures.items()})
     return picked, speeds[TORCH_DTYPES[picked]], note
