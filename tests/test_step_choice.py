@@ -104,11 +104,11 @@ def fake_steps(
 
 def test_the_probe_times_the_candidates_in_turns_for_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """bf16 0.1 s a step, fp32 0.2 s, after a 0.5 s warm-up each: one step of each in turn until
-    the two candidates' 2 s are spent (7 rounds of 0.3 s)."""
+    the probe's 1 s is spent (4 rounds of 0.3 s): two candidates share it, start-up stays short."""
     clock = fake_steps(monkeypatch, {torch.bfloat16: [0.5] + [0.1] * 20, torch.float32: [0.5] + [0.2] * 20})
     picked, speed, note = probe.probe_steps(probe_config(5_000, 30, "lstm"), 4, 16, CPU, BOTH)
-    assert clock.calls == ["bfloat16", "float32"] * 8  # the warm-ups, then 7 timed rounds
-    assert picked == "bf16" and speed.chars_per_s == pytest.approx(4 * 16 / 0.1) and speed.steps == 7
+    assert probe.PROBE_SECONDS == 1.0 and clock.calls == ["bfloat16", "float32"] * 5  # warm-ups, 4 rounds
+    assert picked == "bf16" and speed.chars_per_s == pytest.approx(4 * 16 / 0.1) and speed.steps == 4
     assert note == "auto: bf16 autocast, 2.00x fp32 here"
 
 
@@ -121,12 +121,12 @@ def test_one_stalled_step_does_not_decide(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_candidates_are_compared_by_their_fastest_steps(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A loaded machine slows most fp32 steps to 0.5 s, but one ran in 0.15 s: fp32 can take 0.15 s,
-    which beats bf16's steady 0.2 s. The plan still works from the median, the rate it will likely see."""
-    fake_steps(monkeypatch, {torch.bfloat16: [0.2] * 20, torch.float32: [0.5, 0.15, 0.5, 0.5] + [0.5] * 20})
+    """A loaded machine slows most fp32 steps to 0.3 s, but one ran in 0.05 s: fp32 can take 0.05 s,
+    which beats bf16's steady 0.1 s. The plan still works from the median, the rate it will likely see."""
+    fake_steps(monkeypatch, {torch.bfloat16: [0.1] * 20, torch.float32: [0.5, 0.3, 0.05] + [0.3] * 20})
     picked, speed, note = probe.probe_steps(probe_config(5_000, 30, "lstm"), 4, 16, CPU, BOTH)
-    assert picked == "fp32" and note == "auto: fp32, 1.33x bf16 autocast here"
-    assert speed.best_chars_per_s == pytest.approx(4 * 16 / 0.15) and speed.chars_per_s == pytest.approx(4 * 16 / 0.5)
+    assert picked == "fp32" and note == "auto: fp32, 2.00x bf16 autocast here" and speed.steps == 4
+    assert speed.best_chars_per_s == pytest.approx(4 * 16 / 0.05) and speed.chars_per_s == pytest.approx(4 * 16 / 0.3)
 
 
 def test_a_candidate_that_fails_in_the_probe_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
