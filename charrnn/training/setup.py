@@ -283,8 +283,7 @@ class RunSetup:
         check_fits(config)  # sizes from flags: refused before the probe builds them
         batch, seq_len = window_shape(train_chars, self.device, fixed)
         check_layout(train_chars, batch, seq_len)
-        # `--dtype auto` on a CPU with native bf16 times bf16 and fp32 and runs the faster (step_choice)
-        allowed = step_candidates(options.dtype.value, self.device, self.dtype)
+        allowed = step_candidates(options.dtype.value, self.device, self.dtype)  # auto's choice: step_choice
         picked, speed, note = probe_steps(config, max(1, batch // self.world.size), seq_len, self.device, allowed)
         picked, shared, self.dtype_note = self.team.share((picked, asdict(speed), note))
         self.dtype, speed = TORCH_DTYPES[picked], Speed(**shared)
