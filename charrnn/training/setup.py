@@ -31,6 +31,7 @@ from charrnn.errors import ConfigError, CorpusError
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.store.checkpoint import Checkpoint, load_weights, verify_checkpoint
 from charrnn.store.runs import claim_run_dir, clean_stale_temps, lock_existing_run, resolve_checkpoint, resume_target
+from charrnn.training import step_choice
 from charrnn.training.config import TrainConfig, check_fits, fixed_values, resolve_configs
 from charrnn.training.distributed import Team, World, rank_device, world_from_env
 from charrnn.training.ema import WeightAverage
@@ -39,7 +40,7 @@ from charrnn.training.optimizer import make_optimizer
 from charrnn.training.options import TrainOptions
 from charrnn.training.parts import Held, RunParts, set_tf32
 from charrnn.training.plan import assumed_flops, budget_seconds, probe_config, validation_seconds, window_shape
-from charrnn.training.probe import Speed, fastest_dtype, measure_speed
+from charrnn.training.probe import Speed, fastest_dtype, probe_steps
 from charrnn.training.resume import (
     check_same_corpus,
     init_from_config,
@@ -148,7 +149,8 @@ def build_parts(start: Start, observer: TrainObserver, team: Team, held: Held, d
         config = stored_train_config(resume).adjusted(start.changes)
         dtype = resumed_dtype(options, config, device, dtype, held)
     else:
-        speed = probe_speed(options, corpus, train_ids, team, dtype, speed)
+        probed = probe_speed(options, corpus, train_ids, team, dtype, speed)
+        speed, dtype, dtype_note = probed.speed, probed.dtype, probed.note
         model_config, config, plan = resolve_configs(
             options, corpus, int(train_ids.size), device, dtype, world, speed.flops
         )
@@ -282,16 +284,26 @@ class DtypeChoice:
     note: str  # for the banner
 
 
+@dataclass(frozen=True)
+class Probed:
+    """What the start-up probe found: the rate the plan works from, and the step `--dtype auto` runs."""
+
+    speed: Speed
+    dtype: torch.dtype
+    note: str  # how `auto` chose, where it measured (for the banner)
+
+
 def probe_speed(
     options: TrainOptions, corpus: Corpus, train_ids: np.ndarray, team: Team, dtype: torch.dtype, assumed: Speed
-) -> Speed:
-    """This machine's training rate, timed where a time budget needs it (rank 0's, for all ranks).
+) -> Probed:
+    """This machine's training rate, timed where a time budget needs it (rank 0's, for all ranks),
+    and with `--dtype auto` on a CPU with native bf16 the faster of its candidate steps (step_choice).
 
-    The plan turns it into passes over the text; without a time budget the steps or epochs
+    The plan turns the rate into passes over the text; without a time budget the steps or epochs
     give the passes directly, and the `assumed` rate only sizes the validation-time estimate.
     """
     if budget_seconds(options.time, options.steps, options.epochs) is None:
-        return assumed
+        return Probed(assumed, dtype, "")
     world, device = team.world, team.device
     train_chars = int(train_ids.size)
     fixed = fixed_values(options)
@@ -299,22 +311,23 @@ def probe_speed(
     check_fits(config)  # sizes from flags: refused before the probe builds them
     batch, seq_len = window_shape(train_chars, device, fixed)
     check_layout(train_chars, batch, seq_len)
-    speed = measure_speed(config, max(1, batch // world.size), seq_len, device, dtype)
-    speed = Speed(**team.share(asdict(speed)))
-    return replace(speed, flops=speed.flops * world.size)
+    allowed = step_choice.step_candidates(options.dtype.value, device, dtype)
+    picked, speed, note = probe_steps(config, max(1, batch // world.size), seq_len, device, allowed)
+    picked, shared, note = team.share((picked, asdict(speed), note))
+    speed = Speed(**shared)
+    return Probed(replace(speed, flops=speed.flops * world.size), TORCH_DTYPES[picked], note)
 
 
 def resumed_dtype(
     options: TrainOptions, config: TrainConfig, device: torch.device, dtype: torch.dtype, held: Held
 ) -> torch.dtype:
-    """A GPU run resumed with `--dtype auto` keeps the dtype `auto` measured and chose at its start
-    (bf16 only where this GPU has it: another may lack it), with TF32 matmuls for fp32."""
-    if device.type != "cuda" or options.dtype is not DType.AUTO or config.dtype not in TORCH_DTYPES:
+    """A run resumed with `--dtype auto` runs the step `auto` measured and chose at its start, where
+    this device runs it natively (step_choice); a GPU's fp32 with TF32 matmuls, as it was timed."""
+    if options.dtype is not DType.AUTO:
         return dtype
-    stored = TORCH_DTYPES[config.dtype]
-    if stored != torch.bfloat16 or torch.cuda.is_bf16_supported():
-        dtype = stored
-    held.use_tf32(dtype == torch.float32)
+    dtype = step_choice.resumed_dtype(config.dtype, device, dtype)
+    if device.type == "cuda":
+        held.use_tf32(dtype == torch.float32)
     return dtype
 
 
