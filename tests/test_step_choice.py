@@ -15,7 +15,7 @@ import torch
 from charrnn.training import probe
 from charrnn.training.describe import banner
 from charrnn.training.loop import Trainer
-from charrnn.training.options import TrainOptions
+from charrnn.training.options import TrainOptions, parse_options
 from charrnn.training.plan import probe_config
 from charrnn.training.step_choice import TIE_SHARE, choose, pick_step, resumed_dtype, step_candidates
 from tests.conftest import tiny_options
@@ -175,3 +175,34 @@ def test_a_timed_run_takes_the_faster_step_records_it_and_resumes_with_it(
         assert resumed.parts.dtype == torch.float32  # not bf16 by the CPU's flags
     finally:
         resumed.release_run()
+
+
+def test_a_plan_narrowed_by_its_budget_plans_again_from_the_narrow_models_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A corpus that feeds 512 units, a budget that buys 384: the probe times 2x512, the plan picks
+    2x384, and its passes (so its dropout) come from 2x384's own measured rate, not from 2x512's
+    FLOP/s scaled down (a narrow LSTM uses the machine less well)."""
+    from charrnn.training.plan import dropout_for_epochs
+
+    corpus = tmp_path / "big.txt"
+    corpus.write_text(("the quick brown fox jumps over the lazy dog. " * 16_000)[:700_000])
+    rates = {512: 15_000.0, 384: 7_000.0}  # FLOPs would say 384 trains 1.75x 512's chars/s; it does 0.47x
+
+    def timed(config: Any, batch: int, seq_len: int, dev: Any, dtypes: tuple[torch.dtype, ...]) -> Any:
+        return {dtype: probe.rate_of(config, 1, [1 / rates[config.hidden_size]]) for dtype in dtypes}, {}
+
+    monkeypatch.setattr(probe, "measure_speeds", timed)
+    options = parse_options(
+        (str(corpus),), out=str(tmp_path / "run"), time=80.0, dtype="fp32", device="cpu", threads=1
+    )
+    trainer = Trainer(options)
+    try:
+        parts = trainer.parts
+        assert parts.model_config.hidden_size == 384 and parts.speed.model == "2x384 LSTM"
+        assert parts.speed.chars_per_s == pytest.approx(7_000.0)
+        passes = 7_000.0 * 80 / parts.train_ids.size  # under 1 (from 2x512's FLOP/s: over 3)
+        assert parts.model_config.dropout == dropout_for_epochs(passes) == 0.0
+        assert any(f"~{passes:.2g} passes" in why for why in parts.plan_why)
+    finally:
+        trainer.release_run()
