@@ -193,9 +193,7 @@ def test_a_plan_narrowed_by_its_budget_plans_again_from_the_narrow_models_rate(
         return {dtype: probe.rate_of(config, 1, [1 / rates[config.hidden_size]]) for dtype in dtypes}, {}
 
     monkeypatch.setattr(probe, "measure_speeds", timed)
-    options = parse_options(
-        (str(corpus),), out=str(tmp_path / "run"), time=80.0, dtype="fp32", device="cpu", threads=1
-    )
+    options = parse_options((str(corpus),), out=str(tmp_path / "run"), time=80.0, dtype="fp32", device="cpu", threads=1)
     trainer = Trainer(options)
     try:
         parts = trainer.parts
