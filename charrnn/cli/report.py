@@ -65,7 +65,7 @@ def one_line(text: str, width: int) -> str:
 
 
 class TrainReport:
-    """Renders the trainer's events (see `charrnn.training.loop.TrainObserver`) on stderr.
+    """Renders the trainer's events (see `charrnn.training.observer.TrainObserver`) on stderr.
 
     Use as a context manager so that a live display is closed (cursor restored) even when the
     run ends with an error or Ctrl-C.
