@@ -94,3 +94,36 @@ def test_resume_with_new_lr_keeps_the_one_min_lr_rule(corpus_file: Path, tmp_pat
     schedule = load_checkpoint(run / "last.safetensors").meta["train_config"]
     assert schedule["lr"] == 0.002
     assert schedule["min_lr"] == pytest.approx(min_lr_for(0.002)) == 0.002 * MIN_LR_FRACTION
+
+
+def test_the_schedule_is_made_of_the_declarations() -> None:
+    """`TrainConfig`'s fields are the options recorded in the schedule plus three the plan derives,
+    and the options the schedule takes as given are all recorded there: a new one needs no other edit."""
+    from charrnn.training.config import TrainConfig
+    from charrnn.training.option_spec import Record
+    from charrnn.training.options import SCHEDULE_KEYS
+    from charrnn.training.schedule_options import ScheduleOptions
+
+    schedule = {f.name for f in fields(TrainConfig)}
+    assert set(SCHEDULE_KEYS.values()) <= schedule
+    assert schedule - set(SCHEDULE_KEYS.values()) == {"min_lr", "dtype", "alternate_ends"}
+    assert all(SPECS[f.name].record is Record.SCHEDULE for f in fields(ScheduleOptions))
+    assert SCHEDULE_KEYS["time"] == "time_s"
+
+
+def test_a_stored_schedule_is_read_by_the_declarations(corpus_file: Path, tmp_path: Path) -> None:
+    """A schedule that predates an option takes the value its run ran with (the declaration's
+    `predates`), and a stored value out of its option's range is refused naming the flag."""
+    from charrnn.training.config import TrainConfig
+    from charrnn.training.options import PREDATES
+
+    run = tmp_path / "run"
+    assert run_cli("train", str(corpus_file), "--out", str(run), "--steps", "2", *TINY_TRAIN).returncode == 0
+    stored = dict(load_checkpoint(run / "last.safetensors").meta["train_config"])
+    assert TrainConfig.from_json(stored).to_json() == stored
+    older = {key: value for key, value in stored.items() if key not in ("ema", "state_reset", "decay")}
+    config = TrainConfig.from_json(older)
+    assert (config.ema, config.state_reset, config.decay) == (PREDATES["ema"], PREDATES["state_reset"], "cosine")
+    for name, value, words in (("grad_clip", -1.0, "--grad-clip"), ("seed", 2**70, "--seed"), ("lr", 0, "--lr")):
+        with pytest.raises(ConfigError, match=words):
+            TrainConfig.from_json({**stored, name: value})

@@ -22,9 +22,10 @@ DEFAULT_TIME_S = 600.0
 # AVX2-only EPYC, both with 2 cores. A time budget measures instead (`training.probe`).
 CPU_TRAIN_FLOPS = {torch.bfloat16: 2.1e11, torch.float32: 9.0e10}
 GPU_TRAIN_FLOPS = 2.0e13
-# 2x512 beats 2x384 once it sees this many characters: on a 2-core AVX-512 BF16 CPU that is three
-# minutes, where 2x384 won at 80 s (1.489 vs 1.505) and 2x512 at ten minutes.
-CHARS_FOR_512 = 1.9e6
+# 2x512 beats 2x384 once it sees this many characters. On machine B 2x384 won at 80 s (1.489 vs
+# 1.505), where 2x512 would see about 1M; on machine C 2x512 won at 80 s, three runs each (1.4256,
+# 1.4307, 1.4300 against 1.4369, 1.4391, 1.4426), seeing 1.6-1.9M. Between the two is unmeasured.
+CHARS_FOR_512 = 1.5e6
 WEIGHT_DECAY = 0.01  # AdamW's, where the plan does not regularise harder (a rich plan, below)
 WARMUP_STEPS = 20  # 20 beat 100 on Tiny Shakespeare at equal steps (1.489 vs 1.504 after 750)
 VAL_COST_RATIO = 20  # periodic validations at least this many validation-times apart (<= 5% of the time)
