@@ -156,7 +156,7 @@ def resolve_configs(
         warmup_steps=plan.warmup_steps,
         weight_decay=plan.weight_decay,
         time_s=time_s,
-        epochs=options.epochs or plan.epochs,
+        epochs=options.epochs or plan.epochs_cap,
         eval_every=plan.eval_every,
         dtype=dtype_name(dtype),
     )

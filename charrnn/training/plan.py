@@ -52,11 +52,6 @@ class Plan:
     eval_every: Interval
     why: tuple[str, ...]
 
-    @property
-    def epochs(self) -> float | None:
-        """The passes the run stops at: the plan's cap (an --epochs budget is the run's own)."""
-        return self.epochs_cap
-
 
 @dataclass(frozen=True)
 class Fixed:
@@ -243,10 +238,12 @@ def make_plan(
     seconds = budget_seconds(seconds, steps, epochs)
     layers, embed = fixed.num_layers or 2, fixed.embed_size or 64
 
+    def model(hidden: int) -> ModelConfig:
+        return ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=layers, embed_size=embed)
+
     def budget_chars(hidden: int, batch_chars: int) -> float:
         """Characters the first budget to run out allows a `hidden`-wide model to train on."""
-        config = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=layers, embed_size=embed)
-        budgets = [] if seconds is None else [chars_per_second(config, rate) * seconds]
+        budgets = [] if seconds is None else [chars_per_second(model(hidden), rate) * seconds]
         if steps is not None:
             budgets.append(steps * batch_chars)
         if epochs is not None:
@@ -276,40 +273,38 @@ def make_plan(
     chars = RICH_EPOCHS * train_chars if rich else budget_chars(hidden, batch * seq_len)
     expected_epochs = chars / max(train_chars, 1)
     expected_steps = chars / (batch * seq_len)
-    dropout = RICH_DROPOUT if rich else dropout_for_epochs(expected_epochs)
+    planned_dropout = RICH_DROPOUT if rich else dropout_for_epochs(expected_epochs)
+    dropout = planned_dropout if fixed.dropout is None else fixed.dropout
     boost = RICH_LR_BOOST if rich else lr_boost(expected_steps)
-    lr = lr_for_hidden(hidden, expected_steps, boost)
-    config = ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=layers, embed_size=embed)
+    lr = fixed.lr or lr_for_hidden(hidden, expected_steps, boost)
     cap = RICH_EPOCHS if rich else None
     if fixed.eval_every is not None:
         eval_every = fixed.eval_every
     elif cap is not None:  # the passes end the run, well before the time does
         eval_every = Interval(steps=planned_eval_steps(expected_steps))
     else:
-        eval_every = Interval.parse(default_eval_every(seconds, steps, validation_seconds(config, val_chars, rate)))
+        val_s = validation_seconds(model(hidden), val_chars, rate)
+        eval_every = Interval.parse(default_eval_every(seconds, steps, val_s))
+    lr_why = f"{LR_AT_384:g} x sqrt(384/{hidden}) x {boost:.2f} for ~{expected_steps:,.0f} steps"
     why = (
         f"{layers}x{hidden}: " + ("--hidden" if fixed.hidden_size else width_why),
-        f"lr {fixed.lr or lr:g}: "
-        + (
-            "--lr" if fixed.lr else f"{LR_AT_384:g} x sqrt(384/{hidden}) x {boost:.2f} for ~{expected_steps:,.0f} steps"
-        ),
-        f"dropout {dropout if fixed.dropout is None else fixed.dropout:g}: "
+        f"lr {lr:g}: " + ("--lr" if fixed.lr else lr_why),
+        f"dropout {dropout:g}: "
         + ("--dropout" if fixed.dropout is not None else f"~{expected_epochs:.2g} passes over the text"),
         *([f"stops after {cap:g} passes: more would overfit"] if cap else []),
     )
+    planned_decay = RICH_WEIGHT_DECAY if rich else WEIGHT_DECAY
     batch = batch if fixed.batch_size else -(-batch // ranks) * ranks  # the same share for every rank
     return Plan(
         hidden_size=hidden,
         num_layers=layers,
         embed_size=embed,
-        dropout=dropout if fixed.dropout is None else fixed.dropout,
+        dropout=dropout,
         batch_size=batch,
         seq_len=seq_len,
-        lr=fixed.lr or lr,
+        lr=lr,
         expected_epochs=expected_epochs,
-        weight_decay=(RICH_WEIGHT_DECAY if rich else WEIGHT_DECAY)
-        if fixed.weight_decay is None
-        else fixed.weight_decay,
+        weight_decay=planned_decay if fixed.weight_decay is None else fixed.weight_decay,
         epochs_cap=cap,
         stream_groups=fixed.stream_groups or stream_groups_for(train_chars, batch, seq_len),
         warmup_steps=planned_warmup(steps) if fixed.warmup_steps is None else fixed.warmup_steps,
