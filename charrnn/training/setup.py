@@ -154,7 +154,7 @@ def build_parts(start: Start, observer: TrainObserver, team: Team, held: Held, d
         model_config, config, plan = resolve_configs(
             options, corpus, int(train_ids.size), device, dtype, world, speed.flops
         )
-        narrower = probe_narrower(options, corpus, train_ids, model_config, config, team, dtype, speed)
+        narrower = probe_narrower(probed, model_config, config, team, dtype)
         if narrower is not None:  # plan again from the rate of the model it trains
             speed = narrower
             model_config, config, plan = resolve_configs(
@@ -297,6 +297,13 @@ class Probed:
     speed: Speed
     dtype: torch.dtype
     note: str  # how `auto` chose, where it measured (for the banner)
+    timed: ModelConfig | None = None  # the model timed (None: nothing was)
+
+
+def team_speed(team: Team, speed: Speed) -> Speed:
+    """Rank 0's measured rate, for every rank, as the rate of all ranks together."""
+    shared = Speed(**team.share(asdict(speed)))
+    return replace(shared, flops=shared.flops * team.world.size)
 
 
 def probe_speed(
@@ -319,20 +326,12 @@ def probe_speed(
     check_layout(train_chars, batch, seq_len)
     allowed = step_choice.step_candidates(options.dtype.value, device, dtype)
     picked, speed, note = probe_steps(config, max(1, batch // world.size), seq_len, device, allowed)
-    picked, shared, note = team.share((picked, asdict(speed), note))
-    speed = Speed(**shared)
-    return Probed(replace(speed, flops=speed.flops * world.size), TORCH_DTYPES[picked], note)
+    picked, note = team.share((picked, note))
+    return Probed(team_speed(team, speed), TORCH_DTYPES[picked], note, config)
 
 
 def probe_narrower(
-    options: TrainOptions,
-    corpus: Corpus,
-    train_ids: np.ndarray,
-    model_config: ModelConfig,
-    config: TrainConfig,
-    team: Team,
-    dtype: torch.dtype,
-    speed: Speed,
+    probed: Probed, model_config: ModelConfig, config: TrainConfig, team: Team, dtype: torch.dtype
 ) -> Speed | None:
     """The rate of the model the plan chose, where the budget made it narrower than the one the probe
     timed (the corpus's own width); None where there is nothing new to time.
@@ -341,13 +340,10 @@ def probe_narrower(
     the rate 2x512's FLOP/s implied), and the passes the plan expects decide its dropout: planned
     from the wide model's rate, an 80 s run expected 3.2 passes and took dropout 0.25 where it made 2.2.
     """
-    probed = probe_config(int(train_ids.size), corpus.vocab.size, options.cell.value, fixed_values(options))
-    if not speed.measured or model_config.hidden_size >= probed.hidden_size:
+    if probed.timed is None or model_config.hidden_size >= probed.timed.hidden_size:
         return None
-    world = team.world
-    narrow = measure_speed(model_config, max(1, config.batch_size // world.size), config.seq_len, team.device, dtype)
-    narrow = Speed(**team.share(asdict(narrow)))
-    return replace(narrow, flops=narrow.flops * world.size)
+    batch = max(1, config.batch_size // team.world.size)
+    return team_speed(team, measure_speed(model_config, batch, config.seq_len, team.device, dtype))
 
 
 def resumed_dtype(
