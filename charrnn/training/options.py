@@ -222,7 +222,8 @@ class TrainOptions(ScheduleOptions):
     )
     dtype: DType = option(
         DType.AUTO,
-        "Compute dtype: auto is bf16 where the hardware has it natively.",
+        "Compute dtype: auto is bf16 where the hardware has it natively, unless fp32 trains faster "
+        "in the start-up probe (a time budget).",
         SYSTEM,
         Role.ADJUSTABLE,
         Kind.CHOICE,
